@@ -1,0 +1,341 @@
+"""Evaluate compiled policies over a stream of inventory records, apply waivers, keep run totals.
+
+scan -> inventory -> **evaluate** -> findings -> report / gate.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from auditor.errors import InputError
+from auditor.findings import AppliedWaiver, Finding, ResourceRef, Severity, Status
+from auditor.inventory import InventoryRecord
+from auditor.model import CoverageGap, StorageResource, normalize_tag_key
+from auditor.policy.compiler import FALSE, TRUE, UNKNOWN, Observation, PolicyCompiler, Predicate
+from auditor.policy.language import Parameter, Policy
+from auditor.policy.loader import LoadedPolicy, LoadedWaiver, policy_leaves
+from auditor.policy.zones import ZoneCatalog
+
+_STATUS_OF_STATE = {TRUE: Status.PASS, FALSE: Status.FAIL, UNKNOWN: Status.ERROR}
+
+
+def _overlaps(a: str, b: str) -> bool:
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+
+
+@dataclass
+class CompiledPolicy:
+    """A policy ready to run: its predicates, resolved parameters and the attributes it reads."""
+
+    loaded: LoadedPolicy
+    parameters: dict[str, Any]
+    condition: Predicate
+    scope_where: Predicate | None
+    attributes: frozenset[str]
+    expected: str
+
+    @property
+    def policy(self) -> Policy:
+        """The policy definition."""
+        return self.loaded.policy
+
+    def applies_to(self, resource: StorageResource) -> bool:
+        """Provider and kind are in scope (the `where` condition is evaluated separately)."""
+        scope = self.policy.scope
+        return resource.provider in scope.providers and resource.kind in scope.kinds
+
+    def relevant_evidence(self, evidence: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The evidence items behind the attributes this policy reads."""
+        return [
+            item
+            for item in evidence
+            if any(_overlaps(a, p) for a in item["attributes"] for p in self.attributes)
+        ]
+
+
+def _convert_param(name: str, raw: str, spec: Parameter, catalog: ZoneCatalog) -> Any:
+    where = f"--param {name}={raw}"
+    if spec.type == "list":
+        return [item.strip() for item in raw.split(",") if item.strip()]
+    if spec.type == "integer":
+        try:
+            return int(raw)
+        except ValueError as exc:
+            raise InputError(where, f"'{name}' takes an integer") from exc
+    if spec.type == "boolean":
+        if raw.lower() not in ("true", "false"):
+            raise InputError(where, f"'{name}' takes true or false")
+        return raw.lower() == "true"
+    if spec.type == "zone" and raw not in catalog.zones:
+        raise InputError(where, f"unknown zone '{raw}' (known: {', '.join(sorted(catalog.zones))})")
+    return raw
+
+
+def parse_param_args(args: Iterable[str]) -> dict[str, str]:
+    """``k=v`` strings from the command line as a mapping."""
+    params: dict[str, str] = {}
+    for arg in args:
+        name, sep, value = arg.partition("=")
+        if not sep or not name.strip():
+            raise InputError(f"--param {arg}", "expected NAME=VALUE")
+        params[name.strip()] = value.strip()
+    return params
+
+
+def compile_policies(
+    loaded: list[LoadedPolicy],
+    catalog: ZoneCatalog,
+    cli_params: dict[str, str],
+    *,
+    typed_params: dict[str, Any] | None = None,
+) -> list[CompiledPolicy]:
+    """Compile every policy once; unknown ``--param`` names are an input error."""
+    declared = {name for entry in loaded for name in entry.policy.parameters}
+    for name in [*cli_params, *(typed_params or {})]:
+        if name not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            raise InputError(
+                f"--param {name}", f"no loaded policy declares parameter '{name}' (declared: {known})"
+            )
+    compiler = PolicyCompiler(catalog)
+    compiled: list[CompiledPolicy] = []
+    for entry in loaded:
+        policy = entry.policy
+        values: dict[str, Any] = {}
+        for name, spec in policy.parameters.items():
+            if typed_params is not None and name in typed_params:
+                values[name] = typed_params[name]
+            elif name in cli_params:
+                values[name] = _convert_param(name, cli_params[name], spec, catalog)
+            else:
+                values[name] = spec.default
+            if spec.type == "zone" and values[name] not in catalog.zones:
+                raise entry.doc.error(
+                    (*entry.loc, "parameters", name), f"unknown zone {values[name]!r} for parameter '{name}'"
+                )
+        condition = compiler.compile(policy.condition, entry, (*entry.loc, "condition"), values)
+        where = None
+        if policy.scope.where is not None:
+            where = compiler.compile(policy.scope.where, entry, (*entry.loc, "scope", "where"), values)
+        leaves = list(policy_leaves(entry))
+        attributes = frozenset(leaf.attribute for leaf, _ in leaves)
+        expected = policy.expected or " and ".join(
+            f"{leaf.attribute} {leaf.op} {leaf.value!r}" for leaf, _ in leaves
+        )
+        compiled.append(CompiledPolicy(entry, values, condition, where, attributes, expected))
+    return compiled
+
+
+@dataclass
+class WaiverUse:
+    """How often a waiver matched, and whether it was expired."""
+
+    waiver: LoadedWaiver
+    applied: int = 0
+    expired_matches: int = 0
+
+
+class WaiverBook:
+    """Matches findings to waivers. An expired waiver is reported on the finding but does not waive."""
+
+    def __init__(self, waivers: list[LoadedWaiver], today: date) -> None:
+        self.today = today
+        self.uses = [WaiverUse(w) for w in waivers]
+
+    def _matches(self, loaded: LoadedWaiver, policy_id: str, resource: StorageResource) -> bool:
+        waiver = loaded.waiver
+        if not fnmatch.fnmatchcase(policy_id, waiver.policy):
+            return False
+        selector = waiver.resources
+        if selector.providers and resource.provider not in selector.providers:
+            return False
+        if selector.accounts and not any(fnmatch.fnmatchcase(resource.account, a) for a in selector.accounts):
+            return False
+        if selector.ids and not any(fnmatch.fnmatchcase(resource.id, i) for i in selector.ids):
+            return False
+        if selector.names and not any(fnmatch.fnmatchcase(resource.name, n) for n in selector.names):
+            return False
+        if selector.tags:
+            tags = resource.normalized_tags or {}
+            for key, value in selector.tags.items():
+                if tags.get(normalize_tag_key(key)) != value:
+                    return False
+        return True
+
+    def find(self, policy_id: str, resource: StorageResource) -> tuple[WaiverUse, bool] | None:
+        """The first active matching waiver, else the first expired one; with its expired flag."""
+        expired: WaiverUse | None = None
+        for use in self.uses:
+            if self._matches(use.waiver, policy_id, resource):
+                if use.waiver.waiver.expires >= self.today:
+                    return use, False
+                expired = expired or use
+        return (expired, True) if expired is not None else None
+
+
+@dataclass
+class RunTotals:
+    """Counts and coverage accumulated while evaluating."""
+
+    resources: int = 0
+    resources_by_provider: Counter[str] = field(default_factory=Counter)
+    accounts: set[tuple[str, str]] = field(default_factory=set)
+    regions: Counter[str] = field(default_factory=Counter)
+    status: Counter[str] = field(default_factory=Counter)
+    by_severity: dict[str, Counter[str]] = field(default_factory=dict)
+    by_policy: dict[str, Counter[str]] = field(default_factory=dict)
+    unknown_attributes: dict[str, Counter[str]] = field(default_factory=dict)
+    gaps: list[CoverageGap] = field(default_factory=list)
+    gate_failures: int = 0
+    gate_errors: int = 0
+
+    def count(self, finding: Finding, threshold: Severity) -> None:
+        """Add one finding to the totals and to the gate."""
+        status = finding.status.value
+        self.status[status] += 1
+        self.by_severity.setdefault(finding.severity.value, Counter())[status] += 1
+        self.by_policy.setdefault(finding.policy_id, Counter())[status] += 1
+        if finding.severity.at_least(threshold):
+            if finding.status is Status.FAIL:
+                self.gate_failures += 1
+            elif finding.status is Status.ERROR:
+                self.gate_errors += 1
+
+
+class Evaluator:
+    """Runs compiled policies over inventory records, yielding findings and keeping totals."""
+
+    def __init__(
+        self,
+        policies: list[CompiledPolicy],
+        waivers: WaiverBook | None = None,
+        fail_on: Severity = Severity.INFO,
+    ) -> None:
+        self.policies = policies
+        self.waivers = waivers
+        self.fail_on = fail_on
+        self.totals = RunTotals()
+
+    def run(self, records: Iterable[InventoryRecord]) -> Iterator[Finding]:
+        """Evaluate every record; coverage gaps are counted, resources produce findings."""
+        for record in records:
+            if isinstance(record, CoverageGap):
+                self.totals.gaps.append(record)
+                continue
+            yield from self.evaluate(record)
+
+    def evaluate(self, resource: StorageResource) -> Iterator[Finding]:
+        """All findings for one resource."""
+        totals = self.totals
+        totals.resources += 1
+        totals.resources_by_provider[resource.provider] += 1
+        totals.accounts.add((resource.provider, resource.account))
+        regions = list(resource.location.regions) if resource.location is not None else []
+        if resource.location is not None and resource.unknown_reason("location.regions") is None:
+            for region in regions:
+                totals.regions[f"{resource.provider}:{region}"] += 1
+        for path, unknown in resource.unknown.items():
+            totals.unknown_attributes.setdefault(path, Counter())[unknown.code.value] += 1
+        ref = ResourceRef(
+            provider=resource.provider,
+            account=resource.account,
+            id=resource.id,
+            name=resource.name,
+            regions=regions,
+            kind=resource.kind,
+            storage_account=resource.storage_account,
+        )
+        evidence: list[dict[str, Any]] | None = None
+        for compiled in self.policies:
+            if not compiled.applies_to(resource):
+                continue
+            reasons: list[str] = []
+            if compiled.scope_where is not None:
+                scope_state, scope_obs = compiled.scope_where(resource)
+                if scope_state == FALSE:
+                    continue
+                if scope_state == UNKNOWN:
+                    state, observations = UNKNOWN, scope_obs
+                    reasons.append("whether the policy applies could not be decided")
+                else:
+                    state, observations = compiled.condition(resource)
+            else:
+                state, observations = compiled.condition(resource)
+            if evidence is None:
+                evidence = [item.model_dump(mode="json") for item in resource.evidence]
+            finding = self._finding(compiled, resource, ref, state, observations, evidence, reasons)
+            totals.count(finding, self.fail_on)
+            yield finding
+
+    def _finding(
+        self,
+        compiled: CompiledPolicy,
+        resource: StorageResource,
+        ref: ResourceRef,
+        state: int,
+        observations: tuple[Observation, ...],
+        evidence: list[dict[str, Any]],
+        reasons: list[str],
+    ) -> Finding:
+        policy = compiled.policy
+        underlying = _STATUS_OF_STATE[state]
+        observed: dict[str, Any] = {}
+        for obs in observations:
+            if obs.unknown is not None:
+                if obs.attribute not in observed:
+                    reasons.append(f"{obs.attribute}: {obs.unknown.code.value}: {obs.unknown.reason}")
+                observed[obs.attribute] = {
+                    "unknown": {"code": obs.unknown.code.value, "reason": obs.unknown.reason}
+                }
+            else:
+                observed[obs.attribute] = obs.value
+        message = "; ".join(dict.fromkeys(obs.describe() for obs in observations))
+        status = underlying
+        applied: AppliedWaiver | None = None
+        if underlying is not Status.PASS and self.waivers is not None:
+            match = self.waivers.find(policy.id, resource)
+            if match is not None:
+                use, expired = match
+                waiver = use.waiver.waiver
+                applied = AppliedWaiver(
+                    id=use.waiver.key,
+                    justification=waiver.justification,
+                    approver=waiver.approver,
+                    expires=waiver.expires.isoformat(),
+                    expired=expired,
+                    source=use.waiver.where,
+                )
+                if expired:
+                    use.expired_matches += 1
+                    message += f" (waiver {use.waiver.key} expired on {applied.expires})"
+                else:
+                    use.applied += 1
+                    status = Status.WAIVED
+        return Finding(
+            policy_id=policy.id,
+            status=status,
+            severity=policy.severity,
+            resource=ref,
+            message=message,
+            observed=observed,
+            expected=compiled.expected,
+            controls=policy.controls,
+            evidence=compiled.relevant_evidence(evidence),
+            underlying_status=underlying,
+            waiver=applied,
+            reasons=reasons,
+        )
+
+
+def gate_exit_code(totals: RunTotals, allow_incomplete: bool) -> int:
+    """0 clean, 1 violations at/above the threshold, 3 incomplete (errors or coverage gaps)."""
+    if totals.gate_failures:
+        return 1
+    if (totals.gate_errors or totals.gaps) and not allow_incomplete:
+        return 3
+    return 0

@@ -1,0 +1,127 @@
+"""Findings: the result of one policy on one resource, and the statuses and severities they carry.
+
+A finding serializes to the public findings-JSON contract (docs/findings-json.md) with
+`Finding.to_json_dict`; plain slotted dataclasses keep evaluation of large estates cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Status(StrEnum):
+    """Outcome of a policy on a resource. `error` means it could not be decided: never compliant."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    ERROR = "error"
+    WAIVED = "waived"
+
+
+class Severity(StrEnum):
+    """Policy severity, ordered from most to least severe by `rank`."""
+
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        """Higher is more severe: critical=4 ... info=0."""
+        return _SEVERITY_RANK[self]
+
+    def at_least(self, threshold: Severity) -> bool:
+        """True if this severity is at or above `threshold`."""
+        return self.rank >= threshold.rank
+
+
+_SEVERITY_RANK = {
+    Severity.CRITICAL: 4,
+    Severity.HIGH: 3,
+    Severity.MEDIUM: 2,
+    Severity.LOW: 1,
+    Severity.INFO: 0,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceRef:
+    """The identity of the resource a finding is about."""
+
+    provider: str
+    account: str
+    id: str
+    name: str
+    regions: list[str]
+    kind: str = "bucket"
+    storage_account: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedWaiver:
+    """A waiver that matched a finding; `expired` waivers are reported but do not waive."""
+
+    id: str
+    justification: str
+    approver: str
+    expires: str
+    expired: bool
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One policy evaluated on one resource."""
+
+    policy_id: str
+    status: Status
+    severity: Severity
+    resource: ResourceRef
+    message: str
+    observed: dict[str, Any]
+    expected: str
+    controls: dict[str, list[str]]
+    evidence: list[dict[str, Any]]
+    underlying_status: Status
+    waiver: AppliedWaiver | None = None
+    reasons: list[str] = field(default_factory=list)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The finding as the findings-JSON contract describes it."""
+        out: dict[str, Any] = {
+            "policy_id": self.policy_id,
+            "status": self.status.value,
+            "underlying_status": self.underlying_status.value,
+            "severity": self.severity.value,
+            "resource": {
+                "provider": self.resource.provider,
+                "account": self.resource.account,
+                "id": self.resource.id,
+                "name": self.resource.name,
+                "kind": self.resource.kind,
+                "regions": self.resource.regions,
+            },
+            "message": self.message,
+            "observed": self.observed,
+            "expected": self.expected,
+            "controls": self.controls,
+            "evidence": self.evidence,
+        }
+        if self.resource.storage_account is not None:
+            out["resource"]["storage_account"] = self.resource.storage_account
+        if self.reasons:
+            out["reasons"] = self.reasons
+        if self.waiver is not None:
+            out["waiver"] = {
+                "id": self.waiver.id,
+                "justification": self.waiver.justification,
+                "approver": self.waiver.approver,
+                "expires": self.waiver.expires,
+                "expired": self.waiver.expired,
+                "source": self.waiver.source,
+            }
+        return out

@@ -1,0 +1,228 @@
+"""The normalized inventory: one `StorageResource` per S3 bucket, GCS bucket or Azure blob container.
+
+Every scanner produces these records and every other part reads them. Attributes are tri-state:
+
+* a value (``"AES256"``, ``True``, ``["eu-west-1"]``),
+* explicitly absent (``null`` inside a collected group: the API said there is none),
+* unknown, with a reason: the group was not collected, or the attribute's path (or a parent
+  path) is listed in ``unknown`` with the error that prevented reading it.
+
+Unknown is never coerced to a default: group leaves are required (nullable) fields, so a record
+that omits one is rejected instead of being read as "absent".
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from enum import StrEnum
+from functools import cached_property
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Provider = Literal["aws", "gcp", "azure"]
+PROVIDERS: tuple[Provider, ...] = ("aws", "gcp", "azure")
+ResourceKind = Literal["bucket", "container", "account"]
+RESOURCE_KINDS: tuple[ResourceKind, ...] = ("bucket", "container", "account")
+LocationType = Literal["region", "dual-region", "multi-region", "zone"]
+KeyManagement = Literal["provider-managed", "customer-managed", "customer-supplied"]
+ReplicaKind = Literal["replication", "geo-secondary", "dual-region-member", "multi-region-member"]
+
+
+class UnknownCode(StrEnum):
+    """Why an attribute could not be read."""
+
+    ACCESS_DENIED = "access_denied"
+    THROTTLED = "throttled"
+    TIMEOUT = "timeout"
+    NOT_SUPPORTED = "not_supported"
+    NOT_COLLECTED = "not_collected"
+    ERROR = "error"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Unknown(_Strict):
+    """An attribute that could not be read, and why."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: UnknownCode
+    reason: str
+
+
+class Evidence(_Strict):
+    """One API call behind one or more attributes: what was asked, when, and what came back."""
+
+    call: str = Field(description="API operation, e.g. 's3:GetBucketEncryption'.")
+    at: datetime
+    attributes: list[str] = Field(description="Attribute paths (or groups) this answer supports.")
+    request: dict[str, Any] | None = None
+    response: Any = None
+    error: str | None = None
+
+
+class Replica(_Strict):
+    """A copy of the data at rest outside the primary location."""
+
+    region: str | None = Field(description="Region of the copy; null when it could not be resolved.")
+    kind: ReplicaKind
+    target: str | None = None
+
+
+class Location(_Strict):
+    """Where the data lives at rest."""
+
+    raw: str | None = Field(description="The location value exactly as the API returned it.")
+    type: LocationType | None
+    primary: str | None = Field(description="Normalized primary region (lower case).")
+    regions: list[str] = Field(description="Every region holding the data at rest, replicas included.")
+    replicas: list[Replica]
+
+
+class Encryption(_Strict):
+    """Encryption at rest and who owns the key."""
+
+    enabled: bool | None
+    algorithm: str | None = Field(description="Cipher, e.g. 'AES256'.")
+    scheme: str | None = Field(description="e.g. SSE-S3, SSE-KMS, DSSE-KMS, google-managed, CMEK.")
+    key_management: KeyManagement | None
+    key_id: str | None
+    key_location: str | None = Field(description="Region of the customer-managed key (lower case).")
+    provider_default: bool = Field(
+        default=False, description="True when the value is a documented provider default, not a setting."
+    )
+    source: str | None = Field(default=None, description="URL documenting a provider default.")
+
+
+class ProviderTlsFloor(_Strict):
+    """A TLS minimum the provider enforces on all its endpoints, with where that is documented."""
+
+    version: str
+    since: date | None
+    source: str
+
+
+class Transport(_Strict):
+    """How the data can be reached in transit."""
+
+    plaintext_refused: bool | None
+    plaintext_refused_by: str | None = Field(description="What refuses plaintext: a statement, a setting.")
+    min_tls_version: str | None = Field(description="Effective minimum TLS version, e.g. '1.2', 'TLS1_2'.")
+    min_tls_enforced_by: str | None
+    provider_floor: ProviderTlsFloor | None = None
+    bucket_policy: dict[str, Any] | None = Field(
+        default=None, description="AWS only: the raw bucket policy; transport fields are derived from it."
+    )
+
+
+class Access(_Strict):
+    """Public exposure controls."""
+
+    public_access_blocked: bool | None
+    detail: dict[str, Any] | None = None
+
+
+_TAG_KEY_FOLD = re.compile(r"[-_]")
+
+
+def normalize_tag_key(key: str) -> str:
+    """Fold a tag key so AWS tags, GCS labels and Azure metadata compare alike.
+
+    Case-insensitive, with '-' and '_' equal: Azure metadata keys cannot contain '-' and GCS
+    label keys cannot contain capitals, so one policy key must match all three spellings.
+    """
+    return _TAG_KEY_FOLD.sub("-", key.casefold())
+
+
+class StorageResource(_Strict):
+    """One audited data store: an S3 bucket, a GCS bucket, or an Azure blob container / account."""
+
+    record: Literal["resource"] = "resource"
+    provider: Provider
+    kind: ResourceKind
+    account: str = Field(description="AWS account id, GCP project, or Azure subscription id.")
+    storage_account: str | None = Field(default=None, description="Azure only: the storage account.")
+    name: str
+    id: str = Field(description="Stable id: ARN, gs:// URI, or Azure resource id + container.")
+    scanned_at: datetime | None = None
+
+    location: Location | None = None
+    encryption: Encryption | None = None
+    transport: Transport | None = None
+    access: Access | None = None
+    tags: dict[str, str] | None = None
+
+    unknown: dict[str, Unknown] = Field(default_factory=dict)
+    evidence: list[Evidence] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _derive_s3_transport(self) -> StorageResource:
+        # The transport verdict of an S3 bucket is derived from its raw bucket policy here, once,
+        # so a scanner, a fixture and a policy test case can never disagree with their evidence.
+        if self.provider == "aws" and self.transport is not None:
+            from auditor.s3_policy import apply_bucket_policy
+
+            apply_bucket_policy(self)
+        return self
+
+    @cached_property
+    def normalized_tags(self) -> dict[str, str] | None:
+        """Tags with keys folded by `normalize_tag_key` (first spelling wins on collision)."""
+        if self.tags is None:
+            return None
+        folded: dict[str, str] = {}
+        for key, value in self.tags.items():
+            folded.setdefault(normalize_tag_key(key), value)
+        return folded
+
+    def unknown_reason(self, path: str) -> Unknown | None:
+        """The reason `path` is unknown (checking the path and each parent), or None if readable."""
+        if self.unknown:
+            probe = path
+            while True:
+                found = self.unknown.get(probe)
+                if found is not None:
+                    return found
+                cut = probe.rfind(".")
+                if cut < 0:
+                    break
+                probe = probe[:cut]
+        group = path.split(".", 1)[0]
+        if group in GROUPS and getattr(self, group) is None:
+            return Unknown(code=UnknownCode.NOT_COLLECTED, reason=f"'{group}' was not collected")
+        return None
+
+
+class CoverageGap(_Strict):
+    """A part of the estate that could not be scanned at all (an account, a project, a region)."""
+
+    record: Literal["gap"] = "gap"
+    provider: Provider
+    account: str
+    scope: str = Field(description="What was not scanned: 'account', 'region:eu-west-1', 'containers'.")
+    code: UnknownCode
+    reason: str
+    at: datetime | None = None
+
+
+GROUPS: frozenset[str] = frozenset({"location", "encryption", "transport", "access", "tags"})
+GROUP_MODELS: dict[str, type[BaseModel]] = {
+    "location": Location,
+    "encryption": Encryption,
+    "transport": Transport,
+    "access": Access,
+}
+IDENTITY_FIELDS: frozenset[str] = frozenset({"provider", "kind", "account", "storage_account", "name", "id"})
+
+
+def attribute_paths() -> frozenset[str]:
+    """Every attribute path a policy may name (``tags.<key>`` is open-ended and checked apart)."""
+    paths = set(IDENTITY_FIELDS) | {"tags"}
+    for group, model in GROUP_MODELS.items():
+        paths.add(group)
+        paths.update(f"{group}.{leaf}" for leaf in model.model_fields)
+    return frozenset(paths)

@@ -1,0 +1,65 @@
+"""The terminal table of `auditor check`: every finding that is not a pass, then the totals."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from auditor.findings import Finding, Status
+
+_STYLE = {Status.FAIL: "red", Status.ERROR: "yellow", Status.WAIVED: "cyan", Status.PASS: "green"}
+
+
+def render_table(
+    findings: Iterable[Finding], run: dict[str, Any], *, width: int = 160, color: bool = False
+) -> str:
+    """Non-pass findings as a table and a summary of counts, coverage and waivers."""
+    table = Table(title="auditor findings (non-pass)", show_lines=False, expand=False)
+    for column in ("status", "severity", "policy", "provider", "resource", "message"):
+        table.add_column(column, overflow="fold")
+    shown = 0
+    for finding in findings:
+        if finding.status is Status.PASS:
+            continue
+        shown += 1
+        status = finding.status.value
+        if finding.status is Status.WAIVED:
+            status = f"waived ({finding.underlying_status.value})"
+        elif finding.waiver is not None and finding.waiver.expired:
+            status = f"{status} (waiver expired)"
+        table.add_row(
+            f"[{_STYLE[finding.status]}]{status}[/]",
+            finding.severity.value,
+            finding.policy_id,
+            finding.resource.provider,
+            finding.resource.name,
+            finding.message,
+        )
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, force_terminal=color, no_color=not color, highlight=False)
+    if shown:
+        console.print(table)
+    counts = run["counts"]["by_status"]
+    coverage = run["coverage"]
+    console.print(
+        f"{coverage['resources']} resources, {run['counts']['findings']} findings: "
+        f"{counts['pass']} pass, {counts['fail']} fail, {counts['error']} error, {counts['waived']} waived"
+    )
+    unknown = coverage["unknown_attributes"]
+    if unknown:
+        parts = [
+            f"{path} ({', '.join(f'{c}: {n}' for c, n in codes.items())})" for path, codes in unknown.items()
+        ]
+        console.print("coverage: unreadable attributes: " + "; ".join(parts))
+    for gap in coverage["gaps"]:
+        console.print(f"coverage gap: {gap['provider']} {gap['account']} {gap['scope']}: {gap['reason']}")
+    for entry in run["waivers"]["entries"]:
+        if entry["expired"]:
+            console.print(f"waiver {entry['id']} ({entry['policy']}) expired on {entry['expires']}")
+    gate = run["gate"]
+    console.print(f"gate (fail-on {gate['fail_on']}): exit {gate['exit_code']}")
+    return buffer.getvalue()

@@ -1,0 +1,187 @@
+"""What an S3 bucket policy says about transport: does it refuse plaintext, and what TLS floor it sets.
+
+A statement refuses plaintext only if it is a ``Deny`` that covers every principal, every S3 action
+and the whole bucket and all its objects, conditioned on nothing but ``aws:SecureTransport`` being
+false (``Bool`` or ``BoolIfExists``). Anything narrower leaves a way in over HTTP:
+https://docs.aws.amazon.com/AmazonS3/latest/userguide/security-best-practices.html#transit
+An ``Allow`` conditioned on ``aws:SecureTransport`` true refuses nothing (another grant may allow
+HTTP). A ``Deny`` on ``s3:TlsVersion`` below 1.2 raises the TLS floor but does not refuse plaintext:
+the key is absent on HTTP requests, so the condition is false (unless ``...IfExists``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from auditor.versions import parse_version
+
+if TYPE_CHECKING:
+    from auditor.model import StorageResource
+
+_ALL_ACTIONS = {"*", "s3:*"}
+_TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
+
+
+@dataclass(frozen=True, slots=True)
+class BucketPolicyVerdict:
+    """The transport facts one bucket policy establishes."""
+
+    plaintext_refused: bool
+    plaintext_refused_by: str | None
+    tls_floor: str | None
+    tls_floor_by: str | None
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _statement_label(statement: dict[str, Any], index: int) -> str:
+    sid = statement.get("Sid")
+    return f"bucket-policy:Sid={sid}" if sid else f"bucket-policy:Statement[{index}]"
+
+
+def _covers_every_principal(statement: dict[str, Any]) -> bool:
+    if "NotPrincipal" in statement:
+        return False  # a Deny with NotPrincipal exempts the principals it names
+    principal = statement.get("Principal")
+    if principal == "*":
+        return True
+    if isinstance(principal, dict):
+        return "*" in _as_list(principal.get("AWS"))
+    return False
+
+
+def _covers_every_action(statement: dict[str, Any]) -> bool:
+    if "NotAction" in statement:
+        return False
+    return any(str(action).lower() in _ALL_ACTIONS for action in _as_list(statement.get("Action")))
+
+
+def _wildcard_regex(pattern: str) -> re.Pattern[str]:
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern))
+
+
+def _covers_bucket_and_objects(statement: dict[str, Any], bucket_arn: str) -> bool:
+    if "NotResource" in statement:
+        return False
+    patterns = [str(p) for p in _as_list(statement.get("Resource"))]
+    covers_bucket = any(_wildcard_regex(p).fullmatch(bucket_arn) for p in patterns)
+    # Every object: some pattern ends in '*' and its head matches a prefix of "<arn>/", so the
+    # trailing '*' absorbs any key. A prefix such as ".../logs/*" does not qualify.
+    objects_root = bucket_arn + "/"
+    covers_objects = any(
+        p.endswith("*")
+        and any(_wildcard_regex(p[:-1]).fullmatch(objects_root[:i]) for i in range(len(objects_root) + 1))
+        for p in patterns
+    )
+    return covers_bucket and covers_objects
+
+
+def _is_false(value: Any) -> bool:
+    values = _as_list(value)
+    return bool(values) and all(str(v).lower() == "false" for v in values)
+
+
+def _conditions(statement: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    flat: list[tuple[str, str, Any]] = []
+    for operator, block in (statement.get("Condition") or {}).items():
+        if not isinstance(block, dict):
+            flat.append((operator, "", block))
+            continue
+        for key, value in block.items():
+            flat.append((operator, key.lower(), value))
+    return flat
+
+
+def _denies_plaintext(statement: dict[str, Any]) -> bool:
+    conditions = _conditions(statement)
+    if len(conditions) != 1:
+        return False  # no condition denies everything over any transport; extra ones narrow it
+    operator, key, value = conditions[0]
+    if key == "aws:securetransport":
+        return operator in ("Bool", "BoolIfExists") and _is_false(value)
+    # NumericLessThanIfExists on s3:TlsVersion is true when the key is absent, i.e. on HTTP.
+    return key == "s3:tlsversion" and operator in ("NumericLessThanIfExists", "NumericLessThanEqualsIfExists")
+
+
+def _tls_floor(statement: dict[str, Any]) -> str | None:
+    conditions = _conditions(statement)
+    if len(conditions) != 1:
+        return None
+    operator, key, value = conditions[0]
+    if key != "s3:tlsversion":
+        return None
+    bounds = [parse_version(str(v)) for v in _as_list(value)]
+    if not bounds or any(b is None for b in bounds):
+        return None
+    bound = min(b for b in bounds if b is not None)
+    for version in _TLS_VERSIONS:
+        parsed = parse_version(version)
+        assert parsed is not None
+        if operator.startswith("NumericLessThanEquals"):
+            if parsed > bound:
+                return version
+        elif operator.startswith("NumericLessThan") and parsed >= bound:
+            return version
+    return None
+
+
+def analyse_bucket_policy(policy: dict[str, Any] | str | None, bucket_arn: str) -> BucketPolicyVerdict:
+    """Decide which statement (if any) refuses plaintext and which sets a TLS floor."""
+    document: dict[str, Any] = json.loads(policy) if isinstance(policy, str) else (policy or {})
+    refused_by: str | None = None
+    floor: str | None = None
+    floor_by: str | None = None
+    statements = _as_list(document.get("Statement"))
+    for index, statement in enumerate(statements):
+        if not isinstance(statement, dict) or statement.get("Effect") != "Deny":
+            continue
+        if not (
+            _covers_every_principal(statement)
+            and _covers_every_action(statement)
+            and _covers_bucket_and_objects(statement, bucket_arn)
+        ):
+            continue
+        if refused_by is None and _denies_plaintext(statement):
+            refused_by = _statement_label(statement, index)
+        statement_floor = _tls_floor(statement)
+        if statement_floor is not None and (floor is None or statement_floor > floor):
+            floor, floor_by = statement_floor, _statement_label(statement, index)
+    return BucketPolicyVerdict(refused_by is not None, refused_by, floor, floor_by)
+
+
+def bucket_arn_of(resource: StorageResource) -> str:
+    """The bucket ARN of an S3 resource (its id when that is an ARN, else built from its name)."""
+    return resource.id if resource.id.startswith("arn:") else f"arn:aws:s3:::{resource.name}"
+
+
+def apply_bucket_policy(resource: StorageResource) -> None:
+    """Derive an S3 resource's transport fields from its raw bucket policy, in place.
+
+    Applies only when ``transport.bucket_policy`` was given (null means "no bucket policy"); a
+    bucket policy that could not be read makes the verdict unknown with the same reason.
+    """
+    transport = resource.transport
+    if transport is None or "bucket_policy" not in transport.model_fields_set:
+        return
+    policy_unknown = resource.unknown.get("transport.bucket_policy") or resource.unknown.get("transport")
+    if policy_unknown is not None:
+        resource.unknown.setdefault("transport.plaintext_refused", policy_unknown)
+        resource.unknown.setdefault("transport.plaintext_refused_by", policy_unknown)
+        return
+    verdict = analyse_bucket_policy(transport.bucket_policy, bucket_arn_of(resource))
+    transport.plaintext_refused = verdict.plaintext_refused
+    transport.plaintext_refused_by = verdict.plaintext_refused_by
+    if verdict.tls_floor is not None:
+        provider = transport.provider_floor
+        provider_version = parse_version(provider.version) if provider else None
+        policy_version = parse_version(verdict.tls_floor)
+        if provider_version is None or (policy_version is not None and policy_version > provider_version):
+            transport.min_tls_version = verdict.tls_floor
+            transport.min_tls_enforced_by = verdict.tls_floor_by

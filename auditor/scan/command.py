@@ -1,0 +1,55 @@
+"""Command-line options every `auditor scan <cloud>` command shares, and how it finishes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from auditor.scan.base import Scanner, run_scan
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def common_scan_options(func: F) -> F:
+    """Add --policies, --output, --concurrency and --progress/--no-progress."""
+    options = [
+        click.option(
+            "--policies",
+            "policy_paths",
+            multiple=True,
+            type=click.Path(path_type=Path),
+            help="Policy files/directories whose attributes to collect (default: the shipped policies).",
+        ),
+        click.option(
+            "--output",
+            "-o",
+            required=True,
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Inventory JSONL to write (written atomically).",
+        ),
+        click.option(
+            "--concurrency",
+            default=16,
+            show_default=True,
+            type=click.IntRange(1, 256),
+            help="Concurrent API requests per account/project/subscription.",
+        ),
+        click.option(
+            "--progress/--no-progress",
+            default=None,
+            help="Progress bar (default: only when stderr is a terminal).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def finish_scan(scanner: Scanner, output: Path, progress: bool | None) -> None:
+    """Run the scan, write the inventory and print the summary to stderr."""
+    summary = run_scan(scanner, output, progress=progress)
+    click.echo(summary.render(), err=True)
+    click.echo(f"inventory written to {output}", err=True)
