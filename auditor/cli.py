@@ -7,9 +7,9 @@ Exit codes (a public contract, see README): 0 nothing at or above the threshold 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
-import uuid
-from datetime import UTC, date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +17,9 @@ import click
 
 from auditor import __version__
 from auditor.errors import InputError
-from auditor.evaluate import Evaluator, WaiverBook, compile_policies, gate_exit_code, parse_param_args
+from auditor.evaluate import compile_policies, parse_param_args
 from auditor.findings import Finding, Severity, Status
-from auditor.inventory import read_inventory
-from auditor.policy.loader import load_policies, load_waivers, load_zones, shipped_policies_dir
+from auditor.policy.loader import load_policies, load_zones, shipped_policies_dir
 from auditor.scan import SCANNER_COMMANDS
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_BAD_INPUT, EXIT_INCOMPLETE = 0, 1, 2, 3
@@ -37,6 +36,45 @@ class AuditorGroup(click.Group):
             ctx.exit(EXIT_BAD_INPUT)
 
 
+# Commands whose modules load only when used: "name" -> "module:attribute" (a click.Command).
+LAZY_COMMANDS: dict[str, str] = {
+    "report": "auditor.report.command:command",
+    "audit": "auditor.audit.command:audit",
+    "history": "auditor.audit.command:history",
+    "baseline": "auditor.audit.command:baseline",
+    "keygen": "auditor.audit.command:keygen",
+    "verify": "auditor.audit.command:verify",
+}
+
+
+def _load_command(target: str) -> click.Command:
+    module_name, _, attribute = target.partition(":")
+    command = getattr(importlib.import_module(module_name), attribute)
+    assert isinstance(command, click.Command)
+    return command
+
+
+class RootGroup(AuditorGroup):
+    """The top-level group: eager commands plus LAZY_COMMANDS whose modules exist."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        lazy = [name for name, target in LAZY_COMMANDS.items() if _module_exists(target)]
+        return sorted({*super().list_commands(ctx), *lazy})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is None and name in LAZY_COMMANDS and _module_exists(LAZY_COMMANDS[name]):
+            command = _load_command(LAZY_COMMANDS[name])
+        return command
+
+
+def _module_exists(target: str) -> bool:
+    try:
+        return importlib.util.find_spec(target.partition(":")[0]) is not None
+    except ModuleNotFoundError:  # the parent package is absent
+        return False
+
+
 class ScanGroup(AuditorGroup):
     """`auditor scan <cloud>`: loads the cloud's module only when it is used."""
 
@@ -45,19 +83,14 @@ class ScanGroup(AuditorGroup):
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         target = SCANNER_COMMANDS.get(name)
-        if target is None:
-            return None
-        module_name, _, attribute = target.partition(":")
-        command = getattr(importlib.import_module(module_name), attribute)
-        assert isinstance(command, click.Command)
-        return command
+        return _load_command(target) if target is not None else None
 
 
 def _policy_paths(paths: tuple[Path, ...]) -> list[Path]:
     return list(paths) or [shipped_policies_dir()]
 
 
-@click.group(cls=AuditorGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="auditor")
 def cli() -> None:
     """Audit cloud storage for data residency, encryption, transport and AI-training consent."""
@@ -116,58 +149,42 @@ def check(
     today: datetime | None,
 ) -> None:
     """Evaluate policies over an inventory and gate on the result."""
-    from auditor.report.findings_json import FindingsSpool, run_info, write_findings_document
+    from auditor.check import CheckOptions, run_check
+    from auditor.report.findings_json import write_findings_document
 
-    started = datetime.now(UTC)
-    paths = _policy_paths(policy_paths)
-    loaded = load_policies(paths)
-    catalog = load_zones(paths)
-    cli_params = parse_param_args(params)
-    compiled = compile_policies(loaded, catalog, cli_params)
-    waivers = (
-        WaiverBook(load_waivers(waivers_path), today.date() if today else date.today())
-        if waivers_path
-        else None
+    options = CheckOptions(
+        inventory=inventory_path,
+        policy_paths=list(policy_paths),
+        params=parse_param_args(params),
+        waivers=waivers_path,
+        fail_on=Severity(fail_on),
+        allow_incomplete=allow_incomplete,
+        today=today.date() if today else None,
     )
-    threshold = Severity(fail_on)
-    evaluator = Evaluator(compiled, waivers, threshold)
-    spool = FindingsSpool(output.parent if output and output.parent.is_dir() else None)
     kept: list[Finding] = []
+
+    def keep(finding: Finding) -> None:
+        if output_format == "table" and finding.status is not Status.PASS:
+            kept.append(finding)
+
+    spool_dir = output.parent if output is not None and output.parent.is_dir() else None
+    result = run_check(options, on_finding=keep, spool_dir=spool_dir)
     try:
-        for finding in evaluator.run(read_inventory(inventory_path)):
-            spool.add(finding)
-            if output_format == "table" and finding.status is not Status.PASS:
-                kept.append(finding)
-        exit_code = gate_exit_code(evaluator.totals, allow_incomplete)
-        effective = {name: value for c in compiled for name, value in c.parameters.items()}
-        run = run_info(
-            run_id=str(uuid.uuid4()),
-            started_at=started,
-            inventory=str(inventory_path),
-            policies=compiled,
-            parameters=effective,
-            totals=evaluator.totals,
-            waivers=waivers,
-            waivers_file=str(waivers_path) if waivers_path else None,
-            fail_on=fail_on,
-            allow_incomplete=allow_incomplete,
-            exit_code=exit_code,
-        )
         if output_format == "json":
-            write_findings_document(spool, run, output)
+            write_findings_document(result.spool, result.run, output)
         else:
             from auditor.atomicfile import atomic_output
             from auditor.report.table import render_table
 
-            text = render_table(kept, run, color=output is None and sys.stdout.isatty())
+            text = render_table(kept, result.run, color=output is None and sys.stdout.isatty())
             if output is None:
                 click.echo(text, nl=False)
             else:
                 with atomic_output(output) as handle:
                     handle.write(text.encode())
     finally:
-        spool.close()
-    sys.exit(exit_code)
+        result.spool.close()
+    sys.exit(result.exit_code)
 
 
 @cli.group(cls=AuditorGroup)

@@ -1,0 +1,61 @@
+"""The one interface every report format implements, and the dispatch from format name to module.
+
+Renderers read the findings JSON document (docs/findings-json.md), optionally with the inventory
+it came from and a previous run's findings, and write one output file. One module per format.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, ClassVar
+
+from auditor.atomicfile import atomic_output
+
+# format name -> "module:Class"; a new format is one new module and one line here.
+RENDERERS: dict[str, str] = {
+    "json": "auditor.report.json_format:JsonRenderer",
+    "html": "auditor.report.html:HtmlRenderer",
+    "sarif": "auditor.report.sarif:SarifRenderer",
+    "junit": "auditor.report.junit:JunitRenderer",
+    "markdown": "auditor.report.markdown:MarkdownRenderer",
+    "csv": "auditor.report.csv_format:CsvRenderer",
+}
+
+
+@dataclass
+class ReportInput:
+    """What a renderer gets: the findings document, and optional context."""
+
+    findings: dict[str, Any]
+    inventory_path: Path | None = None
+    previous: dict[str, Any] | None = None
+    frameworks: list[str] = field(default_factory=list)
+
+
+class Renderer(ABC):
+    """Writes one report format."""
+
+    format: ClassVar[str]
+    extension: ClassVar[str]
+
+    @abstractmethod
+    def render(self, report: ReportInput, out: IO[bytes]) -> None:
+        """Write the report for `report` to the binary stream `out`."""
+
+
+def get_renderer(name: str) -> Renderer:
+    """The renderer for a format name (see RENDERERS)."""
+    module_name, _, class_name = RENDERERS[name].partition(":")
+    renderer = getattr(importlib.import_module(module_name), class_name)()
+    assert isinstance(renderer, Renderer)
+    return renderer
+
+
+def render_to_file(name: str, report: ReportInput, output: Path) -> None:
+    """Render `report` in format `name` to `output`, atomically."""
+    renderer = get_renderer(name)
+    with atomic_output(output) as handle:
+        renderer.render(report, handle)
