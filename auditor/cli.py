@@ -229,3 +229,5 @@ def policy_test(paths: tuple[Path, ...]) -> None:
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="auditor")
+if __name__ == "__main__":
+    main()

@@ -38,6 +38,7 @@ class CompiledPolicy:
     scope_where: Predicate | None
     attributes: frozenset[str]
     expected: str
+    _relevant_cache: dict[tuple[str, ...], bool] = field(default_factory=dict, repr=False)
 
     @property
     def policy(self) -> Policy:
@@ -51,11 +52,16 @@ class CompiledPolicy:
 
     def relevant_evidence(self, evidence: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The evidence items behind the attributes this policy reads."""
-        return [
-            item
-            for item in evidence
-            if any(_overlaps(a, p) for a in item["attributes"] for p in self.attributes)
-        ]
+        relevant = self._relevant_cache
+        selected = []
+        for item in evidence:
+            key = tuple(item["attributes"])
+            hit = relevant.get(key)
+            if hit is None:
+                hit = relevant[key] = any(_overlaps(a, p) for a in key for p in self.attributes)
+            if hit:
+                selected.append(item)
+        return selected
 
 
 def _convert_param(name: str, raw: str, spec: Parameter, catalog: ZoneCatalog) -> Any:
@@ -198,9 +204,15 @@ class RunTotals:
         """Add one finding to the totals and to the gate."""
         status = finding.status.value
         self.status[status] += 1
-        self.by_severity.setdefault(finding.severity.value, Counter())[status] += 1
-        self.by_policy.setdefault(finding.policy_id, Counter())[status] += 1
-        if finding.severity.at_least(threshold):
+        by_severity = self.by_severity.get(finding.severity.value)
+        if by_severity is None:
+            by_severity = self.by_severity[finding.severity.value] = Counter()
+        by_severity[status] += 1
+        by_policy = self.by_policy.get(finding.policy_id)
+        if by_policy is None:
+            by_policy = self.by_policy[finding.policy_id] = Counter()
+        by_policy[status] += 1
+        if finding.status is not Status.PASS and finding.severity.at_least(threshold):
             if finding.status is Status.FAIL:
                 self.gate_failures += 1
             elif finding.status is Status.ERROR:
@@ -267,7 +279,7 @@ class Evaluator:
             else:
                 state, observations = compiled.condition(resource)
             if evidence is None:
-                evidence = [item.model_dump(mode="json") for item in resource.evidence]
+                evidence = resource.evidence_json()
             finding = self._finding(compiled, resource, ref, state, observations, evidence, reasons)
             totals.count(finding, self.fail_on)
             yield finding

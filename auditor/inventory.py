@@ -27,7 +27,9 @@ def parse_record(line: bytes | str, where: str) -> InventoryRecord:
     try:
         if data.get("record", "resource") == "gap":
             return CoverageGap.model_validate(data)
-        return StorageResource.model_validate(data)
+        resource = StorageResource.model_validate(data)
+        resource.keep_evidence_json(data.get("evidence") or [])
+        return resource
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "record"

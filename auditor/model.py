@@ -19,7 +19,7 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 Provider = Literal["aws", "gcp", "azure"]
 PROVIDERS: tuple[Provider, ...] = ("aws", "gcp", "azure")
@@ -158,6 +158,19 @@ class StorageResource(_Strict):
 
     unknown: dict[str, Unknown] = Field(default_factory=dict)
     evidence: list[Evidence] = Field(default_factory=list)
+
+    # The evidence exactly as read from JSONL, kept so findings need not re-serialize it.
+    _evidence_json: list[dict[str, Any]] | None = PrivateAttr(default=None)
+
+    def evidence_json(self) -> list[dict[str, Any]]:
+        """Evidence in its JSON form (as read, or serialized once)."""
+        if self._evidence_json is None:
+            self._evidence_json = [item.model_dump(mode="json") for item in self.evidence]
+        return self._evidence_json
+
+    def keep_evidence_json(self, raw: list[dict[str, Any]]) -> None:
+        """Remember the already-validated JSON form of `evidence` (see inventory.parse_record)."""
+        self._evidence_json = raw
 
     @model_validator(mode="after")
     def _derive_s3_transport(self) -> StorageResource:

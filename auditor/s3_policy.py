@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from auditor.versions import parse_version
@@ -63,6 +64,7 @@ def _covers_every_action(statement: dict[str, Any]) -> bool:
     return any(str(action).lower() in _ALL_ACTIONS for action in _as_list(statement.get("Action")))
 
 
+@lru_cache(maxsize=4096)
 def _wildcard_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern))
 
@@ -72,14 +74,10 @@ def _covers_bucket_and_objects(statement: dict[str, Any], bucket_arn: str) -> bo
         return False
     patterns = [str(p) for p in _as_list(statement.get("Resource"))]
     covers_bucket = any(_wildcard_regex(p).fullmatch(bucket_arn) for p in patterns)
-    # Every object: some pattern ends in '*' and its head matches a prefix of "<arn>/", so the
-    # trailing '*' absorbs any key. A prefix such as ".../logs/*" does not qualify.
+    # Every object: some pattern ends in '*' and its head matches a prefix of "<arn>/" (re.match
+    # anchors only at the start), so the trailing '*' absorbs any key. ".../logs/*" does not qualify.
     objects_root = bucket_arn + "/"
-    covers_objects = any(
-        p.endswith("*")
-        and any(_wildcard_regex(p[:-1]).fullmatch(objects_root[:i]) for i in range(len(objects_root) + 1))
-        for p in patterns
-    )
+    covers_objects = any(p.endswith("*") and _wildcard_regex(p[:-1]).match(objects_root) for p in patterns)
     return covers_bucket and covers_objects
 
 

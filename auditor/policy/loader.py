@@ -122,13 +122,20 @@ def load_policies(paths: Iterable[Path]) -> list[LoadedPolicy]:
 
 
 def load_zones(policy_paths: Iterable[Path]) -> ZoneCatalog:
-    """The shipped zone catalog plus the `zones/*.yaml` found beside user policy directories."""
-    base = shipped_policies_dir() / CATALOG_RELATIVE
+    """The zone catalog: a policy directory's own `zones/catalog.yaml` (first found) or the shipped
+    one, plus every other `zones/*.yaml` beside the policy directories (extra zones only)."""
+    catalogs: list[Path] = []
     extra: list[Path] = []
     for path in policy_paths:
         zone_dir = path / "zones"
-        if path.is_dir() and zone_dir.is_dir():
-            extra.extend(p for p in sorted(zone_dir.glob("*.y*ml")) if p.resolve() != base.resolve())
+        if not (path.is_dir() and zone_dir.is_dir()):
+            continue
+        for file in sorted(zone_dir.glob("*.y*ml")):
+            (catalogs if file.name == CATALOG_RELATIVE.name else extra).append(file)
+    base = catalogs[0] if catalogs else shipped_policies_dir() / CATALOG_RELATIVE
+    for other in catalogs[1:]:
+        if other.read_bytes() != base.read_bytes():
+            raise InputError(str(other), f"a second, different zone catalog (the first is {base})")
     return load_zone_catalog([base, *extra])
 
 

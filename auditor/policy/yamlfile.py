@@ -62,7 +62,7 @@ _constructor = yaml.constructor.SafeConstructor()
 
 
 def _build(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], file: Path) -> Any:
-    lines[path] = node.start_mark.line + 1
+    lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         _constructor.flatten_mapping(node)
         result: dict[Any, Any] = {}
@@ -73,8 +73,8 @@ def _build(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], file: Path
             if key in result:
                 raise InputError(f"{file}:{key_node.start_mark.line + 1}", f"duplicate key '{key}'")
             child = (*path, str(key))
+            lines[child] = key_node.start_mark.line + 1  # errors point at the key, not its value
             result[key] = _build(value_node, child, lines, file)
-            lines.setdefault(child, key_node.start_mark.line + 1)
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_build(item, (*path, i), lines, file) for i, item in enumerate(node.value)]
@@ -99,7 +99,10 @@ def load_yaml(path: Path) -> YamlDocument:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
-        raise InputError(f"{path}:{line}", f"invalid YAML: {exc.problem or exc}") from exc
+        message = f"invalid YAML: {exc.problem or exc}"
+        if exc.context and exc.context_mark is not None and exc.context_mark.line + 1 != line:
+            message += f" ({exc.context} at line {exc.context_mark.line + 1})"
+        raise InputError(f"{path}:{line}", message) from exc
     except yaml.YAMLError as exc:
         raise InputError(str(path), f"invalid YAML: {exc}") from exc
     lines: dict[PathKey, int] = {}

@@ -1,0 +1,89 @@
+"""The shipped zone catalog and location resolution, including the residency traps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from auditor.errors import InputError
+from auditor.policy.loader import load_zones
+from auditor.policy.zones import ZoneCatalog
+from tests.conftest import SHIPPED_POLICIES
+
+
+@pytest.fixture(scope="module")
+def catalog() -> ZoneCatalog:
+    return load_zones([SHIPPED_POLICIES])
+
+
+def test_ten_zones_for_every_cloud(catalog: ZoneCatalog) -> None:
+    for zone in ("eu", "uk", "us", "ca", "jp", "kr", "sg", "in", "au", "ae"):
+        assert catalog.regions_in_zone(zone, "aws"), zone
+        assert catalog.regions_in_zone(zone, "azure"), zone
+    assert not catalog.regions_in_zone("ae", "gcp")  # no GCS region in the UAE: me-central1 is Doha
+
+
+@pytest.mark.parametrize(
+    ("location", "kind", "data_locations", "inside_eu"),
+    [
+        ("EUROPE-WEST1", "region", None, True),
+        ("EU", "multi-region", None, True),
+        ("EUR4", "dual-region", None, True),
+        ("EUR5", "dual-region", None, False),
+        ("EUR7", "dual-region", None, False),
+        ("EUR8", "dual-region", None, False),
+        ("EU", "dual-region", ["EUROPE-WEST1", "EUROPE-WEST4"], True),
+        ("US", "multi-region", None, False),
+        ("EUROPE-WEST2", "region", None, False),
+    ],
+)
+def test_gcs_locations(
+    catalog: ZoneCatalog, location: str, kind: str, data_locations: list[str] | None, inside_eu: bool
+) -> None:
+    regions = catalog.gcs_regions(location, kind, data_locations)
+    eu = catalog.regions_in_zone("eu", "gcp")
+    assert (bool(regions) and set(regions) <= eu) is inside_eu
+
+
+def test_gcs_asia_is_never_in_one_country(catalog: ZoneCatalog) -> None:
+    for kind in ("multi-region", "dual-region"):
+        regions = set(catalog.gcs_regions("ASIA", kind, None))
+        for zone in ("sg", "jp", "kr", "in"):
+            assert not regions <= catalog.regions_in_zone(zone, "gcp")
+
+
+def test_s3_location_quirks(catalog: ZoneCatalog) -> None:
+    assert catalog.aws_region_of_location(None) == "us-east-1"
+    assert catalog.aws_region_of_location("") == "us-east-1"
+    assert catalog.aws_region_of_location("EU") == "eu-west-1"
+    assert catalog.aws_region_of_location("eu-central-1") == "eu-central-1"
+
+
+def test_azure_pairs(catalog: ZoneCatalog) -> None:
+    assert catalog.azure_pair("southeastasia") == "eastasia"
+    assert catalog.azure_pair("northeurope") == "westeurope"
+    assert catalog.azure_pair("brazilsouth") == "southcentralus"
+    assert catalog.azure_pair("italynorth") is None
+    assert "eastasia" not in catalog.regions_in_zone("sg", "azure")
+    assert catalog.azure_is_geo_redundant("Standard_RAGRS") and not catalog.azure_is_geo_redundant(
+        "Standard_ZRS"
+    )
+
+
+def test_kms_code_with_two_meanings_is_inside_only_under_both(catalog: ZoneCatalog) -> None:
+    # GCS dual-region asia1 is Tokyo+Osaka, Cloud KMS asia1 adds Seoul: as a key location it is not jp.
+    assert "asia1" not in catalog.regions_in_zone("jp", "gcp")
+    assert "global" not in catalog.regions_in_zone("eu", "gcp")
+
+
+def test_user_zone_added_and_duplicate_rejected(tmp_path: Path) -> None:
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    (zones / "mine.yaml").write_text("zones:\n  dach:\n    title: DACH\n    countries: [DE, AT, CH]\n")
+    catalog = load_zones([tmp_path])
+    assert "eu-central-2" in catalog.regions_in_zone("dach", "aws")  # Zurich
+    (zones / "dup.yaml").write_text("zones:\n  eu:\n    title: again\n    countries: [FR]\n")
+    with pytest.raises(InputError, match="already defined") as caught:
+        load_zones([tmp_path])
+    assert "dup.yaml:2" in str(caught.value)

@@ -1,0 +1,111 @@
+"""The S3 bucket-policy transport analysis, statement by statement."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from auditor.s3_policy import analyse_bucket_policy
+
+ARN = "arn:aws:s3:::data"
+
+
+def deny(**overrides: Any) -> dict[str, Any]:
+    statement: dict[str, Any] = {
+        "Sid": "DenyHttp",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [ARN, f"{ARN}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+    statement.update(overrides)
+    return {"Version": "2012-10-17", "Statement": [statement]}
+
+
+def test_full_deny_refuses_plaintext_and_names_the_statement() -> None:
+    verdict = analyse_bucket_policy(deny(), ARN)
+    assert verdict.plaintext_refused
+    assert verdict.plaintext_refused_by == "bucket-policy:Sid=DenyHttp"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({"Action": "s3:PutObject"}, id="one-action"),
+        pytest.param({"Action": ["s3:GetObject", "s3:PutObject"]}, id="some-actions"),
+        pytest.param({"NotAction": "s3:GetObject", "Action": None}, id="not-action"),
+        pytest.param({"Principal": {"AWS": "arn:aws:iam::1:role/x"}}, id="one-principal"),
+        pytest.param({"NotPrincipal": {"AWS": "arn:aws:iam::1:root"}}, id="not-principal"),
+        pytest.param({"Resource": [ARN, f"{ARN}/logs/*"]}, id="prefix"),
+        pytest.param({"Resource": f"{ARN}/*"}, id="objects-only"),
+        pytest.param({"Resource": ARN}, id="bucket-only"),
+        pytest.param({"Resource": "arn:aws:s3:::other/*"}, id="other-bucket"),
+        pytest.param(
+            {"Effect": "Allow", "Condition": {"Bool": {"aws:SecureTransport": "true"}}}, id="allow-secure"
+        ),
+        pytest.param({"Condition": {"Bool": {"aws:SecureTransport": "true"}}}, id="deny-secure"),
+        pytest.param({"Condition": {"NumericLessThan": {"s3:TlsVersion": "1.2"}}}, id="tls-only"),
+        pytest.param(
+            {
+                "Condition": {
+                    "Bool": {"aws:SecureTransport": "false"},
+                    "IpAddress": {"aws:SourceIp": "10.0.0.0/8"},
+                }
+            },
+            id="narrowed",
+        ),
+    ],
+)
+def test_narrower_statements_do_not_refuse_plaintext(overrides: dict[str, Any]) -> None:
+    policy = deny(**overrides)
+    statement = policy["Statement"][0]
+    for key in [k for k, v in overrides.items() if v is None]:
+        del statement[key]
+    assert not analyse_bucket_policy(policy, ARN).plaintext_refused
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({"Condition": {"BoolIfExists": {"aws:SecureTransport": False}}}, id="bool-if-exists"),
+        pytest.param({"Principal": {"AWS": ["*"]}, "Action": ["s3:*"]}, id="list-forms"),
+        pytest.param({"Resource": "*"}, id="every-resource"),
+        pytest.param({"Resource": "arn:aws:s3:::da*"}, id="wildcard-covering-both"),
+        pytest.param({"Action": "S3:*"}, id="action-case"),
+        pytest.param({"Condition": {"Bool": {"AWS:SecureTransport": ["false"]}}}, id="key-case-and-list"),
+        pytest.param(
+            {"Condition": {"NumericLessThanIfExists": {"s3:TlsVersion": "1.2"}}}, id="tls-if-exists"
+        ),
+    ],
+)
+def test_equivalent_spellings_refuse_plaintext(overrides: dict[str, Any]) -> None:
+    assert analyse_bucket_policy(deny(**overrides), ARN).plaintext_refused
+
+
+def test_policy_as_json_string_and_missing_policy() -> None:
+    import json
+
+    assert analyse_bucket_policy(json.dumps(deny()), ARN).plaintext_refused
+    empty = analyse_bucket_policy(None, ARN)
+    assert not empty.plaintext_refused and empty.plaintext_refused_by is None and empty.tls_floor is None
+
+
+@pytest.mark.parametrize(
+    ("operator", "value", "floor"),
+    [
+        ("NumericLessThan", "1.2", "1.2"),
+        ("NumericLessThan", "1.3", "1.3"),
+        ("NumericLessThanEquals", "1.1", "1.2"),
+    ],
+)
+def test_tls_floor_from_tls_version_deny(operator: str, value: str, floor: str) -> None:
+    verdict = analyse_bucket_policy(deny(Sid="Tls", Condition={operator: {"s3:TlsVersion": value}}), ARN)
+    assert verdict.tls_floor == floor
+    assert verdict.tls_floor_by == "bucket-policy:Sid=Tls"
+
+
+def test_tls_floor_ignored_when_statement_is_narrow() -> None:
+    policy = deny(Action="s3:GetObject", Condition={"NumericLessThan": {"s3:TlsVersion": "1.3"}})
+    assert analyse_bucket_policy(policy, ARN).tls_floor is None
