@@ -133,7 +133,11 @@ def scan() -> None:
     show_default=True,
     help="Lowest severity that fails the gate.",
 )
-@click.option("--allow-incomplete", is_flag=True, help="Do not exit 3 when some findings are `error`.")
+@click.option(
+    "--allow-incomplete",
+    is_flag=True,
+    help="Exit 0 instead of 3 when findings are `error` or accounts could not be scanned (no violations).",
+)
 @click.option(
     "--today", type=click.DateTime(formats=["%Y-%m-%d"]), help="Date for waiver expiry (default: today)."
 )
@@ -229,5 +233,7 @@ def policy_test(paths: tuple[Path, ...]) -> None:
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="auditor")
+
+
 if __name__ == "__main__":
     main()

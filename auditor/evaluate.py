@@ -13,10 +13,20 @@ from datetime import date
 from typing import Any
 
 from auditor.errors import InputError
-from auditor.findings import AppliedWaiver, Finding, ResourceRef, Severity, Status
+from auditor.findings import (
+    FALSE,
+    TRUE,
+    UNKNOWN,
+    AppliedWaiver,
+    Finding,
+    Observation,
+    ResourceRef,
+    Severity,
+    Status,
+)
 from auditor.inventory import InventoryRecord
 from auditor.model import CoverageGap, StorageResource, normalize_tag_key
-from auditor.policy.compiler import FALSE, TRUE, UNKNOWN, Observation, PolicyCompiler, Predicate
+from auditor.policy.compiler import PolicyCompiler, Predicate
 from auditor.policy.language import Parameter, Policy
 from auditor.policy.loader import LoadedPolicy, LoadedWaiver, policy_leaves
 from auditor.policy.zones import ZoneCatalog
@@ -266,21 +276,21 @@ class Evaluator:
         for compiled in self.policies:
             if not compiled.applies_to(resource):
                 continue
-            reasons: list[str] = []
+            notes: list[str] = []
             if compiled.scope_where is not None:
                 scope_state, scope_obs = compiled.scope_where(resource)
                 if scope_state == FALSE:
                     continue
                 if scope_state == UNKNOWN:
                     state, observations = UNKNOWN, scope_obs
-                    reasons.append("whether the policy applies could not be decided")
+                    notes.append("whether the policy applies could not be decided")
                 else:
                     state, observations = compiled.condition(resource)
             else:
                 state, observations = compiled.condition(resource)
             if evidence is None:
                 evidence = resource.evidence_json()
-            finding = self._finding(compiled, resource, ref, state, observations, evidence, reasons)
+            finding = self._finding(compiled, resource, ref, state, observations, evidence, notes)
             totals.count(finding, self.fail_on)
             yield finding
 
@@ -292,24 +302,15 @@ class Evaluator:
         state: int,
         observations: tuple[Observation, ...],
         evidence: list[dict[str, Any]],
-        reasons: list[str],
+        notes: list[str],
     ) -> Finding:
         policy = compiled.policy
         underlying = _STATUS_OF_STATE[state]
-        observed: dict[str, Any] = {}
-        for obs in observations:
-            if obs.unknown is not None:
-                if obs.attribute not in observed:
-                    reasons.append(f"{obs.attribute}: {obs.unknown.code.value}: {obs.unknown.reason}")
-                observed[obs.attribute] = {
-                    "unknown": {"code": obs.unknown.code.value, "reason": obs.unknown.reason}
-                }
-            else:
-                observed[obs.attribute] = obs.value
-        message = "; ".join(dict.fromkeys(obs.describe() for obs in observations))
         status = underlying
         applied: AppliedWaiver | None = None
-        if underlying is not Status.PASS and self.waivers is not None:
+        # A waiver accepts a known violation; it never turns an undecidable (error) finding into
+        # an accepted one: unknown is never compliant.
+        if underlying is Status.FAIL and self.waivers is not None:
             match = self.waivers.find(policy.id, resource)
             if match is not None:
                 use, expired = match
@@ -324,7 +325,6 @@ class Evaluator:
                 )
                 if expired:
                     use.expired_matches += 1
-                    message += f" (waiver {use.waiver.key} expired on {applied.expires})"
                 else:
                     use.applied += 1
                     status = Status.WAIVED
@@ -333,14 +333,13 @@ class Evaluator:
             status=status,
             severity=policy.severity,
             resource=ref,
-            message=message,
-            observed=observed,
             expected=compiled.expected,
             controls=policy.controls,
             evidence=compiled.relevant_evidence(evidence),
             underlying_status=underlying,
+            observations=observations,
             waiver=applied,
-            reasons=reasons,
+            notes=notes,
         )
 
 

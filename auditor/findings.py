@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from auditor.model import Unknown
+
+TRUE, FALSE, UNKNOWN = 1, 0, -1
 
 
 class Status(StrEnum):
@@ -49,6 +56,32 @@ _SEVERITY_RANK = {
 
 
 @dataclass(frozen=True, slots=True)
+class Observation:
+    """What one condition leaf saw: the attribute, its value (or why unknown), what was expected."""
+
+    attribute: str
+    value: Any
+    unknown: Unknown | None
+    expected: str
+    state: int
+
+    def describe(self) -> str:
+        """'path = value, expected ...' or 'path unknown (code: reason)'."""
+        if self.unknown is not None:
+            return f"{self.attribute} unknown ({self.unknown.code.value}: {self.unknown.reason})"
+        shown = "absent" if self.value is None else _shown(self.value)
+        return f"{self.attribute} = {shown}, expected {self.expected}"
+
+
+def _shown(value: Any) -> str:
+    # JSON spelling (true, "x", ["a"]) reads the same for users of every language.
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return repr(value)
+
+
+@dataclass(frozen=True, slots=True)
 class ResourceRef:
     """The identity of the resource a finding is about."""
 
@@ -73,22 +106,56 @@ class AppliedWaiver:
     source: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Finding:
-    """One policy evaluated on one resource."""
+    """One policy evaluated on one resource.
+
+    `message`, `observed` and `reasons` are derived from the leaf `observations` on demand, so
+    evaluating a large estate does not format text nobody reads.
+    """
 
     policy_id: str
     status: Status
     severity: Severity
     resource: ResourceRef
-    message: str
-    observed: dict[str, Any]
     expected: str
     controls: dict[str, list[str]]
     evidence: list[dict[str, Any]]
     underlying_status: Status
+    observations: tuple[Observation, ...] = ()
     waiver: AppliedWaiver | None = None
-    reasons: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def message(self) -> str:
+        """Observed vs expected, for people."""
+        text = "; ".join(dict.fromkeys(obs.describe() for obs in self.observations))
+        if self.waiver is not None and self.waiver.expired:
+            text += f" (waiver {self.waiver.id} expired on {self.waiver.expires})"
+        return text
+
+    @property
+    def observed(self) -> dict[str, Any]:
+        """Each attribute read, with its value or ``{"unknown": {code, reason}}``."""
+        observed: dict[str, Any] = {}
+        for obs in self.observations:
+            if obs.unknown is not None:
+                observed[obs.attribute] = {
+                    "unknown": {"code": obs.unknown.code.value, "reason": obs.unknown.reason}
+                }
+            else:
+                observed[obs.attribute] = obs.value
+        return observed
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why the finding could not be decided (unknown attributes, undecidable scope)."""
+        unknown = {
+            obs.attribute: f"{obs.attribute}: {obs.unknown.code.value}: {obs.unknown.reason}"
+            for obs in self.observations
+            if obs.unknown is not None
+        }
+        return [*self.notes, *unknown.values()]
 
     def to_json_dict(self) -> dict[str, Any]:
         """The finding as the findings-JSON contract describes it."""
@@ -113,8 +180,9 @@ class Finding:
         }
         if self.resource.storage_account is not None:
             out["resource"]["storage_account"] = self.resource.storage_account
-        if self.reasons:
-            out["reasons"] = self.reasons
+        reasons = self.reasons
+        if reasons:
+            out["reasons"] = reasons
         if self.waiver is not None:
             out["waiver"] = {
                 "id": self.waiver.id,

@@ -17,7 +17,8 @@ import re
 from datetime import date, datetime
 from enum import StrEnum
 from functools import cached_property
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
@@ -239,3 +240,29 @@ def attribute_paths() -> frozenset[str]:
         paths.add(group)
         paths.update(f"{group}.{leaf}" for leaf in model.model_fields)
     return frozenset(paths)
+
+
+def attribute_kind(path: str) -> Literal["list", "bool", "mapping", "scalar"]:
+    """What kind of value an attribute path holds, so policies can be checked when they load."""
+    if path.startswith("tags."):
+        return "scalar"
+    if path == "tags":
+        return "mapping"
+    group, _, leaf = path.partition(".")
+    model = GROUP_MODELS.get(group)
+    if model is None:
+        return "scalar"  # identity fields are strings
+    if not leaf:
+        return "mapping"
+    annotation = model.model_fields[leaf].annotation
+    if get_origin(annotation) in (Union, UnionType):  # Optional[X] -> X
+        annotation = next(a for a in get_args(annotation) if a is not type(None))
+    target = annotation
+    origin = get_origin(target) or target
+    if origin is list:
+        return "list"
+    if target is bool:
+        return "bool"
+    if origin is dict or (isinstance(target, type) and issubclass(target, BaseModel)):
+        return "mapping"
+    return "scalar"

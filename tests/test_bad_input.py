@@ -82,6 +82,27 @@ def _assert_rejected(result: Result, out: Path, where: str, what: str) -> None:
             id="unknown-attribute",
         ),
         pytest.param("title: Tagged", "title: [", 5, "flow sequence at line 3", id="unclosed-flow"),
+        pytest.param(
+            "      attribute: tags.owner\n      op: exists\n",
+            "      attribute: location.regions\n      op: in\n      value: [eu-west-1]\n",
+            9,
+            "'in' does not apply to list attribute 'location.regions'",
+            id="operator-for-wrong-kind",
+        ),
+        pytest.param(
+            "      attribute: tags.owner\n      op: exists\n",
+            "      attribute: location.primary\n      op: equals\n      value: {zone: eu}\n",
+            9,
+            "a zone value goes with in, not_in or subset_of",
+            id="zone-with-equals",
+        ),
+        pytest.param(
+            "      attribute: tags.owner\n      op: exists\n",
+            "      attribute: encryption.enabled\n      op: equals\n      value: 'yes'\n",
+            9,
+            "compare it with true or false",
+            id="bool-compared-to-text",
+        ),
     ],
 )
 def test_bad_policy(run_cli: Cli, tmp_path: Path, replace: str, by: str, line: int, what: str) -> None:

@@ -12,36 +12,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import re2
 
 from auditor.errors import InputError
-from auditor.model import GROUPS, StorageResource, Unknown, normalize_tag_key
+from auditor.findings import FALSE, TRUE, UNKNOWN, Observation
+from auditor.model import GROUPS, StorageResource, Unknown, attribute_kind, normalize_tag_key
 from auditor.policy.language import AllOf, AnyOf, Condition, Leaf, NotOf, Parameter
 from auditor.policy.loader import LoadedPolicy
 from auditor.policy.yamlfile import PathKey
 from auditor.policy.zones import ZoneCatalog
 from auditor.versions import parse_version
 
-TRUE, FALSE, UNKNOWN = 1, 0, -1
 _MISSING = object()
-
-
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """What one leaf saw: the attribute, its value (or why it is unknown), and what was expected."""
-
-    attribute: str
-    value: Any
-    unknown: Unknown | None
-    expected: str
-    state: int
-
-    def describe(self) -> str:
-        """'path = value (expected ...)' or 'path unknown: reason'."""
-        if self.unknown is not None:
-            return f"{self.attribute} unknown ({self.unknown.code.value}: {self.unknown.reason})"
-        shown = "absent" if self.value is None else repr(self.value)
-        return f"{self.attribute} = {shown}, expected {self.expected}"
 
 
 Result = tuple[int, tuple[Observation, ...]]
@@ -93,6 +76,10 @@ def _getter(path: str) -> Getter:
     return get_attribute
 
 
+def _literal(value: Any) -> str:
+    return str(value) if isinstance(value, ZoneValue) else orjson.dumps(value).decode()
+
+
 def _as_set(value: Any) -> frozenset[Any]:
     return frozenset(value) if isinstance(value, list | tuple | set | frozenset) else frozenset([value])
 
@@ -128,8 +115,35 @@ _COMPARISONS: dict[str, Callable[[tuple[int, ...], tuple[int, ...]], bool]] = {
 }
 
 
+# Which operators make sense for each kind of attribute (see model.attribute_kind).
+_OPERATORS_BY_KIND: dict[str, frozenset[str]] = {
+    "list": frozenset({"subset_of", "contains", "exists", "equals", "not_equals"}),
+    "bool": frozenset({"equals", "not_equals", "exists"}),
+    "mapping": frozenset({"exists"}),
+    "scalar": frozenset(
+        {"equals", "not_equals", "in", "not_in", "contains", "exists", "matches", "gte", "gt", "lte", "lt"}
+    ),
+}
+
+
+def _check_operator(leaf: Leaf, value: Any, where: Callable[[str], InputError]) -> None:
+    kind = attribute_kind(leaf.attribute)
+    if leaf.op not in _OPERATORS_BY_KIND[kind]:
+        allowed = ", ".join(sorted(_OPERATORS_BY_KIND[kind]))
+        raise where(
+            f"'{leaf.op}' does not apply to {kind} attribute '{leaf.attribute}' (use one of: {allowed})"
+        )
+    if isinstance(value, ZoneValue) and leaf.op not in ("in", "not_in", "subset_of"):
+        raise where(f"a zone value goes with in, not_in or subset_of, not '{leaf.op}'")
+    if leaf.op == "contains" and kind == "scalar" and not isinstance(value, str):
+        raise where("'contains' on a text attribute takes a string")
+    if kind == "bool" and leaf.op in ("equals", "not_equals") and not isinstance(value, bool):
+        raise where(f"'{leaf.attribute}' is true or false; compare it with true or false")
+
+
 def _leaf_test(leaf: Leaf, value: Any, where: Callable[[str], InputError]) -> tuple[Callable[..., bool], str]:
     """The test function (observed, provider) -> bool for a leaf, and its expectation text."""
+    _check_operator(leaf, value, where)
     op = leaf.op
     if op == "exists":
         wanted = True if value is None else value
@@ -139,30 +153,35 @@ def _leaf_test(leaf: Leaf, value: Any, where: Callable[[str], InputError]) -> tu
     if op in ("equals", "not_equals"):
         positive = op == "equals"
         return (lambda o, p: (o is not None and o == value) == positive), (
-            f"{'' if positive else 'not '}{value!r}"
+            f"{'' if positive else 'not '}{_literal(value)}"
         )
     if op in ("in", "not_in"):
         if not isinstance(value, list | ZoneValue):
             raise where(f"'{op}' takes a list or a zone")
         member = _zone_aware(lambda o, s: o in s)
         if op == "in":
-            return (lambda o, p: o is not None and member(o, value, p)), f"one of {value}"
-        return (lambda o, p: o is None or not member(o, value, p)), f"none of {value}"
+            return (lambda o, p: o is not None and member(o, value, p)), f"one of {_literal(value)}"
+        return (lambda o, p: o is None or not member(o, value, p)), f"none of {_literal(value)}"
     if op == "subset_of":
         if not isinstance(value, list | ZoneValue):
             raise where("'subset_of' takes a list or a zone")
         subset = _zone_aware(_subset)
-        return (lambda o, p: o is not None and subset(o, value, p)), f"all within {value}"
+        return (lambda o, p: o is not None and subset(o, value, p)), f"all within {_literal(value)}"
     if op == "contains":
-        return (lambda o, p: o is not None and value in o), f"containing {value!r}"
+        return (lambda o, p: o is not None and value in o), f"containing {_literal(value)}"
     if op == "matches":
         if not isinstance(value, str):
             raise where("'matches' takes a regular expression string")
+        options = re2.Options()
+        options.log_errors = False  # the error is reported once, as an InputError
         try:
             # RE2 runs in linear time: no catastrophic backtracking on hostile tag values.
-            pattern = re2.compile(value)
+            pattern = re2.compile(value, options)
         except re2.error as exc:
-            raise where(f"invalid regular expression {value!r}: {exc}") from exc
+            detail = (
+                exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else exc
+            )
+            raise where(f"invalid regular expression {value!r}: {detail}") from exc
         return (lambda o, p: o is not None and pattern.search(str(o)) is not None), f"matching /{value}/"
     if op in _COMPARISONS:
         bound = _version(value)

@@ -142,3 +142,35 @@ def test_hostile_regex_input_is_linear(tmp_path: Path) -> None:
     # (a+)+$ backtracks exponentially in Python's re; RE2 answers at once.
     hostile = {**RESOURCE, "tags": {"owner": "a" * 5000 + "!"}}
     assert status_of(leaf("tags.owner", "matches", "^(a+)+$"), tmp_path, resource=hostile) is Status.FAIL
+
+
+def test_a_waiver_never_waives_an_error(tmp_path: Path) -> None:
+    from datetime import date
+
+    from auditor.evaluate import WaiverBook
+    from auditor.policy.language import Waiver
+    from auditor.policy.loader import LoadedWaiver
+
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "policies": [
+                    {"id": "t.x", "title": "t", "description": "d", "severity": "low", "condition": UNKNOWN}
+                ]
+            }
+        )
+    )
+    compiled = compile_policies(load_policies([path]), load_zones([SHIPPED_POLICIES]), {})
+    waiver = Waiver.model_validate(
+        {
+            "policy": "t.*",
+            "resources": {"names": ["c"]},
+            "justification": "j",
+            "approver": "a",
+            "expires": "2099-01-01",
+        }
+    )
+    book = WaiverBook([LoadedWaiver(waiver, "w.yaml:2", "W-1")], date(2026, 1, 1))
+    finding = next(Evaluator(compiled, book).evaluate(StorageResource.model_validate(RESOURCE)))
+    assert finding.status is Status.ERROR and finding.waiver is None
