@@ -49,6 +49,7 @@ class CompiledPolicy:
     attributes: frozenset[str]
     expected: str
     _relevant_cache: dict[tuple[str, ...], bool] = field(default_factory=dict, repr=False)
+    _scope_pairs: frozenset[tuple[str, str]] | None = field(default=None, repr=False)
 
     @property
     def policy(self) -> Policy:
@@ -57,8 +58,15 @@ class CompiledPolicy:
 
     def applies_to(self, resource: StorageResource) -> bool:
         """Provider and kind are in scope (the `where` condition is evaluated separately)."""
-        scope = self.policy.scope
-        return resource.provider in scope.providers and resource.kind in scope.kinds
+        return (resource.provider, resource.kind) in self.scope_pairs
+
+    @property
+    def scope_pairs(self) -> frozenset[tuple[str, str]]:
+        """The (provider, kind) pairs in scope."""
+        if self._scope_pairs is None:
+            scope = self.policy.scope
+            self._scope_pairs = frozenset((p, k) for p in scope.providers for k in scope.kinds)
+        return self._scope_pairs
 
     def relevant_evidence(self, evidence: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The evidence items behind the attributes this policy reads."""

@@ -48,9 +48,10 @@ def _getter(path: str) -> Getter:
         key = normalize_tag_key(path[len("tags.") :])
 
         def get_tag(resource: StorageResource) -> tuple[Any, Unknown | None]:
-            reason = resource.unknown_reason(path)
-            if reason is not None:
-                return None, reason
+            if resource.unknown or resource.tags is None:
+                reason = resource.unknown_reason(path)
+                if reason is not None:
+                    return None, reason
             tags = resource.normalized_tags
             return (tags.get(key) if tags is not None else None), None
 
