@@ -1,0 +1,394 @@
+"""Click wiring for `auditor audit`, `history`, `baseline`, `keygen` and `verify` (no logic here)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from auditor.audit.config import (
+    DATABASE_URL_ENV,
+    DEFAULT_OUTPUT_DIR,
+    SIGNING_PASSPHRASE_ENV,
+    AuditConfig,
+    default_database_url,
+    demo_config,
+    load_config,
+    parse_duration,
+    redact_url,
+    require_config_file,
+)
+from auditor.errors import InputError
+from auditor.findings import Severity
+
+EXIT_OK, EXIT_VIOLATIONS = 0, 1
+
+
+@click.command("audit")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="auditor.yaml (default: ./auditor.yaml).",
+)
+@click.option("--demo", is_flag=True, help="Run the whole job on the shipped demo estate (no cloud account).")
+@click.option(
+    "--output-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where reports, bundles and the default history go (default: outputs.directory, or reports/).",
+)
+@click.option("--fail-on", type=click.Choice([s.value for s in Severity]), help="Override fail_on.")
+@click.option(
+    "--baseline",
+    "baseline_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Only failures not in this baseline fail the gate.",
+)
+@click.option("--allow-incomplete", is_flag=True, default=None, help="Do not exit 3 on errors or gaps.")
+@click.option(
+    "--today", type=click.DateTime(formats=["%Y-%m-%d"]), help="Date for waiver expiry (default: today)."
+)
+def audit(
+    config_path: Path | None,
+    demo: bool,
+    output_dir: Path | None,
+    fail_on: str | None,
+    baseline_path: Path | None,
+    allow_incomplete: bool | None,
+    today: datetime | None,
+) -> None:
+    """Scan, check, report, record the run and sign the evidence; exit with the gate's code."""
+    from auditor.audit.job import run_audit
+
+    if demo and config_path is not None:
+        raise InputError("--demo", "use either --demo or --config, not both")
+    if demo:
+        config = demo_config(output_dir or DEFAULT_OUTPUT_DIR)
+    else:
+        config = load_config(require_config_file(config_path))
+        if output_dir is not None:
+            config.outputs.directory = output_dir.resolve()
+            config.outputs.paths = {}
+    if fail_on is not None:
+        config.fail_on = Severity(fail_on)
+    if baseline_path is not None:
+        config.baseline = baseline_path.resolve()
+    if allow_incomplete:
+        config.allow_incomplete = True
+    outcome = run_audit(config, demo=demo, today=today.date() if today else None)
+    if outcome.public_key is not None and outcome.bundle is not None:
+        click.echo(
+            f"demo bundle signed with a throwaway key; check it with: "
+            f"auditor verify {outcome.bundle} --public-key {outcome.public_key}",
+            err=True,
+        )
+    sys.exit(outcome.exit_code)
+
+
+# --- history -------------------------------------------------------------------------------------
+
+
+@dataclass
+class HistoryContext:
+    """What the `history` subcommands share."""
+
+    url: str
+    config: AuditConfig | None
+
+
+@click.group("history")
+@click.option(
+    "--database",
+    "database",
+    envvar=DATABASE_URL_ENV,
+    show_envvar=True,
+    help="SQLAlchemy URL or SQLite file (default: from --config, else reports/history.db).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="auditor.yaml to take the database URL, job name and schedule from.",
+)
+@click.pass_context
+def history(ctx: click.Context, database: str | None, config_path: Path | None) -> None:
+    """Recorded runs: list, show, diff, prune, and the period report."""
+    config = load_config(config_path) if config_path is not None else None
+    if database:
+        url = database if "://" in database else f"sqlite:///{Path(database).resolve()}"
+    elif config is not None:
+        url = config.database_url()
+    else:
+        url = default_database_url(DEFAULT_OUTPUT_DIR)
+    ctx.obj = HistoryContext(url=url, config=config)
+
+
+def _open(ctx: click.Context) -> Any:
+    from auditor.audit.history import History
+
+    obj: HistoryContext = ctx.find_object(HistoryContext)  # type: ignore[assignment]
+    if obj.url.startswith("sqlite:///") and not Path(obj.url.removeprefix("sqlite:///")).exists():
+        raise InputError(redact_url(obj.url), "no history database here yet (run `auditor audit` first)")
+    return History(obj.url)
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+
+
+@history.command("list")
+@click.option("--job", help="Only runs of this job.")
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
+@click.pass_context
+def history_list(ctx: click.Context, job: str | None, limit: int, output_format: str) -> None:
+    """Recorded runs, newest first."""
+    with _open(ctx) as store:
+        runs = store.list_runs(job=job, limit=limit)
+    if output_format == "json":
+        _echo_json([r.to_json_dict() for r in runs])
+        return
+    if not runs:
+        click.echo("no runs recorded")
+        return
+    click.echo(f"{'run':36}  {'started (UTC)':19}  {'job':12}  exit  fail  base  err  waived  pass")
+    for r in runs:
+        c = r.counts
+        click.echo(
+            f"{r.id:36}  {r.started_at:%Y-%m-%d %H:%M:%S}  {r.job[:12]:12}  {r.exit_code:>4}  "
+            f"{c['fail']:>4}  {c['baselined']:>4}  {c['error']:>3}  {c['waived']:>6}  {c['pass']:>4}"
+        )
+
+
+@history.command("show")
+@click.argument("run_ref", metavar="RUN")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
+@click.option("--all", "show_all", is_flag=True, help="Include passing findings.")
+@click.pass_context
+def history_show(ctx: click.Context, run_ref: str, output_format: str, show_all: bool) -> None:
+    """One run (id, unique prefix, `latest` or `latest~N`): its summary and non-pass findings."""
+    with _open(ctx) as store:
+        run = store.resolve(run_ref)
+        if output_format == "json":
+            _echo_json(store.document(run.id))
+            return
+        rows = store.finding_rows(run.id)
+        coverage = store.coverage(run.id)
+    c = run.counts
+    click.echo(f"run {run.id} (job {run.job})")
+    click.echo(f"  started {run.started_at.isoformat()}  finished {run.finished_at.isoformat()}")
+    click.echo(f"  auditor {run.tool_version}  config {run.config_digest[:16]}  exit {run.exit_code}")
+    click.echo(
+        f"  {run.resources} resources: {c['fail']} fail ({c['baselined']} baselined), {c['error']} error, "
+        f"{c['waived']} waived, {c['pass']} pass"
+    )
+    for item in coverage:
+        if item["kind"] == "gap":
+            click.echo(
+                f"  coverage gap: {item['provider']} {item['account']} {item['scope']}: {item['reason']}"
+            )
+    if run.bundle:
+        click.echo(f"  bundle {run.bundle} (manifest sha256 {run.manifest_sha256})")
+    for row in rows:
+        if row.status == "pass" and not show_all:
+            continue
+        mark = " (baselined)" if row.baselined else ""
+        click.echo(
+            f"  {row.status}{mark:12} {row.severity:8} {row.policy_id:32} {row.provider} {row.account} "
+            f"{row.resource_name}"
+        )
+
+
+@history.command("diff")
+@click.argument("run_a", metavar="RUN_A")
+@click.argument("run_b", metavar="RUN_B")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
+@click.pass_context
+def history_diff(ctx: click.Context, run_a: str, run_b: str, output_format: str) -> None:
+    """What changed from RUN_A to RUN_B: new failures, fixed, still failing, newly unknown."""
+    with _open(ctx) as store:
+        result = store.diff(store.resolve(run_a), store.resolve(run_b))
+    if output_format == "json":
+        _echo_json(result.to_json_dict())
+        return
+    click.echo(f"from {result.a.id} ({result.a.started_at:%Y-%m-%d %H:%M}Z)")
+    click.echo(f"to   {result.b.id} ({result.b.started_at:%Y-%m-%d %H:%M}Z)")
+    for section in result.SECTIONS:
+        changes = getattr(result, section)
+        click.echo(f"{section.replace('_', ' ')}: {len(changes)}")
+        if section == "still_failing":
+            continue
+        for change in changes:
+            click.echo(
+                f"  {change.before or 'absent'} -> {change.after or 'absent'}  {change.severity:8} "
+                f"{change.policy_id}  {change.provider} {change.account} {change.resource_name}  "
+                f"({change.resource_id})"
+            )
+
+
+@history.command("prune")
+@click.option("--keep-days", type=click.IntRange(1), required=True, help="Delete runs older than this.")
+@click.option(
+    "--protect-from",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Keep every run from this date on (an open audit period); default: history.protect_from.",
+)
+@click.option("--dry-run", is_flag=True, help="Show what would be deleted.")
+@click.pass_context
+def history_prune(ctx: click.Context, keep_days: int, protect_from: datetime | None, dry_run: bool) -> None:
+    """Delete old runs, keeping per job the last one before the window (the period baseline)."""
+    obj: HistoryContext = ctx.find_object(HistoryContext)  # type: ignore[assignment]
+    protect: date | None = protect_from.date() if protect_from else None
+    if protect is None and obj.config is not None and obj.config.history.protect_from:
+        protect = date.fromisoformat(obj.config.history.protect_from)
+    with _open(ctx) as store:
+        result = store.prune(keep_days, protect_from=protect, dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(f"{verb} {len(result.deleted)} run(s)")
+    for run in result.deleted:
+        click.echo(f"  {run.id}  {run.started_at:%Y-%m-%d %H:%M}Z  {run.job}")
+    for run in result.kept_as_baseline:
+        click.echo(f"kept {run.id} ({run.started_at:%Y-%m-%d}) as the period baseline of job {run.job}")
+
+
+@history.command("period")
+@click.option("--from", "start", type=click.DateTime(formats=["%Y-%m-%d"]), required=True)
+@click.option("--to", "end", type=click.DateTime(formats=["%Y-%m-%d"]), required=True, help="Inclusive.")
+@click.option("--framework", default="soc2", show_default=True, help="soc2, gdpr, iso27001, ...")
+@click.option(
+    "--format", "output_format", type=click.Choice(["html", "json"]), default="html", show_default=True
+)
+@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False), help="Default: stdout.")
+@click.option("--interval", help="Schedule interval, e.g. 24h (default: schedule.interval, else 1d).")
+@click.option("--grace", help="Lateness tolerated before a gap, e.g. 1h (default: schedule.grace).")
+@click.option("--job", help="Job name (needed when several jobs share the history).")
+@click.pass_context
+def history_period(
+    ctx: click.Context,
+    start: datetime,
+    end: datetime,
+    framework: str,
+    output_format: str,
+    output: Path | None,
+    interval: str | None,
+    grace: str | None,
+    job: str | None,
+) -> None:
+    """The period report: every control's status in every run, effectiveness share and gaps."""
+    from auditor.atomicfile import atomic_output
+    from auditor.audit.period import build_period_report, render_period_html
+
+    obj: HistoryContext = ctx.find_object(HistoryContext)  # type: ignore[assignment]
+    config = obj.config
+    try:
+        every = parse_duration(interval) if interval else (config.schedule.interval if config else None)
+        slack = parse_duration(grace) if grace else (config.schedule.grace if config else None)
+    except ValueError as exc:
+        raise InputError("--interval/--grace", str(exc)) from exc
+    defaults = AuditConfig().schedule
+    with _open(ctx) as store:
+        report = build_period_report(
+            store,
+            start.date(),
+            end.date(),
+            framework=framework,
+            interval=every or defaults.interval,
+            grace=slack if slack is not None else defaults.grace,
+            job=job or (config.name if config else None),
+            policy_paths=list(config.policies) if config else None,
+        )
+    text = (
+        render_period_html(report)
+        if output_format == "html"
+        else orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n"
+    )
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        with atomic_output(output) as handle:
+            handle.write(text.encode())
+        click.echo(f"period report written to {output}", err=True)
+
+
+# --- baseline, keys, verify ----------------------------------------------------------------------
+
+
+@click.group("baseline")
+def baseline() -> None:
+    """Accept today's failures so the gate fails only on new ones."""
+
+
+@baseline.command("create")
+@click.option(
+    "--findings",
+    "findings_path",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Findings JSON (from `auditor check --format json` or `auditor audit`).",
+)
+@click.option("--output", "-o", required=True, type=click.Path(path_type=Path, dir_okay=False))
+def baseline_create(findings_path: Path, output: Path) -> None:
+    """Write every current failure (policy id + resource id) to a baseline file."""
+    from auditor.audit.baseline import baseline_from_document, write_baseline
+
+    try:
+        document = orjson.loads(findings_path.read_bytes())
+    except OSError as exc:
+        raise InputError(str(findings_path), f"cannot read: {exc.strerror or exc}") from exc
+    except orjson.JSONDecodeError as exc:
+        raise InputError(str(findings_path), f"not JSON: {exc}") from exc
+    if not isinstance(document, dict) or not isinstance(document.get("findings"), list):
+        raise InputError(str(findings_path), "not a findings document ({'run': ..., 'findings': [...]})")
+    result = baseline_from_document(document)
+    write_baseline(result, output)
+    click.echo(f"baseline of {len(result.entries)} failure(s) written to {output}")
+
+
+@click.command("keygen")
+@click.option("--private-key", required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--public-key", required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+def keygen(private_key: Path, public_key: Path, force: bool) -> None:
+    """Make an Ed25519 key pair for signing bundles (encrypted if $AUDITOR_SIGNING_KEY_PASSPHRASE is set)."""
+    from auditor.audit.bundle import write_keypair
+
+    passphrase = os.environ.get(SIGNING_PASSPHRASE_ENV, "").encode() or None
+    kid = write_keypair(private_key, public_key, passphrase=passphrase, force=force)
+    click.echo(f"key {kid}: private key {private_key} (mode 0600, keep it secret), public key {public_key}")
+
+
+@click.command("verify")
+@click.argument("bundle_path", metavar="BUNDLE", type=click.Path(path_type=Path))
+@click.option(
+    "--public-key",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Require a signature by this key (without it, the key named in the manifest is used).",
+)
+def verify(bundle_path: Path, public_key: Path | None) -> None:
+    """Check a bundle's signature, every file's SHA-256, and that no file was added."""
+    from auditor.audit.bundle import load_public_key, verify_bundle
+
+    key = load_public_key(public_key) if public_key is not None else None
+    result = verify_bundle(bundle_path, key)
+    if not result.ok:
+        click.echo(f"FAILED {bundle_path}: {result.problems[0]}", err=True)
+        for problem in result.problems[1:]:
+            click.echo(f"  also: {problem}", err=True)
+        sys.exit(EXIT_VIOLATIONS)
+    if result.signed and result.key_pinned:
+        signature = f"signed by {result.key_id} (the given public key)"
+    elif result.signed:
+        signature = (
+            f"signed by key {result.key_id} named in the manifest; "
+            "pass --public-key to check it is the key you trust"
+        )
+    else:
+        signature = "UNSIGNED: hashes only prove integrity against the manifest itself"
+    click.echo(f"OK {bundle_path}: {result.files_checked} files match the manifest; {signature}")
+    sys.exit(EXIT_OK)

@@ -1,0 +1,344 @@
+"""auditor.yaml: the audit job's configuration, validated with pydantic, errors as file:line.
+
+Secrets never live in the file: the history database URL and the signing key can come from
+$AUDITOR_DATABASE_URL and $AUDITOR_SIGNING_KEY (a key file path or the PEM text itself), cloud
+credentials from each SDK's usual chain. `redacted()` is the only form ever written out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from auditor.errors import InputError
+from auditor.findings import Severity
+from auditor.policy.loader import shipped_root
+from auditor.policy.yamlfile import load_yaml
+
+DATABASE_URL_ENV = "AUDITOR_DATABASE_URL"
+SIGNING_KEY_ENV = "AUDITOR_SIGNING_KEY"
+SIGNING_PASSPHRASE_ENV = "AUDITOR_SIGNING_KEY_PASSPHRASE"
+DEFAULT_CONFIG = Path("auditor.yaml")
+DEFAULT_OUTPUT_DIR = Path("reports")
+HISTORY_FILE = "history.db"
+
+ReportFormat = Literal["json", "html", "sarif", "junit", "markdown", "csv"]
+DEFAULT_FORMATS: tuple[ReportFormat, ...] = ("html", "sarif", "junit", "markdown")
+OptionValue = str | int | float | bool | list[str]
+
+# File names of the reports in the output directory (stable, so CI steps can find them).
+REPORT_FILES: dict[str, str] = {
+    "json": "report.json",
+    "html": "report.html",
+    "sarif": "report.sarif",
+    "junit": "junit.xml",
+    "markdown": "summary.md",
+    "csv": "findings.csv",
+}
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_SECRET_NAME = re.compile(r"(password|passphrase|secret|token|credential|api[_-]?key)", re.IGNORECASE)
+REDACTED = "<redacted>"
+
+
+def parse_duration(value: Any) -> timedelta:
+    """'90s', '30m', '24h', '1d', '1w' (or seconds as a number) as a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match and int(match.group(1)) > 0:
+            return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    raise ValueError(f"expected a duration such as '24h', '1d' or '30m', got {value!r}")
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest exact form of `value` ('1d', '36h', '90s')."""
+    seconds = int(value.total_seconds())
+    for unit in ("w", "d", "h", "m"):
+        if seconds % _UNIT_SECONDS[unit] == 0:
+            return f"{seconds // _UNIT_SECONDS[unit]}{unit}"
+    return f"{seconds}s"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AwsCloud(_Strict):
+    """AWS: which accounts to scan. Credentials come from the boto3 chain, never from this file."""
+
+    profiles: list[str] = Field(default_factory=list, description="Named profiles to scan.")
+    role: str | None = Field(None, description="Role ARN (template with {account_id}) or name to assume.")
+    accounts: list[str] = Field(default_factory=list, description="Account ids to assume `role` into.")
+    organization: bool = Field(False, description="Assume `role` into every ACTIVE organization account.")
+    regions: list[str] = Field(default_factory=list, description="Only buckets in these regions.")
+    options: dict[str, OptionValue] = Field(
+        default_factory=dict, description="Any other `auditor scan aws` option, without the leading --."
+    )
+
+
+class GcpCloud(_Strict):
+    """Google Cloud: which projects to scan, and the endpoint (Private Service Connect, emulator)."""
+
+    projects: list[str] = Field(min_length=1)
+    api_endpoint: str | None = None
+    tls_policy: Path | None = None
+    options: dict[str, OptionValue] = Field(default_factory=dict)
+
+
+class AzureCloud(_Strict):
+    """Azure: which subscriptions to scan, and the endpoints (sovereign clouds)."""
+
+    subscriptions: list[str] = Field(min_length=1)
+    arm_endpoint: str | None = None
+    blob_endpoint_template: str | None = None
+    ca_bundle: Path | None = None
+    blob_credential: Literal["token", "shared-key", "none"] | None = None
+    options: dict[str, OptionValue] = Field(default_factory=dict)
+
+
+class Clouds(_Strict):
+    """The clouds to scan; leave one out to skip it."""
+
+    aws: AwsCloud | None = None
+    gcp: GcpCloud | None = None
+    azure: AzureCloud | None = None
+
+
+class Outputs(_Strict):
+    """Where reports and bundles go, and in which formats."""
+
+    directory: Path = DEFAULT_OUTPUT_DIR
+    formats: list[ReportFormat] = Field(default_factory=lambda: list(DEFAULT_FORMATS))
+    paths: dict[ReportFormat, Path] = Field(
+        default_factory=dict, description="Per-format path overriding <directory>/<default name>."
+    )
+    frameworks: list[str] = Field(default_factory=lambda: ["gdpr", "soc2", "iso27001"])
+    bundle: Literal["directory", "tar.gz", "none"] = "directory"
+
+
+class History(_Strict):
+    """The run history database (SQLAlchemy URL) and retention."""
+
+    database_url: str | None = Field(None, description="Default: sqlite under the output directory.")
+    keep_days: int | None = Field(None, ge=1, description="Prune older runs after each audit.")
+    protect_from: str | None = Field(
+        None, description="YYYY-MM-DD: never prune runs from this date on (an open audit period)."
+    )
+
+    @field_validator("protect_from")
+    @classmethod
+    def _iso(cls, value: str | None) -> str | None:
+        if value is not None:
+            date.fromisoformat(value)  # raises ValueError, reported with file:line
+        return value
+
+
+class Signing(_Strict):
+    """Ed25519 key that signs each bundle's manifest (or $AUDITOR_SIGNING_KEY)."""
+
+    private_key: Path | None = None
+
+
+class Schedule(_Strict):
+    """How often the job is meant to run: a longer pause is a gap in the period report."""
+
+    interval: timedelta = timedelta(days=1)
+    grace: timedelta = timedelta(hours=1)
+
+    @field_validator("interval", "grace", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+
+class AuditConfig(_Strict):
+    """auditor.yaml (see docs/audit.md)."""
+
+    version: Literal[1] = 1
+    name: str = Field("default", min_length=1, description="Job name: runs compare to this job's last.")
+    clouds: Clouds = Field(default_factory=Clouds)
+    inventories: list[Path] = Field(
+        default_factory=list, description="Inventory JSONL files to check in addition to the scans."
+    )
+    policies: list[Path] = Field(default_factory=list)
+    params: dict[str, str | int | bool | list[str]] = Field(default_factory=dict)
+    waivers: Path | None = None
+    fail_on: Severity = Severity.INFO
+    allow_incomplete: bool = False
+    baseline: Path | None = None
+    outputs: Outputs = Field(default_factory=Outputs)
+    history: History = Field(default_factory=History)
+    signing: Signing = Field(default_factory=Signing)
+    schedule: Schedule = Field(default_factory=Schedule)
+
+    # Not from the file: where secrets came from, for the redacted form.
+    signing_key_pem: bytes | None = Field(None, exclude=True, repr=False)
+    database_url_from_env: bool = Field(False, exclude=True)
+
+    def check_params(self) -> dict[str, str]:
+        """Parameters as `auditor check --param` strings."""
+        out: dict[str, str] = {}
+        for name, value in self.params.items():
+            if isinstance(value, bool):
+                out[name] = "true" if value else "false"
+            elif isinstance(value, list):
+                out[name] = ",".join(value)
+            else:
+                out[name] = str(value)
+        return out
+
+    def database_url(self) -> str:
+        """The history URL: configured, from the environment, or sqlite in the output directory."""
+        return self.history.database_url or default_database_url(self.outputs.directory)
+
+    def report_paths(self) -> dict[str, Path]:
+        """Format -> the path its report is written to."""
+        return {
+            fmt: self.outputs.paths.get(fmt, self.outputs.directory / REPORT_FILES[fmt])
+            for fmt in self.outputs.formats
+        }
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective configuration with every secret removed: safe for bundles and logs."""
+        data = self.model_dump(mode="json")
+        data["history"]["database_url"] = redact_url(self.database_url())
+        if self.database_url_from_env:
+            data["history"]["database_url_source"] = f"${DATABASE_URL_ENV}"
+        if self.signing_key_pem is not None and self.signing.private_key is None:
+            data["signing"]["private_key"] = f"<from ${SIGNING_KEY_ENV}>"
+        data["schedule"] = {
+            "interval": format_duration(self.schedule.interval),
+            "grace": format_duration(self.schedule.grace),
+        }
+        for cloud in data["clouds"].values():
+            if isinstance(cloud, dict):
+                cloud["options"] = {
+                    k: (REDACTED if _SECRET_NAME.search(k) else v) for k, v in cloud["options"].items()
+                }
+        return data
+
+    def digest(self) -> str:
+        """SHA-256 of the redacted effective configuration (stable key order)."""
+        return hashlib.sha256(orjson.dumps(self.redacted(), option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def default_database_url(directory: Path) -> str:
+    """sqlite file `history.db` in `directory`."""
+    return f"sqlite:///{(directory / HISTORY_FILE).resolve()}"
+
+
+def redact_url(url: str) -> str:
+    """`url` with any password replaced by ***."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL may still hold a secret: show nothing of it
+        return REDACTED
+
+
+def _resolve(base: Path, path: Path | None) -> Path | None:
+    if path is None:
+        return None
+    path = path.expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _resolve_paths(config: AuditConfig, base: Path) -> None:
+    config.inventories = [p for p in (_resolve(base, p) for p in config.inventories) if p is not None]
+    config.policies = [p for p in (_resolve(base, p) for p in config.policies) if p is not None]
+    config.waivers = _resolve(base, config.waivers)
+    config.baseline = _resolve(base, config.baseline)
+    config.outputs.directory = _resolve(base, config.outputs.directory) or base
+    config.outputs.paths = {k: p for k, v in config.outputs.paths.items() if (p := _resolve(base, v))}
+    config.signing.private_key = _resolve(base, config.signing.private_key)
+    if config.clouds.gcp is not None:
+        config.clouds.gcp.tls_policy = _resolve(base, config.clouds.gcp.tls_policy)
+    if config.clouds.azure is not None:
+        config.clouds.azure.ca_bundle = _resolve(base, config.clouds.azure.ca_bundle)
+
+
+def apply_environment(config: AuditConfig, environ: dict[str, str] | None = None) -> AuditConfig:
+    """Let $AUDITOR_DATABASE_URL and $AUDITOR_SIGNING_KEY override the file."""
+    env = os.environ if environ is None else environ
+    url = env.get(DATABASE_URL_ENV, "").strip()
+    if url:
+        config.history.database_url = url
+        config.database_url_from_env = True
+    key = env.get(SIGNING_KEY_ENV, "").strip()
+    if key.startswith("-----BEGIN"):
+        config.signing_key_pem = key.encode()
+        config.signing.private_key = None
+    elif key:
+        config.signing.private_key = Path(key).expanduser()
+    return config
+
+
+def load_config(path: Path, *, environ: dict[str, str] | None = None) -> AuditConfig:
+    """Read and validate auditor.yaml; relative paths are relative to the file's directory."""
+    doc = load_yaml(path)
+    if doc.data is None:
+        doc.data = {}
+    if not isinstance(doc.data, dict):
+        raise doc.error((), "auditor.yaml is a mapping (see docs/audit.md)")
+    for secret in ("signing_key_pem", "database_url_from_env"):
+        if secret in doc.data:
+            raise doc.error((secret,), f"{secret}: extra inputs are not permitted")
+    try:
+        config = AuditConfig.model_validate(doc.data)
+    except ValidationError as exc:
+        raise doc.validation_error(exc) from exc
+    if config.history.database_url is not None:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            password = make_url(config.history.database_url).password
+        except ArgumentError as exc:
+            raise doc.error(("history", "database_url"), "not a SQLAlchemy database URL") from exc
+        if password:
+            raise doc.error(
+                ("history", "database_url"),
+                f"history.database_url holds a password: put the URL in ${DATABASE_URL_ENV} instead",
+            )
+    _resolve_paths(config, path.resolve().parent)
+    return apply_environment(config, environ)
+
+
+def demo_config(output_dir: Path, *, environ: dict[str, str] | None = None) -> AuditConfig:
+    """The `--demo` job: the shipped demo estate and waivers, zone eu, everything under output_dir."""
+    fixtures = shipped_root() / "fixtures"
+    inventory = fixtures / "demo-estate.jsonl"
+    waivers = fixtures / "demo-waivers.yaml"
+    for needed in (inventory, waivers):
+        if not needed.is_file():
+            raise InputError(str(needed), "shipped demo file missing: reinstall auditor")
+    config = AuditConfig(
+        name="demo",
+        inventories=[inventory],
+        params={"zone": "eu"},
+        waivers=waivers,
+        outputs=Outputs(directory=output_dir.resolve()),
+    )
+    return apply_environment(config, environ)
+
+
+def require_config_file(path: Path | None) -> Path:
+    """`path`, or ./auditor.yaml; an input error when neither exists."""
+    chosen = path or DEFAULT_CONFIG
+    if not chosen.is_file():
+        hint = "" if path else " (give --config FILE, or --demo to try the shipped demo estate)"
+        raise InputError(str(chosen), f"no such config file{hint}")
+    return chosen

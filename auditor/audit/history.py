@@ -1,0 +1,597 @@
+"""The run history: every audit run and its findings, in SQLite (default) or any SQLAlchemy database.
+
+SQLite runs in WAL mode; each run is written in one transaction, so a run killed midway leaves
+nothing behind. Findings are matched across runs by policy id + resource id (never by name).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+from auditor.audit.config import redact_url
+from auditor.errors import InputError
+
+metadata = MetaData()
+
+runs_table = Table(
+    "auditor_runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("job", String(200), nullable=False, index=True),
+    Column("started_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("finished_at", DateTime(timezone=True), nullable=False),
+    Column("tool_version", String(64), nullable=False),
+    Column("config_digest", String(64), nullable=False),
+    Column("exit_code", Integer, nullable=False),
+    Column("fail_count", Integer, nullable=False),
+    Column("error_count", Integer, nullable=False),
+    Column("waived_count", Integer, nullable=False),
+    Column("pass_count", Integer, nullable=False),
+    Column("baselined_count", Integer, nullable=False),
+    Column("resources", Integer, nullable=False),
+    Column("bundle", Text, nullable=True),
+    Column("manifest_sha256", String(64), nullable=True),
+    Column("run_json", Text, nullable=False),
+)
+
+findings_table = Table(
+    "auditor_findings",
+    metadata,
+    Column("run_id", String(64), ForeignKey("auditor_runs.id"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("policy_id", String(200), nullable=False),
+    Column("resource_id", Text, nullable=False),
+    Column("provider", String(16), nullable=False),
+    Column("account", Text, nullable=False),
+    Column("resource_name", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("underlying_status", String(16), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("baselined", Boolean, nullable=False),
+    Column("controls", Text, nullable=False),
+    Column("data", Text, nullable=False),
+)
+Index("ix_auditor_findings_run", findings_table.c.run_id)
+
+coverage_table = Table(
+    "auditor_coverage",
+    metadata,
+    Column("run_id", String(64), ForeignKey("auditor_runs.id"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("provider", String(16), nullable=False),
+    Column("account", Text, nullable=False),
+    Column("kind", String(16), nullable=False),  # "scanned" or "gap"
+    Column("scope", Text, nullable=True),
+    Column("reason", Text, nullable=True),
+)
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _parse_time(text: str) -> datetime:
+    return _utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One recorded run, without its findings."""
+
+    id: str
+    job: str
+    started_at: datetime
+    finished_at: datetime
+    tool_version: str
+    config_digest: str
+    exit_code: int
+    counts: dict[str, int]
+    resources: int
+    bundle: str | None
+    manifest_sha256: str | None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "id": self.id,
+            "job": self.job,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat(),
+            "tool_version": self.tool_version,
+            "config_digest": self.config_digest,
+            "exit_code": self.exit_code,
+            "counts": self.counts,
+            "resources": self.resources,
+            "bundle": self.bundle,
+            "manifest_sha256": self.manifest_sha256,
+        }
+
+
+@dataclass(frozen=True)
+class FindingRow:
+    """The parts of a stored finding that drift and period reports need."""
+
+    policy_id: str
+    resource_id: str
+    provider: str
+    account: str
+    resource_name: str
+    status: str
+    severity: str
+    baselined: bool
+    controls: dict[str, list[str]]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Identity across runs: policy id + resource id."""
+        return (self.policy_id, self.resource_id)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One finding that moved between two runs; `before`/`after` are statuses or None if absent."""
+
+    policy_id: str
+    resource_id: str
+    provider: str
+    account: str
+    resource_name: str
+    severity: str
+    before: str | None
+    after: str | None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "policy_id": self.policy_id,
+            "resource": {
+                "id": self.resource_id,
+                "provider": self.provider,
+                "account": self.account,
+                "name": self.resource_name,
+            },
+            "severity": self.severity,
+            "before": self.before,
+            "after": self.after,
+        }
+
+
+@dataclass
+class RunDiff:
+    """What changed from run `a` to run `b`."""
+
+    a: RunSummary
+    b: RunSummary
+    new_failures: list[Change] = field(default_factory=list)
+    fixed: list[Change] = field(default_factory=list)
+    still_failing: list[Change] = field(default_factory=list)
+    newly_unknown: list[Change] = field(default_factory=list)
+    newly_waived: list[Change] = field(default_factory=list)
+
+    SECTIONS = ("new_failures", "fixed", "still_failing", "newly_unknown", "newly_waived")
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        out: dict[str, Any] = {"from": self.a.to_json_dict(), "to": self.b.to_json_dict()}
+        for name in self.SECTIONS:
+            out[name] = [c.to_json_dict() for c in getattr(self, name)]
+        return out
+
+
+def diff_rows(
+    a: Sequence[FindingRow], b: Sequence[FindingRow]
+) -> dict[str, list[tuple[FindingRow, str | None, str | None]]]:
+    """Classify findings of two runs by key: (row, status before, status after) per section."""
+    before = {row.key: row for row in a}
+    after = {row.key: row for row in b}
+    out: dict[str, list[tuple[FindingRow, str | None, str | None]]] = {n: [] for n in RunDiff.SECTIONS}
+    for key, row in after.items():
+        old = before.get(key)
+        was = old.status if old is not None else None
+        if row.status == "fail":
+            out["still_failing" if was == "fail" else "new_failures"].append((row, was, row.status))
+        elif row.status == "error" and was != "error":
+            out["newly_unknown"].append((row, was, row.status))
+        elif row.status == "waived" and was == "fail":
+            out["newly_waived"].append((row, was, row.status))
+        elif row.status == "pass" and was == "fail":
+            out["fixed"].append((row, was, row.status))
+    # A failing resource that is gone from the later run (deleted, or out of scope) is fixed.
+    for key, row in before.items():
+        if key not in after and row.status == "fail":
+            out["fixed"].append((row, "fail", None))
+    for rows in out.values():
+        rows.sort(key=lambda item: (item[0].policy_id, item[0].resource_id))
+    return out
+
+
+@dataclass
+class PruneResult:
+    """Which runs a prune removed and which old ones it kept as period baselines."""
+
+    deleted: list[RunSummary]
+    kept_as_baseline: list[RunSummary]
+
+
+def normalize_url(url: str) -> str:
+    """SQLAlchemy URL with the psycopg (3) driver for plain postgresql:// URLs."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise InputError("--database", f"not a SQLAlchemy database URL: {redact_url(url)}") from exc
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+class History:
+    """The run store. Open with a SQLAlchemy URL; tables are created on first use."""
+
+    def __init__(self, url: str) -> None:
+        self.url = normalize_url(url)
+        parsed = make_url(self.url)
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        if self.is_sqlite and parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.engine: Engine = create_engine(self.url, future=True)
+        except (NoSuchModuleError, ImportError) as exc:
+            raise InputError("--database", f"no driver for {redact_url(url)}: {exc}") from exc
+        if self.is_sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        try:
+            metadata.create_all(self.engine)
+        except OperationalError as exc:
+            raise InputError(redact_url(url), f"cannot open the history database: {exc.orig or exc}") from exc
+
+    def close(self) -> None:
+        """Release connections."""
+        self.engine.dispose()
+
+    def __enter__(self) -> History:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # --- writing -------------------------------------------------------------------------------
+
+    def record(
+        self,
+        document: dict[str, Any],
+        *,
+        job: str,
+        config_digest: str,
+        bundle: str | None = None,
+        manifest_sha256: str | None = None,
+    ) -> RunSummary:
+        """Store one run and all its findings in one transaction."""
+        run = document["run"]
+        by_status = run["counts"]["by_status"]
+        findings = document["findings"]
+        row = {
+            "id": run["id"],
+            "job": job,
+            "started_at": _parse_time(run["started_at"]),
+            "finished_at": _parse_time(run["finished_at"]),
+            "tool_version": run["tool"]["version"],
+            "config_digest": config_digest,
+            "exit_code": int(run["gate"]["exit_code"]),
+            "fail_count": int(by_status.get("fail", 0)),
+            "error_count": int(by_status.get("error", 0)),
+            "waived_count": int(by_status.get("waived", 0)),
+            "pass_count": int(by_status.get("pass", 0)),
+            "baselined_count": sum(1 for f in findings if f.get("baselined")),
+            "resources": int(run["coverage"]["resources"]),
+            "bundle": bundle,
+            "manifest_sha256": manifest_sha256,
+            "run_json": orjson.dumps(run).decode(),
+        }
+        coverage = run["coverage"]
+        coverage_rows = [
+            {
+                "provider": a["provider"],
+                "account": a["account"],
+                "kind": "scanned",
+                "scope": None,
+                "reason": None,
+            }
+            for a in coverage.get("accounts", [])
+        ] + [
+            {
+                "provider": g.get("provider", ""),
+                "account": g.get("account", ""),
+                "kind": "gap",
+                "scope": g.get("scope"),
+                "reason": f"{g.get('code', '')}: {g.get('reason', '')}",
+            }
+            for g in coverage.get("gaps", [])
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(insert(runs_table), [row])
+            batch: list[dict[str, Any]] = []
+            for seq, finding in enumerate(findings):
+                batch.append(_finding_row(run["id"], seq, finding))
+                if len(batch) >= 1000:
+                    conn.execute(insert(findings_table), batch)
+                    batch = []
+            if batch:
+                conn.execute(insert(findings_table), batch)
+            if coverage_rows:
+                conn.execute(
+                    insert(coverage_table),
+                    [{"run_id": run["id"], "seq": i, **c} for i, c in enumerate(coverage_rows)],
+                )
+        return self.get(run["id"])
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def list_runs(
+        self,
+        *,
+        job: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+        newest_first: bool = True,
+    ) -> list[RunSummary]:
+        """Runs, newest first by default, optionally of one job and inside [since, until)."""
+        query = select(runs_table)
+        if job is not None:
+            query = query.where(runs_table.c.job == job)
+        if since is not None:
+            query = query.where(runs_table.c.started_at >= since)
+        if until is not None:
+            query = query.where(runs_table.c.started_at < until)
+        order = runs_table.c.started_at.desc() if newest_first else runs_table.c.started_at.asc()
+        query = query.order_by(order, runs_table.c.id)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [_summary(r._mapping) for r in conn.execute(query)]
+
+    def jobs(self) -> list[str]:
+        """The job names that have runs."""
+        with self.engine.connect() as conn:
+            return sorted(r[0] for r in conn.execute(select(runs_table.c.job).distinct()))
+
+    def get(self, run_id: str) -> RunSummary:
+        """One run by exact id."""
+        with self.engine.connect() as conn:
+            found = conn.execute(select(runs_table).where(runs_table.c.id == run_id)).first()
+        if found is None:
+            raise InputError(run_id, "no such run in the history")
+        return _summary(found._mapping)
+
+    def resolve(self, ref: str, *, job: str | None = None) -> RunSummary:
+        """A run by id, unique id prefix, `latest` or `latest~N` (N runs before the latest)."""
+        if ref == "latest" or ref.startswith("latest~"):
+            back = 0
+            if ref != "latest":
+                try:
+                    back = int(ref.partition("~")[2])
+                except ValueError as exc:
+                    raise InputError(ref, "expected latest~N with a number N") from exc
+            runs = self.list_runs(job=job, limit=back + 1)
+            if len(runs) <= back:
+                raise InputError(ref, f"the history has only {len(runs)} run(s)")
+            return runs[back]
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(runs_table).where(runs_table.c.id.startswith(ref, autoescape=True)).limit(2)
+            ).all()
+        if not rows:
+            raise InputError(ref, "no such run in the history (see `auditor history list`)")
+        if len(rows) > 1:
+            raise InputError(ref, "ambiguous run id prefix: give more characters")
+        return _summary(rows[0]._mapping)
+
+    def last_run(self, job: str) -> RunSummary | None:
+        """The newest run of `job`, if any."""
+        runs = self.list_runs(job=job, limit=1)
+        return runs[0] if runs else None
+
+    def iter_finding_dicts(self, run_id: str) -> Iterator[dict[str, Any]]:
+        """The run's findings, as findings-JSON dicts, in their original order."""
+        query = (
+            select(findings_table.c.data)
+            .where(findings_table.c.run_id == run_id)
+            .order_by(findings_table.c.seq)
+        )
+        with self.engine.connect() as conn:
+            for (data,) in conn.execute(query):
+                yield orjson.loads(data)
+
+    def document(self, run_id: str) -> dict[str, Any]:
+        """The run's findings JSON document (`{"run": ..., "findings": [...]}`)."""
+        with self.engine.connect() as conn:
+            found = conn.execute(select(runs_table.c.run_json).where(runs_table.c.id == run_id)).first()
+        if found is None:
+            raise InputError(run_id, "no such run in the history")
+        return {"run": orjson.loads(found[0]), "findings": list(self.iter_finding_dicts(run_id))}
+
+    def finding_rows(self, run_id: str) -> list[FindingRow]:
+        """The run's findings without their evidence."""
+        c = findings_table.c
+        query = (
+            select(
+                c.policy_id,
+                c.resource_id,
+                c.provider,
+                c.account,
+                c.resource_name,
+                c.status,
+                c.severity,
+                c.baselined,
+                c.controls,
+            )
+            .where(c.run_id == run_id)
+            .order_by(c.seq)
+        )
+        with self.engine.connect() as conn:
+            return [
+                FindingRow(
+                    policy_id=r.policy_id,
+                    resource_id=r.resource_id,
+                    provider=r.provider,
+                    account=r.account,
+                    resource_name=r.resource_name,
+                    status=r.status,
+                    severity=r.severity,
+                    baselined=bool(r.baselined),
+                    controls=orjson.loads(r.controls),
+                )
+                for r in conn.execute(query)
+            ]
+
+    def coverage(self, run_id: str) -> list[dict[str, Any]]:
+        """Accounts scanned and coverage gaps of a run."""
+        c = coverage_table.c
+        query = (
+            select(c.provider, c.account, c.kind, c.scope, c.reason).where(c.run_id == run_id).order_by(c.seq)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def count_findings(self, run_id: str) -> int:
+        """How many findings the run stored."""
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count()).select_from(findings_table).where(findings_table.c.run_id == run_id)
+                ).scalar_one()
+            )
+
+    def diff(self, a: RunSummary, b: RunSummary) -> RunDiff:
+        """New failures, fixed, still failing, newly unknown (and newly waived) from `a` to `b`."""
+        result = RunDiff(a=a, b=b)
+        for section, rows in diff_rows(self.finding_rows(a.id), self.finding_rows(b.id)).items():
+            getattr(result, section).extend(
+                Change(
+                    policy_id=row.policy_id,
+                    resource_id=row.resource_id,
+                    provider=row.provider,
+                    account=row.account,
+                    resource_name=row.resource_name,
+                    severity=row.severity,
+                    before=was,
+                    after=now,
+                )
+                for row, was, now in rows
+            )
+        return result
+
+    # --- retention -----------------------------------------------------------------------------
+
+    def prune(
+        self,
+        keep_days: int,
+        *,
+        protect_from: date | None = None,
+        now: datetime | None = None,
+        dry_run: bool = False,
+    ) -> PruneResult:
+        """Delete runs older than `keep_days`, never those a period report needs.
+
+        Kept regardless of age: every run on or after `protect_from` (an open audit period), and,
+        per job, the newest run before the retained window: it is the state the window starts
+        from, so a period report can tell "failing since before the period" from "first failed".
+        """
+        if keep_days < 1:
+            raise InputError("--keep-days", "must be at least 1")
+        current = _utc(now or datetime.now(UTC))
+        boundary = current - timedelta(days=keep_days)
+        if protect_from is not None:
+            boundary = min(boundary, datetime.combine(protect_from, time.min, tzinfo=UTC))
+        old = self.list_runs(until=boundary, newest_first=True)
+        keep: dict[str, RunSummary] = {}
+        deleted: list[RunSummary] = []
+        for run in old:
+            if run.job not in keep:
+                keep[run.job] = run
+            else:
+                deleted.append(run)
+        if deleted and not dry_run:
+            ids = [r.id for r in deleted]
+            with self.engine.begin() as conn:
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start : start + 500]
+                    conn.execute(delete(findings_table).where(findings_table.c.run_id.in_(chunk)))
+                    conn.execute(delete(coverage_table).where(coverage_table.c.run_id.in_(chunk)))
+                    conn.execute(delete(runs_table).where(runs_table.c.id.in_(chunk)))
+        return PruneResult(deleted=deleted, kept_as_baseline=sorted(keep.values(), key=lambda r: r.job))
+
+
+def _finding_row(run_id: str, seq: int, finding: dict[str, Any]) -> dict[str, Any]:
+    resource = finding["resource"]
+    return {
+        "run_id": run_id,
+        "seq": seq,
+        "policy_id": finding["policy_id"],
+        "resource_id": resource["id"],
+        "provider": resource["provider"],
+        "account": resource["account"],
+        "resource_name": resource["name"],
+        "status": finding["status"],
+        "underlying_status": finding.get("underlying_status", finding["status"]),
+        "severity": finding["severity"],
+        "baselined": bool(finding.get("baselined", False)),
+        "controls": orjson.dumps(finding.get("controls", {})).decode(),
+        "data": orjson.dumps(finding).decode(),
+    }
+
+
+def _summary(row: Any) -> RunSummary:
+    return RunSummary(
+        id=row["id"],
+        job=row["job"],
+        started_at=_utc(row["started_at"]),
+        finished_at=_utc(row["finished_at"]),
+        tool_version=row["tool_version"],
+        config_digest=row["config_digest"],
+        exit_code=row["exit_code"],
+        counts={
+            "fail": row["fail_count"],
+            "error": row["error_count"],
+            "waived": row["waived_count"],
+            "pass": row["pass_count"],
+            "baselined": row["baselined_count"],
+        },
+        resources=row["resources"],
+        bundle=row["bundle"],
+        manifest_sha256=row["manifest_sha256"],
+    )

@@ -1,0 +1,409 @@
+"""The audit job: scan -> check -> baseline -> findings + reports -> bundle (+sign) -> history -> exit code.
+
+One function, `run_audit`, used by `auditor audit`; bad input raises InputError before anything is
+written, and a run that fails midway leaves no bundle and no history entry.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from auditor.atomicfile import atomic_output
+from auditor.audit.baseline import BaselineFile, apply_baseline, load_baseline
+from auditor.audit.bundle import BundleWriter, generate_key, key_id, load_private_key, public_key_pem
+from auditor.audit.config import SIGNING_PASSPHRASE_ENV, AuditConfig, redact_url
+from auditor.audit.history import History, RunDiff
+from auditor.check import CheckOptions, run_check
+from auditor.errors import InputError
+from auditor.policy.loader import shipped_policies_dir
+
+Log = Callable[[str], None]
+FINDINGS_FILE = "findings.json"
+DEMO_PUBLIC_KEY = "demo-signing.pub"
+
+
+@dataclass
+class AuditOutcome:
+    """What a run produced, and the exit code to leave with."""
+
+    exit_code: int
+    run_id: str
+    findings_path: Path
+    reports: dict[str, Path] = field(default_factory=dict)
+    bundle: Path | None = None
+    manifest_sha256: str | None = None
+    previous_run: str | None = None
+    diff: RunDiff | None = None
+    baselined: int = 0
+    public_key: Path | None = None
+    document: dict[str, Any] = field(default_factory=dict)
+
+
+def _stderr(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _signing_key(config: AuditConfig, demo: bool) -> tuple[Ed25519PrivateKey | None, bool]:
+    """The configured key, or for --demo a throwaway one (its private half is never stored)."""
+    passphrase = os.environ.get(SIGNING_PASSPHRASE_ENV, "").encode() or None
+    if config.signing_key_pem is not None:
+        return load_private_key(config.signing_key_pem, passphrase), False
+    if config.signing.private_key is not None:
+        return load_private_key(config.signing.private_key, passphrase), False
+    if demo:
+        return generate_key(), True
+    return None, False
+
+
+def run_audit(
+    config: AuditConfig,
+    *,
+    demo: bool = False,
+    today: date | None = None,
+    log: Log = _stderr,
+) -> AuditOutcome:
+    """Run the whole job once; returns the outcome (its exit_code is the gate's, after baseline)."""
+    out = config.outputs.directory
+    for inventory in config.inventories:
+        if not inventory.is_file():
+            raise InputError(str(inventory), "inventory file not found")
+    _require_formats(config)
+    baseline: BaselineFile | None = load_baseline(config.baseline) if config.baseline else None
+    key, ephemeral = _signing_key(config, demo)
+    history = History(config.database_url())
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        writer = BundleWriter(out / f".run-{uuid.uuid4().hex[:12]}.partial")
+        try:
+            outcome = _run(config, history, writer, baseline, key, today, log)
+        except BaseException:
+            writer.discard()
+            raise
+        if ephemeral and key is not None:
+            public_path = out / DEMO_PUBLIC_KEY
+            with atomic_output(public_path) as handle:
+                handle.write(public_key_pem(key.public_key()))
+            outcome.public_key = public_path
+        if config.history.keep_days:
+            protect = date.fromisoformat(config.history.protect_from) if config.history.protect_from else None
+            pruned = history.prune(config.history.keep_days, protect_from=protect)
+            if pruned.deleted:
+                log(
+                    f"history: pruned {len(pruned.deleted)} run(s) older than {config.history.keep_days} days"
+                )
+        return outcome
+    finally:
+        history.close()
+
+
+def _require_formats(config: AuditConfig) -> None:
+    """Fail before writing anything if a configured report format is not installed."""
+    import importlib.util
+
+    from auditor.report.base import RENDERERS
+
+    for fmt in ["json", *config.outputs.formats]:
+        module = RENDERERS[fmt].partition(":")[0]
+        if importlib.util.find_spec(module) is None:
+            raise InputError("outputs.formats", f"report format '{fmt}' is not available in this install")
+
+
+def _document_bytes(document: dict[str, Any]) -> bytes:
+    """The findings document in auditor's own layout (the run indented, one finding per line)."""
+    from auditor.report.base import ReportInput, get_renderer
+
+    buffer = io.BytesIO()
+    get_renderer("json").render(ReportInput(findings=document), buffer)
+    return buffer.getvalue()
+
+
+def _run(
+    config: AuditConfig,
+    history: History,
+    writer: BundleWriter,
+    baseline: BaselineFile | None,
+    key: Ed25519PrivateKey | None,
+    today: date | None,
+    log: Log,
+) -> AuditOutcome:
+    out = config.outputs.directory
+    staging = writer.staging
+    inventory = staging / "inventory.jsonl"
+    sources = _collect_inventory(config, inventory, log)
+
+    result = run_check(
+        CheckOptions(
+            inventory=inventory,
+            policy_paths=list(config.policies),
+            params=config.check_params(),
+            waivers=config.waivers,
+            fail_on=config.fail_on,
+            allow_incomplete=config.allow_incomplete,
+            today=today,
+        ),
+        spool_dir=out,
+    )
+    try:
+        buffer = io.BytesIO()
+        result.spool.write_document(buffer, result.run)
+    finally:
+        result.spool.close()
+    document: dict[str, Any] = orjson.loads(buffer.getvalue())
+    run = document["run"]
+    run["inventory"] = "inventory.jsonl"
+    baselined = 0
+    if baseline is not None and config.baseline is not None:
+        baselined = apply_baseline(document, baseline, source=config.baseline.name)
+    started = datetime.fromisoformat(run["started_at"]).astimezone(UTC)
+    bundle_name = f"{started:%Y%m%dT%H%M%SZ}-{run['id'][:8]}"
+    run["audit"] = {
+        "job": config.name,
+        "config_digest": config.digest(),
+        "inventory_sources": sources,
+        "bundle": None if config.outputs.bundle == "none" else bundle_name,
+        "signed_by": key_id(key.public_key()) if key is not None else None,
+    }
+
+    previous = history.last_run(config.name)
+    previous_document = history.document(previous.id) if previous is not None else None
+
+    findings_bytes = _document_bytes(document)
+    findings_path = out / FINDINGS_FILE
+    with atomic_output(findings_path) as handle:
+        handle.write(findings_bytes)
+    writer.add_bytes(FINDINGS_FILE, findings_bytes)
+
+    reports = _render_reports(config, document, inventory, previous_document)
+    for path in reports.values():
+        writer.add_file(path, f"reports/{path.name}")
+    writer.add_bytes("config.json", orjson.dumps(config.redacted(), option=orjson.OPT_INDENT_2) + b"\n")
+    _add_inputs(config, writer)
+
+    bundle_path: Path | None = None
+    manifest_digest: str | None = None
+    meta = {
+        "id": run["id"],
+        "job": config.name,
+        "started_at": run["started_at"],
+        "finished_at": run["finished_at"],
+        "exit_code": run["gate"]["exit_code"],
+        "fail_on": run["gate"]["fail_on"],
+        "counts": run["counts"]["by_status"],
+        "baselined": baselined,
+        "config_digest": run["audit"]["config_digest"],
+        "previous_run": previous.id if previous is not None else None,
+    }
+    if config.outputs.bundle != "none":
+        bundle_path, manifest_digest = writer.seal(
+            out / "bundles" / bundle_name, meta, key=key, archive=config.outputs.bundle == "tar.gz"
+        )
+    else:
+        writer.discard()
+
+    current = history.record(
+        document,
+        job=config.name,
+        config_digest=run["audit"]["config_digest"],
+        bundle=str(bundle_path) if bundle_path is not None else None,
+        manifest_sha256=manifest_digest,
+    )
+    diff = history.diff(previous, current) if previous is not None else None
+    outcome = AuditOutcome(
+        exit_code=int(run["gate"]["exit_code"]),
+        run_id=run["id"],
+        findings_path=findings_path,
+        reports=reports,
+        bundle=bundle_path,
+        manifest_sha256=manifest_digest,
+        previous_run=previous.id if previous is not None else None,
+        diff=diff,
+        baselined=baselined,
+        document=document,
+    )
+    _log_summary(config, outcome, log)
+    return outcome
+
+
+def _collect_inventory(config: AuditConfig, target: Path, log: Log) -> list[str]:
+    """Scan the configured clouds and join every inventory into `target`; returns the sources."""
+    sources: list[str] = []
+    with tempfile.TemporaryDirectory(prefix=".scans-", dir=config.outputs.directory) as tmp:
+        parts: list[Path] = list(config.inventories)
+        sources.extend(f"file:{p.name}" for p in config.inventories)
+        for cloud, args in scan_invocations(config, Path(tmp)):
+            output = Path(tmp) / f"{cloud}.jsonl"
+            log(f"scanning {cloud} ...")
+            _invoke_scanner(cloud, [*args, "--output", str(output)])
+            parts.append(output)
+            sources.append(f"scan:{cloud}")
+        if not parts:
+            raise InputError(
+                "auditor.yaml", "nothing to audit: configure clouds (or inventories), or use --demo"
+            )
+        with atomic_output(target) as handle:
+            for part in parts:
+                with part.open("rb") as source:
+                    last = b"\n"
+                    while chunk := source.read(1 << 20):
+                        handle.write(chunk)
+                        last = chunk[-1:]
+                    if last != b"\n":
+                        handle.write(b"\n")
+    return sources
+
+
+def _option_args(options: dict[str, Any]) -> list[str]:
+    args: list[str] = []
+    for name, value in options.items():
+        flag = "--" + name.lstrip("-").replace("_", "-")
+        if isinstance(value, bool):
+            if value:
+                args.append(flag)
+        elif isinstance(value, list):
+            for item in value:
+                args.extend([flag, str(item)])
+        else:
+            args.extend([flag, str(value)])
+    return args
+
+
+def scan_invocations(config: AuditConfig, workdir: Path) -> list[tuple[str, list[str]]]:
+    """The `auditor scan <cloud>` arguments (without --output) for every configured cloud."""
+    common: list[str] = []
+    for path in config.policies:
+        common.extend(["--policies", str(path)])
+    calls: list[tuple[str, list[str]]] = []
+    aws = config.clouds.aws
+    if aws is not None:
+        args = list(common)
+        for profile in aws.profiles:
+            args.extend(["--profile", profile])
+        if aws.role:
+            args.extend(["--role-arn", aws.role])
+        if aws.accounts:
+            accounts_file = workdir / "aws-accounts.txt"
+            accounts_file.write_text("".join(f"{a}\n" for a in aws.accounts), encoding="utf-8")
+            args.extend(["--accounts", str(accounts_file)])
+        if aws.organization:
+            args.append("--organization")
+        if aws.regions:
+            args.extend(["--regions", ",".join(aws.regions)])
+        calls.append(("aws", args + _option_args(aws.options)))
+    gcp = config.clouds.gcp
+    if gcp is not None:
+        args = list(common)
+        for project in gcp.projects:
+            args.extend(["--project", project])
+        if gcp.api_endpoint:
+            args.extend(["--api-endpoint", gcp.api_endpoint])
+        if gcp.tls_policy:
+            args.extend(["--tls-policy", str(gcp.tls_policy)])
+        calls.append(("gcp", args + _option_args(gcp.options)))
+    azure = config.clouds.azure
+    if azure is not None:
+        args = list(common)
+        for subscription in azure.subscriptions:
+            args.extend(["--subscription", subscription])
+        if azure.arm_endpoint:
+            args.extend(["--arm-endpoint", azure.arm_endpoint])
+        if azure.blob_endpoint_template:
+            args.extend(["--blob-endpoint-template", azure.blob_endpoint_template])
+        if azure.ca_bundle:
+            args.extend(["--ca-bundle", str(azure.ca_bundle)])
+        if azure.blob_credential:
+            args.extend(["--blob-credential", azure.blob_credential])
+        calls.append(("azure", args + _option_args(azure.options)))
+    return calls
+
+
+def _invoke_scanner(cloud: str, args: list[str]) -> None:
+    """Run `auditor scan <cloud> ARGS` in-process (each cloud's click command)."""
+    import importlib
+
+    from auditor.scan import SCANNER_COMMANDS
+
+    module_name, _, attribute = SCANNER_COMMANDS[cloud].partition(":")
+    command = getattr(importlib.import_module(module_name), attribute)
+    try:
+        command.main(args=args, prog_name=f"auditor scan {cloud}", standalone_mode=False)
+    except click.UsageError as exc:
+        raise InputError(f"clouds.{cloud}", exc.format_message()) from exc
+    except click.exceptions.Exit as exc:
+        if exc.exit_code:
+            raise InputError(f"clouds.{cloud}", f"scan exited {exc.exit_code}") from exc
+
+
+def _render_reports(
+    config: AuditConfig, document: dict[str, Any], inventory: Path, previous: dict[str, Any] | None
+) -> dict[str, Path]:
+    from auditor.report.base import ReportInput, render_to_file
+
+    report = ReportInput(
+        findings=document,
+        inventory_path=inventory,
+        previous=previous,
+        frameworks=list(config.outputs.frameworks),
+    )
+    written: dict[str, Path] = {}
+    for fmt, path in config.report_paths().items():
+        try:
+            render_to_file(fmt, report, path)
+        except ModuleNotFoundError as exc:
+            raise InputError("outputs.formats", f"report format '{fmt}' is not available: {exc}") from exc
+        written[fmt] = path
+    return written
+
+
+def _add_inputs(config: AuditConfig, writer: BundleWriter) -> None:
+    """The policies, waivers and baseline the run used, copied into the bundle."""
+    policy_paths = list(config.policies) or [shipped_policies_dir()]
+    for index, path in enumerate(policy_paths):
+        label = "shipped" if not config.policies else f"{index + 1}-{path.stem}"
+        if path.is_file():
+            writer.add_file(path, f"policies/{label}/{path.name}")
+            continue
+        for file in sorted(path.rglob("*")):
+            rel = file.relative_to(path)
+            if file.is_file() and file.suffix in (".yaml", ".yml") and "tests" not in rel.parts[:-1]:
+                writer.add_file(file, f"policies/{label}/{rel.as_posix()}")
+    if config.waivers is not None:
+        writer.add_file(config.waivers, f"waivers/{config.waivers.name}")
+    if config.baseline is not None:
+        writer.add_file(config.baseline, f"baseline/{config.baseline.name}")
+
+
+def _log_summary(config: AuditConfig, outcome: AuditOutcome, log: Log) -> None:
+    run = outcome.document["run"]
+    counts = run["counts"]["by_status"]
+    log(
+        f"run {outcome.run_id}: {run['coverage']['resources']} resources, "
+        f"{counts['fail']} fail ({outcome.baselined} baselined), {counts['error']} error, "
+        f"{counts['waived']} waived, {counts['pass']} pass"
+    )
+    if outcome.diff is not None:
+        d = outcome.diff
+        log(
+            f"since run {d.a.id[:8]} ({d.a.started_at:%Y-%m-%d %H:%M}Z): "
+            f"{len(d.new_failures)} new failure(s), {len(d.fixed)} fixed, "
+            f"{len(d.still_failing)} still failing, {len(d.newly_unknown)} newly unknown"
+        )
+    log(f"findings: {outcome.findings_path}")
+    for fmt, path in outcome.reports.items():
+        log(f"report ({fmt}): {path}")
+    if outcome.bundle is not None:
+        log(f"evidence bundle: {outcome.bundle} (manifest sha256 {outcome.manifest_sha256})")
+    log(f"history: {redact_url(config.database_url())}")
+    gate = run["gate"]
+    log(f"gate (fail-on {gate['fail_on']}): exit {gate['exit_code']}")
