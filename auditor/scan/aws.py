@@ -1,0 +1,617 @@
+"""AWS S3 scanner: every bucket of every account, only the calls the loaded policies need.
+
+Per bucket it reads, as the policies require: the region (ListBuckets' ``BucketRegion``, else
+GetBucketLocation), replication destinations (GetBucketReplication + HeadBucket per destination),
+default encryption (GetBucketEncryption + one KMS DescribeKey per distinct key), the bucket policy
+(GetBucketPolicy; the transport verdict is derived from it by `auditor.s3_policy`), the public
+access block and the tags. A "not found" answer is explicitly absent; any other failure leaves the
+attribute unknown with its reason, so a policy reports `error`, never `pass`. See docs/scanners/aws.md.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from datetime import date
+from pathlib import Path
+from typing import Any, ClassVar
+
+import click
+from botocore.exceptions import BotoCoreError, ClientError
+
+from auditor.errors import InputError
+from auditor.inventory import InventoryRecord
+from auditor.model import (
+    Access,
+    CoverageGap,
+    Encryption,
+    Evidence,
+    Location,
+    Provider,
+    ProviderTlsFloor,
+    Replica,
+    StorageResource,
+    Transport,
+    Unknown,
+    UnknownCode,
+)
+from auditor.policy.zones import ZoneCatalog
+from auditor.scan.aws_accounts import (
+    AccountResolver,
+    AccountSource,
+    SessionHook,
+    classify_error,
+    client_config,
+    read_accounts_file,
+)
+from auditor.scan.aws_calls import AccountClients, now
+from auditor.scan.base import AttributeNeeds, Scanner, scanner_context
+from auditor.scan.command import common_scan_options, finish_scan
+
+# AWS retired TLS 1.0/1.1 on all its API endpoints; the post (updated) says the gradual rollout
+# completed by December 31, 2023 (first announced for June 28, 2023).
+TLS_FLOOR = ProviderTlsFloor(
+    version="1.2",
+    since=date(2023, 12, 31),
+    source="https://aws.amazon.com/blogs/security/tls-1-2-required-for-aws-endpoints/",
+)
+SSE_DEFAULT_NOTE = (
+    "No default encryption configuration. Real S3 applies SSE-S3 to new objects by default since "
+    "2023-01-05 (https://docs.aws.amazon.com/AmazonS3/latest/userguide/default-encryption-faq.html); "
+    "auditor does not assume it and records encryption as not configured."
+)
+PUBLIC_ACCESS_FLAGS = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
+LIST_PAGE_SIZE = 1000
+REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+
+
+def _arn_region(value: str | None) -> str | None:
+    if value and value.startswith("arn:"):
+        parts = value.split(":")
+        if len(parts) > 3 and parts[3]:
+            return parts[3].lower()
+    return None
+
+
+def _is_aws_s3_alias(key: str) -> bool:
+    return key == "alias/aws/s3" or key.endswith(":alias/aws/s3")
+
+
+def _bucket_of(arn: str) -> str:
+    return arn.split(":::", 1)[1].split("/", 1)[0] if ":::" in arn else arn
+
+
+class AwsScanner(Scanner):
+    """Scans the S3 buckets of one or more AWS accounts into `StorageResource` records."""
+
+    provider: ClassVar[Provider] = "aws"
+
+    def __init__(
+        self,
+        needs: AttributeNeeds,
+        catalog: ZoneCatalog,
+        concurrency: int = 16,
+        *,
+        source: AccountSource | None = None,
+        regions: Iterable[str] | None = None,
+        retry_mode: str = "standard",
+        max_attempts: int = 5,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        verify_region: bool = False,
+        session_hook: SessionHook | None = None,
+        default_region: str = "us-east-1",
+    ) -> None:
+        super().__init__(needs, catalog, concurrency)
+        self.source = source or AccountSource()
+        self.regions = frozenset(r.lower() for r in regions) if regions is not None else None
+        self.verify_region = verify_region
+        self.config = client_config(concurrency, retry_mode, max_attempts, connect_timeout, read_timeout)
+        self.resolver = AccountResolver(self.source, self.config, self.calls, session_hook, default_region)
+        self._skipped_lock = threading.Lock()
+        self.skipped_by_region = 0
+
+    # --- the stream ------------------------------------------------------------------------------
+
+    def scan(self) -> Iterator[InventoryRecord]:
+        """Yield every bucket of every account (and a gap per account that cannot be scanned)."""
+        for item in self.resolver.sessions():
+            if isinstance(item, CoverageGap):
+                yield item
+                continue
+            account = AccountClients(item, self.config, self.resolver.region_of(item.session), self.calls)
+            yield from self._scan_account(account)
+
+    def _scan_account(self, account: AccountClients) -> Iterator[InventoryRecord]:
+        window = self.concurrency * 4  # bounded in-flight work: memory does not grow with the estate
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="auditor-aws") as pool:
+            pending: set[Future[StorageResource | None]] = set()
+            for entry in self._list_buckets(account):
+                if isinstance(entry, CoverageGap):
+                    yield entry
+                    continue
+                pending.add(pool.submit(self._scan_bucket, account, entry))
+                if len(pending) >= window:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    yield from self._results(done)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                yield from self._results(done)
+
+    @staticmethod
+    def _results(done: Iterable[Future[StorageResource | None]]) -> Iterator[StorageResource]:
+        for future in done:
+            record = future.result()
+            if record is not None:
+                yield record
+
+    def _list_buckets(self, account: AccountClients) -> Iterator[dict[str, Any] | CoverageGap]:
+        client = account.client("s3", None)
+        token: str | None = None
+        first = True
+        while True:
+            params: dict[str, Any] = {"MaxBuckets": LIST_PAGE_SIZE}
+            if token:
+                params["ContinuationToken"] = token
+            page = self._list_page(account, client, params)
+            if isinstance(page, CoverageGap):
+                yield page
+                return
+            buckets = page.get("Buckets", [])
+            yield from buckets
+            token = page.get("ContinuationToken")
+            if token:
+                first = False
+                continue
+            if first and len(buckets) >= LIST_PAGE_SIZE:
+                # A full page without a ContinuationToken: moto truncates there instead of paging.
+                # One unpaginated listing settles it (real S3 allows it up to 10,000 buckets).
+                full = self._list_page(account, client, {})
+                if isinstance(full, CoverageGap):
+                    yield full
+                    return
+                seen = {b["Name"] for b in buckets}
+                yield from (b for b in full.get("Buckets", []) if b["Name"] not in seen)
+            return
+
+    def _list_page(
+        self, account: AccountClients, client: Any, params: dict[str, Any]
+    ) -> dict[str, Any] | CoverageGap:
+        self.calls.add("s3:ListBuckets")
+        try:
+            return dict(client.list_buckets(**params))
+        except (ClientError, BotoCoreError) as exc:
+            unknown = classify_error(exc, "s3:ListBuckets")
+            return CoverageGap(
+                provider="aws",
+                account=account.account.account_id,
+                scope="buckets",
+                code=unknown.code,
+                reason=unknown.reason,
+                at=now(),
+            )
+
+    # --- one API call ----------------------------------------------------------------------------
+
+    # --- one bucket ------------------------------------------------------------------------------
+
+    def _scan_bucket(self, account: AccountClients, entry: dict[str, Any]) -> StorageResource | None:
+        name = str(entry["Name"])
+        wants = self.needs.wants
+        evidence: list[Evidence] = []
+        unknown: dict[str, Unknown] = {}
+
+        raw: str | None = None
+        region: str | None = None
+        location_unknown: Unknown | None = None
+        listed = entry.get("BucketRegion")
+        if listed and not self.verify_region:
+            raw, region = str(listed), self.catalog.aws_region_of_location(str(listed))
+            if wants("location"):
+                evidence.append(
+                    Evidence(call="s3:ListBuckets", at=now(), attributes=["location"], response=entry)
+                )
+        elif wants("location") or self.regions is not None:
+            answer, call = account.call(None, "s3", "GetBucketLocation", ["location"], Bucket=name)
+            evidence.append(call)
+            if answer.unknown is not None or answer.response is None:
+                location_unknown = answer.unknown
+            else:
+                raw = answer.response.get("LocationConstraint") or ""
+                region = self.catalog.aws_region_of_location(raw)
+
+        if self.regions is not None and region is not None and region not in self.regions:
+            with self._skipped_lock:
+                self.skipped_by_region += 1
+            return None
+
+        location: Location | None = None
+        if wants("location"):
+            if location_unknown is not None or region is None:
+                unknown["location"] = location_unknown or Unknown(
+                    code=UnknownCode.ERROR, reason=f"no region for bucket {name}"
+                )
+            else:
+                location = self._location(account, name, raw, region, evidence, unknown)
+
+        encryption = (
+            self._encryption(account, name, region, evidence, unknown) if wants("encryption") else None
+        )
+        transport = self._transport(account, name, region, evidence, unknown) if wants("transport") else None
+        access = self._access(account, name, region, evidence, unknown) if wants("access") else None
+        tags = self._tags(account, name, region, evidence, unknown) if wants("tags") else None
+
+        identity = account.account
+        return StorageResource(
+            provider="aws",
+            kind="bucket",
+            account=identity.account_id,
+            name=name,
+            id=f"arn:{identity.partition}:s3:::{name}",
+            scanned_at=now(),
+            location=location,
+            encryption=encryption,
+            transport=transport,
+            access=access,
+            tags=tags,
+            unknown=unknown,
+            evidence=evidence,
+        )
+
+    def _location(
+        self,
+        account: AccountClients,
+        name: str,
+        raw: str | None,
+        region: str,
+        evidence: list[Evidence],
+        unknown: dict[str, Unknown],
+    ) -> Location:
+        replicas: list[Replica] = []
+        if self.needs.wants("location.regions") or self.needs.wants("location.replicas"):
+            attributes = ["location.regions", "location.replicas"]
+            answer, call = account.call(region, "s3", "GetBucketReplication", attributes, Bucket=name)
+            evidence.append(call)
+            if answer.unknown is not None:
+                unknown["location.regions"] = unknown["location.replicas"] = answer.unknown
+            elif answer.response is not None:
+                replicas = self._replicas(account, answer.response, evidence, unknown)
+        else:
+            skipped = Unknown(
+                code=UnknownCode.NOT_COLLECTED,
+                reason="GetBucketReplication not called: no loaded policy reads location.regions or replicas",
+            )
+            unknown["location.regions"] = unknown["location.replicas"] = skipped
+        others = sorted({r.region for r in replicas if r.region and r.region != region})
+        return Location(raw=raw, type="region", primary=region, regions=[region, *others], replicas=replicas)
+
+    def _replicas(
+        self,
+        account: AccountClients,
+        response: dict[str, Any],
+        evidence: list[Evidence],
+        unknown: dict[str, Unknown],
+    ) -> list[Replica]:
+        # Every rule counts, enabled or not: a disabled rule's destination may still hold copies.
+        replicas: list[Replica] = []
+        targets: list[str] = []
+        for rule in response.get("ReplicationConfiguration", {}).get("Rules", []):
+            target = (rule.get("Destination") or {}).get("Bucket")
+            if target and target not in targets:
+                targets.append(str(target))
+        for target in targets:
+            bucket = _bucket_of(target)
+            region, problem, call = account.destinations.get(
+                bucket, functools.partial(self._destination_region, account, bucket)
+            )
+            evidence.append(call)
+            replicas.append(Replica(region=region, kind="replication", target=target))
+            if problem is not None:
+                unknown.setdefault("location.regions", problem)
+        return replicas
+
+    def _destination_region(
+        self, account: AccountClients, bucket: str
+    ) -> tuple[str | None, Unknown | None, Evidence]:
+        answer, call = account.call(None, "s3", "HeadBucket", ["location.regions"], Bucket=bucket)
+        region: str | None = None
+        if answer.response is not None:
+            region = answer.response.get("BucketRegion")
+        elif isinstance(answer.error, ClientError):
+            # S3 names the bucket's region in this header even when it refuses the request (403/301).
+            headers = answer.error.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+            region = headers.get("x-amz-bucket-region")
+        if region:
+            return str(region).lower(), None, call
+        problem = answer.unknown or Unknown(
+            code=UnknownCode.ERROR, reason=f"HeadBucket gave no region ({bucket})"
+        )
+        return None, problem, call
+
+    def _encryption(
+        self,
+        account: AccountClients,
+        name: str,
+        region: str | None,
+        evidence: list[Evidence],
+        unknown: dict[str, Unknown],
+    ) -> Encryption | None:
+        answer, call = account.call(region, "s3", "GetBucketEncryption", ["encryption"], Bucket=name)
+        evidence.append(call)
+        if answer.absent:
+            call.response = {**(call.response or {}), "auditor_note": SSE_DEFAULT_NOTE}
+            return Encryption(
+                enabled=False,
+                algorithm=None,
+                scheme=None,
+                key_management=None,
+                key_id=None,
+                key_location=None,
+            )
+        if answer.unknown is not None or answer.response is None:
+            unknown["encryption"] = answer.unknown or Unknown(code=UnknownCode.ERROR, reason="no answer")
+            return None
+        rules = answer.response.get("ServerSideEncryptionConfiguration", {}).get("Rules", [])
+        default = next(
+            (
+                r["ApplyServerSideEncryptionByDefault"]
+                for r in rules
+                if r.get("ApplyServerSideEncryptionByDefault")
+            ),
+            None,
+        )
+        if default is None:
+            unknown["encryption"] = Unknown(
+                code=UnknownCode.ERROR, reason="encryption rules without a default"
+            )
+            return None
+        algorithm = str(default.get("SSEAlgorithm"))
+        if algorithm == "AES256":
+            return Encryption(
+                enabled=True,
+                algorithm="AES256",
+                scheme="SSE-S3",
+                key_management="provider-managed",
+                key_id=None,
+                key_location=None,
+            )
+        if algorithm not in ("aws:kms", "aws:kms:dsse"):
+            unsupported = Unknown(
+                code=UnknownCode.NOT_SUPPORTED, reason=f"unknown SSEAlgorithm '{algorithm}'"
+            )
+            for leaf in ("algorithm", "key_management", "key_id", "key_location"):
+                unknown[f"encryption.{leaf}"] = unsupported
+            return Encryption(
+                enabled=True,
+                algorithm=None,
+                scheme=algorithm,
+                key_management=None,
+                key_id=None,
+                key_location=None,
+            )
+        return self._kms_encryption(
+            account, region, algorithm, default.get("KMSMasterKeyID"), evidence, unknown
+        )
+
+    def _kms_encryption(
+        self,
+        account: AccountClients,
+        region: str | None,
+        algorithm: str,
+        key: str | None,
+        evidence: list[Evidence],
+        unknown: dict[str, Unknown],
+    ) -> Encryption:
+        # SSE-KMS data keys come from a symmetric KMS key, which is AES-256-GCM (SYMMETRIC_DEFAULT):
+        # https://docs.aws.amazon.com/kms/latest/developerguide/symm-asymm-choose-key-spec.html
+        scheme = "DSSE-KMS" if algorithm == "aws:kms:dsse" else "SSE-KMS"
+
+        def result(management: Any, key_id: str | None, key_location: str | None) -> Encryption:
+            return Encryption(
+                enabled=True,
+                algorithm="AES256",
+                scheme=scheme,
+                key_management=management,
+                key_id=key_id,
+                key_location=key_location,
+            )
+
+        if not key or _is_aws_s3_alias(key):  # no key id, or aws/s3: the AWS managed key
+            return result("provider-managed", key or None, None)
+        if not (self.needs.wants("encryption.key_management") or self.needs.wants("encryption.key_location")):
+            skipped = Unknown(
+                code=UnknownCode.NOT_COLLECTED,
+                reason="kms:DescribeKey not called: no loaded policy reads the key's manager or location",
+            )
+            unknown["encryption.key_management"] = unknown["encryption.key_location"] = skipped
+            return result(None, key, None)
+        # A bare key id or alias lives in the bucket's region (S3 needs the key in its region).
+        key_region = _arn_region(key) or region
+        attributes = ["encryption.key_management", "encryption.key_location"]
+        answer, call = account.keys.get(
+            (key_region or "", key),
+            lambda: account.call(key_region, "kms", "DescribeKey", attributes, KeyId=key),
+        )
+        evidence.append(call)
+        metadata = (answer.response or {}).get("KeyMetadata")
+        if answer.unknown is not None or not metadata:
+            problem = answer.unknown or Unknown(
+                code=UnknownCode.ERROR, reason="DescribeKey gave no KeyMetadata"
+            )
+            unknown["encryption.key_management"] = unknown["encryption.key_location"] = problem
+            return result(None, key, None)
+        arn = str(metadata.get("Arn") or key)
+        manager = metadata.get("KeyManager")
+        if manager == "AWS":
+            return result("provider-managed", arn, None)
+        if manager == "CUSTOMER":
+            return result("customer-managed", arn, _arn_region(arn) or key_region)
+        problem = Unknown(code=UnknownCode.ERROR, reason=f"DescribeKey KeyManager '{manager}' not understood")
+        unknown["encryption.key_management"] = unknown["encryption.key_location"] = problem
+        return result(None, arn, None)
+
+    def _transport(
+        self,
+        account: AccountClients,
+        name: str,
+        region: str | None,
+        evidence: list[Evidence],
+        unknown: dict[str, Unknown],
+    ) -> Transport:
+        answer, call = account.call(region, "s3", "GetBucketPolicy", ["transport"], Bucket=name)
+        evidence.append(call)
+        policy: dict[str, Any] | None = None
+        if answer.unknown is not None:
+            unknown["transport.bucket_policy"] = answer.unknown
+        elif answer.response is not None:
+            try:
+                parsed = json.loads(str(answer.response.get("Policy")))
+            except ValueError as exc:
+                parsed = None
+                unknown["transport.bucket_policy"] = Unknown(
+                    code=UnknownCode.ERROR, reason=f"bucket policy is not JSON: {exc} (s3:GetBucketPolicy)"
+                )
+            if isinstance(parsed, dict):
+                policy = parsed
+            elif "transport.bucket_policy" not in unknown:
+                unknown["transport.bucket_policy"] = Unknown(
+                    code=UnknownCode.ERROR, reason="bucket policy is not a JSON object (s3:GetBucketPolicy)"
+                )
+        # Always pass bucket_policy (even None): the model derives plaintext_refused and the TLS
+        # floor from it (auditor.s3_policy), or makes them unknown when the policy was unreadable.
+        return Transport(
+            plaintext_refused=None,
+            plaintext_refused_by=None,
+            min_tls_version=TLS_FLOOR.version,
+            min_tls_enforced_by="provider-floor",
+            provider_floor=TLS_FLOOR,
+            bucket_policy=policy,
+        )
+
+    def _access(
+        self,
+        account: AccountClients,
+        name: str,
+        region: str | None,
+        evidence: list[Evidence],
+        unknown: dict[str, Unknown],
+    ) -> Access | None:
+        answer, call = account.call(region, "s3", "GetPublicAccessBlock", ["access"], Bucket=name)
+        evidence.append(call)
+        if answer.absent:
+            return Access(public_access_blocked=False, detail=None)
+        if answer.unknown is not None or answer.response is None:
+            unknown["access"] = answer.unknown or Unknown(code=UnknownCode.ERROR, reason="no answer")
+            return None
+        config = dict(answer.response.get("PublicAccessBlockConfiguration") or {})
+        blocked = all(config.get(flag) is True for flag in PUBLIC_ACCESS_FLAGS)
+        return Access(public_access_blocked=blocked, detail=config)
+
+    def _tags(
+        self,
+        account: AccountClients,
+        name: str,
+        region: str | None,
+        evidence: list[Evidence],
+        unknown: dict[str, Unknown],
+    ) -> dict[str, str] | None:
+        answer, call = account.call(region, "s3", "GetBucketTagging", ["tags"], Bucket=name)
+        evidence.append(call)
+        if answer.absent:
+            return {}
+        if answer.unknown is not None or answer.response is None:
+            unknown["tags"] = answer.unknown or Unknown(code=UnknownCode.ERROR, reason="no answer")
+            return None
+        return {str(t["Key"]): str(t["Value"]) for t in answer.response.get("TagSet", [])}
+
+
+def _parse_regions(values: tuple[str, ...]) -> list[str] | None:
+    regions = [r.strip().lower() for value in values for r in value.split(",") if r.strip()]
+    for region in regions:
+        if not REGION_PATTERN.match(region):
+            raise InputError("--regions", f"'{region}' is not an AWS region code such as eu-west-1")
+    return regions or None
+
+
+@click.command("aws")
+@common_scan_options
+@click.option(
+    "--profile",
+    "profiles",
+    multiple=True,
+    help="Named profile to scan (repeatable; default: the boto3 chain).",
+)
+@click.option(
+    "--role-arn",
+    "role",
+    default=None,
+    help="Role to assume in each account: an ARN (template with '{account_id}') or a role name.",
+)
+@click.option(
+    "--accounts",
+    "accounts_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="File of account ids to assume --role-arn into (one per line, '#' comments).",
+)
+@click.option(
+    "--organization", is_flag=True, help="Assume --role-arn into every ACTIVE account of the organization."
+)
+@click.option(
+    "--regions", "region_values", multiple=True, help="Only scan buckets in these regions (comma-separated)."
+)
+@click.option(
+    "--retry-mode", type=click.Choice(["standard", "adaptive"]), default="standard", show_default=True
+)
+@click.option(
+    "--max-attempts", type=click.IntRange(1, 20), default=5, show_default=True, help="Attempts per call."
+)
+@click.option("--connect-timeout", type=click.FloatRange(0.1, 300), default=5.0, show_default=True)
+@click.option("--read-timeout", type=click.FloatRange(0.1, 600), default=30.0, show_default=True)
+@click.option(
+    "--verify-region",
+    is_flag=True,
+    help="Call GetBucketLocation for every bucket even when ListBuckets gives its BucketRegion.",
+)
+def command(
+    policy_paths: tuple[Path, ...],
+    output: Path,
+    concurrency: int,
+    progress: bool | None,
+    profiles: tuple[str, ...],
+    role: str | None,
+    accounts_file: Path | None,
+    organization: bool,
+    region_values: tuple[str, ...],
+    retry_mode: str,
+    max_attempts: int,
+    connect_timeout: float,
+    read_timeout: float,
+    verify_region: bool,
+) -> None:
+    """Inventory the S3 buckets of one or more AWS accounts."""
+    regions = _parse_regions(region_values)
+    accounts = read_accounts_file(accounts_file) if accounts_file else ()
+    source = AccountSource(profiles=profiles, role=role, accounts=accounts, organization=organization)
+    needs, catalog = scanner_context(policy_paths)
+    scanner = AwsScanner(
+        needs,
+        catalog,
+        concurrency,
+        source=source,
+        regions=regions,
+        retry_mode=retry_mode,
+        max_attempts=max_attempts,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        verify_region=verify_region,
+    )
+    finish_scan(scanner, output, progress)
+    if regions is not None:
+        click.echo(
+            f"  skipped {scanner.skipped_by_region} buckets outside --regions {','.join(regions)}", err=True
+        )
