@@ -1,0 +1,63 @@
+"""`auditor report`: render a findings document (with its inventory and a previous run) in one format."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+
+import click
+
+from auditor.report.base import RENDERERS, ReportInput, render_to_file
+from auditor.report.context import FRAMEWORKS
+from auditor.report.document import load_document
+
+_FILE = click.Path(path_type=Path, dir_okay=False)
+
+
+@click.command("report")
+@click.option(
+    "--findings",
+    "findings_path",
+    required=True,
+    type=_FILE,
+    help="Findings JSON (`auditor check --format json`).",
+)
+@click.option(
+    "--inventory",
+    "inventory_path",
+    type=_FILE,
+    help="The inventory JSONL the findings came from (adds replica and key detail).",
+)
+@click.option(
+    "--previous", "previous_path", type=_FILE, help="A previous run's findings JSON: report what changed."
+)
+@click.option(
+    "--format", "output_format", required=True, type=click.Choice(sorted(RENDERERS)), help="Output format."
+)
+@click.option(
+    "--framework",
+    "frameworks",
+    multiple=True,
+    type=click.Choice(FRAMEWORKS),
+    help="Framework to report on (repeatable; default: all).",
+)
+@click.option("--output", "-o", required=True, type=_FILE, help="Write the report here (atomically).")
+def command(
+    findings_path: Path,
+    inventory_path: Path | None,
+    previous_path: Path | None,
+    output_format: str,
+    frameworks: tuple[str, ...],
+    output: Path,
+) -> None:
+    """Write an evidence report (html, sarif, junit, markdown, csv or json) from a findings document."""
+    report = ReportInput(
+        findings=load_document(findings_path),
+        inventory_path=inventory_path,
+        previous=load_document(previous_path) if previous_path is not None else None,
+        frameworks=list(dict.fromkeys(frameworks)),
+    )
+    # the documents live until exit: keep the collector from walking their millions of objects again
+    gc.freeze()
+    render_to_file(output_format, report, output)
+    click.echo(f"wrote {output_format} report to {output}", err=True)

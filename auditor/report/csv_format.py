@@ -1,0 +1,96 @@
+"""CSV: one row per finding, for spreadsheets and data tools.
+
+Cells that a spreadsheet would run as a formula (starting with = + - @ tab or carriage return) get a
+leading apostrophe, as OWASP recommends for CSV injection: https://owasp.org/www-community/attacks/CSV_Injection
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import IO, Any
+
+import orjson
+
+from auditor.report.base import Renderer, ReportInput
+from auditor.report.context import FRAMEWORKS
+
+BASE_COLUMNS = [
+    "policy_id",
+    "status",
+    "underlying_status",
+    "severity",
+    "provider",
+    "account",
+    "resource_id",
+    "resource_name",
+    "kind",
+    "regions",
+    "message",
+    "observed",
+    "expected",
+]
+WAIVER_COLUMNS = ["waiver_id", "waiver_expired", "waiver_approver", "waiver_expires", "waiver_justification"]
+TAIL_COLUMNS = ["reasons", "evidence_calls", "evidence_at"]
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def cell(value: Any) -> str:
+    """A value as a CSV cell that no spreadsheet evaluates."""
+    text = value if isinstance(value, str) else "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def columns(frameworks: list[str]) -> list[str]:
+    """The header row."""
+    return [*BASE_COLUMNS, *frameworks, *WAIVER_COLUMNS, *TAIL_COLUMNS]
+
+
+def row(finding: dict[str, Any], frameworks: list[str]) -> list[str]:
+    """One finding as a row of cells."""
+    resource = finding["resource"]
+    waiver = finding.get("waiver") or {}
+    values: list[Any] = [
+        finding["policy_id"],
+        finding["status"],
+        finding["underlying_status"],
+        finding["severity"],
+        resource["provider"],
+        resource["account"],
+        resource["id"],
+        resource["name"],
+        resource.get("kind", ""),
+        " ".join(resource.get("regions") or []),
+        finding["message"],
+        orjson.dumps(finding["observed"]).decode(),
+        finding["expected"],
+        *(" ".join(finding["controls"].get(f, [])) for f in frameworks),
+        waiver.get("id"),
+        ("true" if waiver.get("expired") else "false") if waiver else "",
+        waiver.get("approver"),
+        waiver.get("expires"),
+        waiver.get("justification"),
+        " | ".join(finding.get("reasons") or []),
+        " ".join(str(e.get("call")) for e in finding["evidence"]),
+        " ".join(str(e.get("at")) for e in finding["evidence"]),
+    ]
+    return [cell(v) for v in values]
+
+
+class CsvRenderer(Renderer):
+    """One row per finding (RFC 4180, UTF-8, header row)."""
+
+    format = "csv"
+    extension = ".csv"
+
+    def render(self, report: ReportInput, out: IO[bytes]) -> None:
+        """Write the header and one row per finding."""
+        frameworks = report.frameworks or list(FRAMEWORKS)
+        text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+        try:
+            writer = csv.writer(text, lineterminator="\r\n")
+            writer.writerow(columns(frameworks))
+            for finding in report.findings["findings"]:
+                writer.writerow(row(finding, frameworks))
+        finally:
+            text.detach()

@@ -1,0 +1,170 @@
+"""JUnit XML for CI test views (GitLab, Jenkins): one testsuite per policy, one testcase per resource.
+
+`fail` is a <failure>, `error` (could not be decided) an <error>, `waived` a <skipped> carrying the
+waiver's justification. Coverage gaps (parts of the estate not scanned) form one more suite of errors,
+so a pipeline cannot read an incomplete scan as green.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from typing import IO, Any
+
+from auditor.report.base import Renderer, ReportInput
+from auditor.report.context import FRAMEWORK_LABELS, FRAMEWORKS, display_value, policy_details
+
+# Characters XML 1.0 cannot carry at all; cloud data (tags, names) may contain them.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def clean(text: Any) -> str:
+    """`text` as a string XML 1.0 can hold (disallowed control characters become U+FFFD)."""
+    return _NOT_XML.sub("\ufffd", str(text))
+
+
+def _details(finding: dict[str, Any]) -> str:
+    resource = finding["resource"]
+    lines = [
+        f"resource: {resource['id']}",
+        f"provider: {resource['provider']}  account: {resource['account']}",
+        f"regions: {', '.join(resource.get('regions') or []) or 'unknown'}",
+        f"message: {finding['message']}",
+        *(f"observed: {k} = {display_value(v)}" for k, v in finding["observed"].items()),
+        f"expected: {finding['expected']}",
+        *(f"reason: {r}" for r in finding.get("reasons") or []),
+        *(
+            f"evidence: {e.get('call')} at {e.get('at')}"
+            + (f" error: {e['error']}" if e.get("error") else "")
+            for e in finding["evidence"]
+        ),
+    ]
+    waiver = finding.get("waiver")
+    if waiver is not None and waiver.get("expired"):
+        lines.append(f"waiver {waiver['id']} expired on {waiver['expires']} (approver {waiver['approver']})")
+    return "\n".join(lines)
+
+
+def _testcase(suite: ET.Element, finding: dict[str, Any]) -> str:
+    resource = finding["resource"]
+    case = ET.SubElement(
+        suite,
+        "testcase",
+        {
+            "classname": clean(f"{finding['policy_id']}.{resource['provider']}.{resource['account']}"),
+            "name": clean(resource["id"]),
+            "time": "0",
+        },
+    )
+    status = finding["status"]
+    if status == "fail":
+        node = ET.SubElement(
+            case, "failure", {"message": clean(finding["message"]), "type": clean(finding["severity"])}
+        )
+        node.text = clean(_details(finding))
+    elif status == "error":
+        node = ET.SubElement(case, "error", {"message": clean(finding["message"]), "type": "undecided"})
+        node.text = clean(_details(finding))
+    elif status == "waived":
+        waiver = finding.get("waiver") or {}
+        message = (
+            f"waived by {waiver.get('id')} (underlying {finding['underlying_status']}): "
+            f"{waiver.get('justification')} "
+            f"(approver {waiver.get('approver')}, expires {waiver.get('expires')})"
+        )
+        ET.SubElement(case, "skipped", {"message": clean(message)})
+    return str(status)
+
+
+def junit_tree(report: ReportInput) -> ET.Element:
+    """The <testsuites> element of a findings document."""
+    run = report.findings["run"]
+    frameworks = report.frameworks or list(FRAMEWORKS)
+    by_policy: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for finding in report.findings["findings"]:
+        by_policy[finding["policy_id"]].append(finding)
+    root = ET.Element("testsuites", {"name": clean(f"auditor run {run['id']}")})
+    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    policies = {p.id: p for p in policy_details(run)}
+    for policy_id in [*policies, *(p for p in by_policy if p not in policies)]:
+        findings = by_policy.get(policy_id, [])
+        suite = ET.SubElement(
+            root, "testsuite", {"name": clean(policy_id), "timestamp": clean(run["started_at"])}
+        )
+        props = ET.SubElement(suite, "properties")
+        policy = policies.get(policy_id)
+        if policy is not None:
+            ET.SubElement(props, "property", {"name": "title", "value": clean(policy.title)})
+            ET.SubElement(props, "property", {"name": "severity", "value": clean(policy.severity)})
+            for framework in frameworks:
+                controls = policy.controls.get(framework, [])
+                if controls:
+                    ET.SubElement(
+                        props,
+                        "property",
+                        {
+                            "name": f"controls.{framework}",
+                            "value": clean(f"{FRAMEWORK_LABELS[framework]} " + ", ".join(controls)),
+                        },
+                    )
+        counts = {"tests": len(findings), "failures": 0, "errors": 0, "skipped": 0}
+        for finding in sorted(findings, key=lambda f: (f["resource"]["provider"], f["resource"]["id"])):
+            status = _testcase(suite, finding)
+            key = {"fail": "failures", "error": "errors", "waived": "skipped"}.get(status)
+            if key:
+                counts[key] += 1
+        for key, value in counts.items():
+            suite.set(key, str(value))
+            totals[key] += value
+        suite.set("time", "0")
+    gaps = run["coverage"]["gaps"]
+    if gaps:
+        suite = ET.SubElement(
+            root,
+            "testsuite",
+            {
+                "name": "auditor.coverage",
+                "tests": str(len(gaps)),
+                "failures": "0",
+                "errors": str(len(gaps)),
+                "skipped": "0",
+                "time": "0",
+            },
+        )
+        for gap in gaps:
+            case = ET.SubElement(
+                suite,
+                "testcase",
+                {
+                    "classname": clean(f"auditor.coverage.{gap['provider']}"),
+                    "name": clean(f"{gap['account']} {gap['scope']}"),
+                    "time": "0",
+                },
+            )
+            node = ET.SubElement(
+                case, "error", {"message": clean(f"not scanned: {gap['reason']}"), "type": clean(gap["code"])}
+            )
+            node.text = clean(
+                f"{gap['provider']} {gap['account']} {gap['scope']}: {gap['code']}: {gap['reason']}"
+            )
+        totals["tests"] += len(gaps)
+        totals["errors"] += len(gaps)
+    for key, value in totals.items():
+        root.set(key, str(value))
+    root.set("time", "0")
+    return root
+
+
+class JunitRenderer(Renderer):
+    """JUnit XML (failures and errors distinct, waivers as skipped)."""
+
+    format = "junit"
+    extension = ".xml"
+
+    def render(self, report: ReportInput, out: IO[bytes]) -> None:
+        """Write the XML document (UTF-8, with declaration)."""
+        tree = ET.ElementTree(junit_tree(report))
+        ET.indent(tree, space=" ")
+        tree.write(out, encoding="utf-8", xml_declaration=True)
+        out.write(b"\n")

@@ -1,0 +1,140 @@
+"""A short Markdown summary for PR comments and CI job summaries: counts, failing controls, top failures.
+
+Cloud values are escaped (every ASCII punctuation mark that Markdown or HTML could act on, `@` included
+so a bucket name cannot mention a user) and cut short; the summary stays well under comment limits.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import IO, Any
+
+from auditor.report.base import Renderer, ReportInput
+from auditor.report.context import (
+    FRAMEWORK_LABELS,
+    PROVIDER_LABELS,
+    STATUSES,
+    compare_runs,
+    finding_sort_key,
+    framework_views,
+    policy_details,
+    summarise,
+)
+
+TOP_FAILURES = 15
+_ACTIVE = re.compile(r"([\\`*_{}\[\]<>#!|~@&$])")
+
+
+def md(text: Any, limit: int = 160) -> str:
+    """`text` as inert Markdown on one line, cut at `limit` characters."""
+    flat = " ".join(str(text).split())
+    if len(flat) > limit:
+        flat = flat[: limit - 1] + "…"
+    flat = _ACTIVE.sub(r"\\\1", flat)
+    # no autolinks from cloud values: GFM links bare `scheme://` and `www.` text
+    return flat.replace("://", ":\\/\\/").replace("www.", "www\\.")
+
+
+def markdown_summary(report: ReportInput) -> str:
+    """The Markdown text of the summary."""
+    doc = report.findings
+    run = doc["run"]
+    s = summarise(run)
+    zone = run["parameters"].get("zone")
+    out = [f"## auditor: {s.overall.upper()}", ""]
+    estate = ", ".join(f"{label} {n}" for _, label, n, _, _ in s.providers)
+    out.append(
+        f"Run {md(run['id'])} started {md(s.started_at)}: {s.resources} resources ({estate})"
+        + (f", residency zone **{md(zone)}**" if isinstance(zone, str) else "")
+        + f". {md(s.overall_reason)}."
+    )
+    out += ["", "| pass | fail | error (undecided) | waived | findings |", "|---:|---:|---:|---:|---:|"]
+    out.append("| " + " | ".join(str(s.by_status[k]) for k in STATUSES) + f" | {s.findings} |")
+    out.append("")
+    if s.gaps:
+        out.append(f"**Coverage gaps ({len(s.gaps)})**: not scanned, so not covered by any verdict:")
+        out += [
+            f"- {md(g['provider'])} {md(g['account'])} {md(g['scope'])}: {md(g['code'])}: {md(g['reason'])}"
+            for g in s.gaps
+        ]
+        out.append("")
+    if s.unknown_attributes:
+        parts = [f"{md(path)} ({md(codes)})" for path, codes in s.unknown_attributes]
+        out += [f"**Unreadable attributes**: {', '.join(parts)}", ""]
+    expired = [w for w in s.waivers if w.get("expired")]
+    if expired:
+        out += [
+            f"**Expired waivers**: {', '.join(md(w['id']) + ' (' + md(w['expires']) + ')' for w in expired)}",
+            "",
+        ]
+
+    details = policy_details(run)
+    failing = [
+        (fw, c)
+        for fw in framework_views(details, report.frameworks or list(FRAMEWORK_LABELS))
+        for c in fw.controls
+        if c.verdict == "not effective" or (c.verdict == "not assessed" and c.policies)
+    ]
+    if failing:
+        out += [
+            "### Controls not effective or not assessed",
+            "",
+            "| Framework | Control | Verdict | fail | error |",
+            "|---|---|---|---:|---:|",
+        ]
+        for fw, c in failing:
+            out.append(
+                f"| {fw.label} | {md(c.id)} {md(c.title, 60)} | {c.verdict} "
+                f"| {c.counts['fail']} | {c.counts['error']} |"
+            )
+        out.append("")
+
+    if report.previous is not None:
+        changes = compare_runs(doc, report.previous)
+        out += [
+            "### Since the previous run",
+            "",
+            f"{len(changes.new_failures)} new failure(s), {len(changes.fixed)} fixed, "
+            f"{len(changes.still_failing)} still failing, {len(changes.newly_unknown)} newly undecided "
+            f"(previous run {md(changes.previous_id)}).",
+            "",
+        ]
+        for change in changes.new_failures[:TOP_FAILURES]:
+            out.append(
+                f"- new: **{md(change.severity)}** {md(change.policy_id)} {md(change.name)} "
+                f"({md(change.provider)} {md(change.account)})"
+            )
+        if changes.new_failures:
+            out.append("")
+
+    failures = sorted((f for f in doc["findings"] if f["status"] == "fail"), key=finding_sort_key)
+    if failures:
+        shown = failures[:TOP_FAILURES]
+        out += [
+            f"### Top failures ({len(shown)} of {len(failures)})",
+            "",
+            "| Severity | Policy | Resource | Cloud | Finding |",
+            "|---|---|---|---|---|",
+        ]
+        for f in shown:
+            r = f["resource"]
+            out.append(
+                f"| {f['severity']} | {md(f['policy_id'])} | {md(r['name'], 60)} | "
+                f"{PROVIDER_LABELS.get(r['provider'], md(r['provider']))} {md(r['account'], 40)} "
+                f"| {md(f['message'])} |"
+            )
+        out.append("")
+    gate = run["gate"]
+    out.append(f"Gate: fail on {md(gate['fail_on'])} and above, exit code {gate['exit_code']}.")
+    return "\n".join(out) + "\n"
+
+
+class MarkdownRenderer(Renderer):
+    """Short Markdown summary."""
+
+    format = "markdown"
+    extension = ".md"
+
+    def render(self, report: ReportInput, out: IO[bytes]) -> None:
+        """Write the summary as UTF-8."""
+        out.write(markdown_summary(report).encode())

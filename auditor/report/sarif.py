@@ -1,0 +1,254 @@
+"""SARIF 2.1.0 for code-scanning dashboards: rules are policies, results are failing or undecided findings.
+
+* `fail` findings are results of kind `fail` whose level follows the policy severity.
+* `error` findings (could not be decided) are kind `open`, which SARIF defines as "the tool could not
+  determine whether the result was pass or fail" (SARIF 2.1.0 §3.27.9); their level must be `none`.
+* `waived` findings keep the kind of their underlying status and carry an accepted external
+  suppression with the waiver's justification (§3.35).
+* The resource id is the result's logical location; the physical location is the inventory snapshot
+  (with the resource's line when `--inventory` is given), since dashboards expect a file.
+* Passing findings are not results: SARIF would be as large as the estate for nothing to act on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from auditor.errors import InputError
+from auditor.report.base import Renderer, ReportInput
+from auditor.report.context import (
+    FRAMEWORK_LABELS,
+    FRAMEWORKS,
+    PROVIDER_LABELS,
+    PolicyDetails,
+    policy_details,
+)
+
+SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+
+# GitHub code scanning reads `security-severity` (0.0-10.0): >= 9 critical, >= 7 high, >= 4 medium.
+SECURITY_SEVERITY = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "3.0", "info": "0.0"}
+LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "info": "note"}
+
+
+def _help(policy: PolicyDetails) -> tuple[str, str]:
+    text = [policy.description or policy.title]
+    markdown = [f"**{policy.title}**", "", policy.description or ""]
+    if policy.expected:
+        text.append(f"Expected: {policy.expected}")
+        markdown += ["", f"Expected: {policy.expected}"]
+    if policy.remediation:
+        text.append("Remediation:")
+        markdown += ["", "Remediation:", ""]
+        for provider, how in sorted(policy.remediation.items()):
+            text.append(f"  {PROVIDER_LABELS.get(provider, provider)}: {how}")
+            markdown.append(f"- {PROVIDER_LABELS.get(provider, provider)}: {how}")
+    if policy.references:
+        text.append("References: " + " ".join(policy.references))
+        markdown += ["", "References:", "", *(f"- <{r}>" for r in policy.references)]
+    return "\n".join(text), "\n".join(markdown)
+
+
+def _rule(policy: PolicyDetails, frameworks: list[str]) -> dict[str, Any]:
+    text, markdown = _help(policy)
+    tags = ["compliance", policy.family]
+    for framework in frameworks:
+        tags += [f"{FRAMEWORK_LABELS[framework]} {c}" for c in policy.controls.get(framework, [])]
+    rule: dict[str, Any] = {
+        "id": policy.id,
+        "name": "".join(part.capitalize() for part in policy.id.replace("-", ".").split(".")),
+        "shortDescription": {"text": policy.title},
+        "fullDescription": {"text": policy.description or policy.title},
+        "help": {"text": text, "markdown": markdown},
+        "defaultConfiguration": {"level": LEVEL.get(policy.severity, "warning")},
+        "properties": {
+            "security-severity": SECURITY_SEVERITY.get(policy.severity, "5.5"),
+            "severity": policy.severity,
+            "precision": "very-high",
+            "problem.severity": LEVEL.get(policy.severity, "warning"),
+            "tags": tags,
+            "controls": {f: policy.controls.get(f, []) for f in frameworks},
+        },
+    }
+    if policy.references:
+        rule["helpUri"] = policy.references[0]
+    return rule
+
+
+def _inventory_lines(path: Path | None) -> dict[str, int]:
+    """Resource id -> line number in the inventory JSONL (empty without an inventory)."""
+    lines: dict[str, int] = {}
+    if path is None:
+        return lines
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise InputError(str(path), f"cannot read inventory: {exc.strerror or exc}") from exc
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise InputError(f"{path}:{number}", f"invalid JSON ({exc})") from exc
+            if isinstance(record, dict) and isinstance(record.get("id"), str):
+                lines.setdefault(record["id"], number)
+    return lines
+
+
+def _artifact_uri(inventory: str) -> str:
+    path = Path(inventory)
+    return path.resolve().as_uri() if path.is_absolute() else path.as_posix()
+
+
+def _result(
+    finding: dict[str, Any], rule_index: int, uri: str, line: int | None, frameworks: list[str]
+) -> dict[str, Any]:
+    resource = finding["resource"]
+    underlying = finding["underlying_status"] if finding["status"] == "waived" else finding["status"]
+    decided = underlying == "fail"
+    physical: dict[str, Any] = {"artifactLocation": {"uri": uri}}
+    if line is not None:
+        physical["region"] = {"startLine": line}
+    result: dict[str, Any] = {
+        "ruleId": finding["policy_id"],
+        "ruleIndex": rule_index,
+        "kind": "fail" if decided else "open",
+        "level": LEVEL.get(finding["severity"], "warning") if decided else "none",
+        "message": {
+            "text": f"{resource['name']} ({resource['provider']} {resource['account']}): {finding['message']}"
+        },
+        "locations": [
+            {
+                "physicalLocation": physical,
+                "logicalLocations": [
+                    {"name": resource["name"], "fullyQualifiedName": resource["id"], "kind": "resource"}
+                ],
+            }
+        ],
+        "partialFingerprints": {
+            "auditorFinding/v1": hashlib.sha256(
+                f"{finding['policy_id']}\0{resource['id']}".encode()
+            ).hexdigest()
+        },
+        "properties": {
+            "status": finding["status"],
+            "underlyingStatus": finding["underlying_status"],
+            "severity": finding["severity"],
+            "provider": resource["provider"],
+            "account": resource["account"],
+            "regions": resource.get("regions") or [],
+            "observed": finding["observed"],
+            "expected": finding["expected"],
+            "controls": {f: finding["controls"].get(f, []) for f in frameworks},
+            "evidenceCalls": [e.get("call") for e in finding["evidence"]],
+        },
+    }
+    if finding.get("reasons"):
+        result["properties"]["reasons"] = finding["reasons"]
+    waiver = finding.get("waiver")
+    if waiver is not None and finding["status"] == "waived":
+        result["suppressions"] = [
+            {
+                "kind": "external",
+                "status": "accepted",
+                "justification": waiver["justification"],
+                "properties": {
+                    "waiver": waiver["id"],
+                    "approver": waiver["approver"],
+                    "expires": waiver["expires"],
+                    "source": waiver.get("source"),
+                },
+            }
+        ]
+    elif waiver is not None:
+        result["properties"]["expiredWaiver"] = waiver
+    return result
+
+
+def sarif_log(report: ReportInput) -> dict[str, Any]:
+    """The SARIF log of a findings document, as a dict."""
+    run = report.findings["run"]
+    frameworks = report.frameworks or list(FRAMEWORKS)
+    policies = policy_details(run)
+    rules = [_rule(p, frameworks) for p in policies]
+    index = {p.id: i for i, p in enumerate(policies)}
+    uri = _artifact_uri(run["inventory"])
+    lines = _inventory_lines(report.inventory_path)
+    results = []
+    for finding in report.findings["findings"]:
+        if finding["status"] == "pass" or finding["policy_id"] not in index:
+            continue
+        line = lines.get(finding["resource"]["id"])
+        results.append(_result(finding, index[finding["policy_id"]], uri, line, frameworks))
+    notifications = [
+        {
+            "level": "error",
+            "message": {
+                "text": f"coverage gap: {g['provider']} {g['account']} {g['scope']} not scanned: "
+                f"{g['code']}: {g['reason']}"
+            },
+            "descriptor": {"id": f"coverage-gap/{g['code']}"},
+        }
+        for g in run["coverage"]["gaps"]
+    ]
+    notifications += [
+        {
+            "level": "warning",
+            "message": {
+                "text": f"attribute {path} unreadable on some resources: "
+                + ", ".join(f"{code}: {n}" for code, n in codes.items())
+            },
+            "descriptor": {"id": "unknown-attribute"},
+        }
+        for path, codes in run["coverage"]["unknown_attributes"].items()
+    ]
+    invocation: dict[str, Any] = {
+        "executionSuccessful": True,
+        "startTimeUtc": run["started_at"],
+        "endTimeUtc": run["finished_at"],
+        "exitCode": run["gate"]["exit_code"],
+    }
+    if notifications:
+        invocation["toolExecutionNotifications"] = notifications
+    return {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": run["tool"]["name"],
+                        "version": run["tool"]["version"],
+                        "semanticVersion": run["tool"]["version"],
+                        "rules": rules,
+                    }
+                },
+                "automationDetails": {"id": f"auditor/{run['id']}"},
+                "invocations": [invocation],
+                "results": results,
+                "properties": {
+                    "parameters": run["parameters"],
+                    "counts": run["counts"],
+                    "resources": run["coverage"]["resources"],
+                },
+            }
+        ],
+    }
+
+
+class SarifRenderer(Renderer):
+    """SARIF 2.1.0 log (one run; rules = policies; results = fail, error and waived findings)."""
+
+    format = "sarif"
+    extension = ".sarif"
+
+    def render(self, report: ReportInput, out: IO[bytes]) -> None:
+        """Write the SARIF log as indented JSON."""
+        out.write(orjson.dumps(sarif_log(report), option=orjson.OPT_INDENT_2))
+        out.write(b"\n")

@@ -1,0 +1,103 @@
+"""The HTML report in real headless Chromium: it renders cleanly, shows its matrix and charts, prints,
+and a hostile inventory (markup in names and tags) executes nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from auditor.report.base import ReportInput, render_to_file
+from auditor.report.document import load_document
+
+from .conftest import ARTIFACTS, DEMO_INVENTORY, HOSTILE_NAME, IMG_BREAKOUT, SCRIPT_TAG
+
+
+def open_report(browser: Any, html: Path, **context: Any) -> tuple[Any, list[str], list[str]]:
+    """The page, the console errors / page errors it logged, and the dialogs it opened."""
+    page = browser.new_context(viewport={"width": 1300, "height": 900}, **context).new_page()
+    errors: list[str] = []
+    dialogs: list[str] = []
+
+    def on_console(message: Any) -> None:
+        if message.type == "error":
+            errors.append(message.text)
+
+    def on_dialog(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def on_request(request: Any) -> None:
+        if request.url != html.as_uri():
+            errors.append(f"fetch {request.url}")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("dialog", on_dialog)
+    page.on("request", on_request)
+    page.goto(html.as_uri(), wait_until="load")
+    return page, errors, dialogs
+
+
+def test_demo_report_in_chromium(browser: Any, demo_doc: dict[str, Any]) -> None:
+    html = ARTIFACTS / "demo-report.html"
+    render_to_file("html", ReportInput(findings=demo_doc, inventory_path=DEMO_INVENTORY), html)
+    page, errors, dialogs = open_report(browser, html, java_script_enabled=False)
+    try:
+        assert errors == [] and dialogs == []
+        assert "NOT COMPLIANT" in page.locator(".overall").inner_text()
+        # the control matrix: one row per catalogued control, each with a verdict
+        for framework in ("gdpr", "soc2", "iso27001"):
+            rows = page.locator(f"#fw-{framework} table.matrix tbody tr")
+            assert rows.count() >= 12
+            assert page.locator(f"#fw-{framework} .verdict").count() == rows.count()
+        assert page.locator("#fw-gdpr tr.v-not-effective").count() > 0
+        # charts: status per family and the residency map, drawn (non-zero size) with labelled bars
+        families = {p["family"] for p in demo_doc["run"]["policies"]}
+        assert page.locator("#family-chart g.row").count() == len(families)
+        assert page.locator("#family-chart").bounding_box()["height"] > 50
+        for provider in ("aws", "gcp", "azure"):
+            chart = page.locator(f"#residency-{provider}")
+            assert chart.locator("rect.z-in").count() > 0 and chart.locator("rect.z-out").count() > 0
+        assert page.locator("#residency-aws text.lbl", has_text="us-east-1").count() == 1
+        # evidence and waivers of a policy
+        policy = page.locator('[id="policy-residency.key-in-zone"]')
+        assert policy.locator("tr.r-waived").count() == 1
+        assert "security-architecture@acme.example" in policy.inner_text()
+        assert page.locator("table.findings .ev").count() > 50
+        page.screenshot(path=str(ARTIFACTS / "demo-report.png"), full_page=True)
+        # print: navigation hidden, sections on their own pages
+        page.emulate_media(media="print")
+        assert page.locator("nav").is_hidden()
+        assert page.locator("#controls").evaluate("e => getComputedStyle(e).breakBefore") == "page"
+    finally:
+        page.context.close()
+
+
+def test_hostile_inventory_executes_nothing(browser: Any, hostile_paths: tuple[Path, Path]) -> None:
+    inventory, findings = hostile_paths
+    html = ARTIFACTS / "hostile-report.html"
+    render_to_file("html", ReportInput(findings=load_document(findings), inventory_path=inventory), html)
+    source = html.read_text()
+    assert "<script" not in source.lower() and "<img" not in source and "<svg onload" not in source
+
+    page, errors, dialogs = open_report(browser, html)
+    try:
+        page.wait_for_timeout(300)  # give an injected handler the chance to fire
+        assert dialogs == []
+        assert errors == []  # a Content-Security-Policy violation would be logged here
+        injected = page.evaluate(
+            """() => ({
+                scripts: document.scripts.length,
+                imgs: document.images.length,
+                handlers: [...document.querySelectorAll('*')].filter(
+                    e => [...e.attributes].some(a => a.name.startsWith('on'))).length,
+                bold: [...document.querySelectorAll('b')].filter(b => b.textContent === 'k').length,
+            })"""
+        )
+        assert injected == {"scripts": 0, "imgs": 0, "handlers": 0, "bold": 0}
+        # the values are shown, as text
+        body = page.locator("body").inner_text()
+        assert SCRIPT_TAG in body and IMG_BREAKOUT.strip('"') in body and HOSTILE_NAME in body
+        page.screenshot(path=str(ARTIFACTS / "hostile-report.png"))
+    finally:
+        page.context.close()
