@@ -294,6 +294,7 @@ class FindingRow:
     evidence: list[EvidenceRow]
     waiver: dict[str, Any] | None
     reasons: list[str]
+    baselined: bool = False
 
     @property
     def waiver_expired(self) -> bool:
@@ -331,6 +332,7 @@ def finding_row(finding: dict[str, Any]) -> FindingRow:
         ],
         waiver=finding.get("waiver"),
         reasons=[r for r in finding.get("reasons") or [] if r.partition(":")[0] not in shown_unknown],
+        baselined=bool(finding.get("baselined")),
     )
 
 

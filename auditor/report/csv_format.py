@@ -31,7 +31,7 @@ BASE_COLUMNS = [
     "expected",
 ]
 WAIVER_COLUMNS = ["waiver_id", "waiver_expired", "waiver_approver", "waiver_expires", "waiver_justification"]
-TAIL_COLUMNS = ["reasons", "evidence_calls", "evidence_at"]
+TAIL_COLUMNS = ["reasons", "evidence_calls", "evidence_at", "baselined"]
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -73,6 +73,7 @@ def row(finding: dict[str, Any], frameworks: list[str]) -> list[str]:
         " | ".join(finding.get("reasons") or []),
         " ".join(str(e.get("call")) for e in finding["evidence"]),
         " ".join(str(e.get("at")) for e in finding["evidence"]),
+        "true" if finding.get("baselined") else "false",
     ]
     return [cell(v) for v in values]
 

@@ -59,8 +59,11 @@ def _testcase(suite: ET.Element, finding: dict[str, Any]) -> str:
     )
     status = finding["status"]
     if status == "fail":
+        prefix = "[baselined] " if finding.get("baselined") else ""
         node = ET.SubElement(
-            case, "failure", {"message": clean(finding["message"]), "type": clean(finding["severity"])}
+            case,
+            "failure",
+            {"message": clean(prefix + finding["message"]), "type": clean(finding["severity"])},
         )
         node.text = clean(_details(finding))
     elif status == "error":

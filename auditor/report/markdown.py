@@ -121,7 +121,7 @@ def markdown_summary(report: ReportInput) -> str:
             out.append(
                 f"| {f['severity']} | {md(f['policy_id'])} | {md(r['name'], 60)} | "
                 f"{PROVIDER_LABELS.get(r['provider'], md(r['provider']))} {md(r['account'], 40)} "
-                f"| {md(f['message'])} |"
+                f"| {'(baselined) ' if f.get('baselined') else ''}{md(f['message'])} |"
             )
         out.append("")
     gate = run["gate"]

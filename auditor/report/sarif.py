@@ -120,6 +120,8 @@ def _result(
         "ruleIndex": rule_index,
         "kind": "fail" if decided else "open",
         "level": LEVEL.get(finding["severity"], "warning") if decided else "none",
+        # A failure accepted into the CI baseline (auditor baseline create) existed before.
+        **({"baselineState": "unchanged"} if finding.get("baselined") else {}),
         "message": {
             "text": f"{resource['name']} ({resource['provider']} {resource['account']}): {finding['message']}"
         },

@@ -221,3 +221,19 @@ def test_hostile_values_stay_text_in_machine_formats(
     assert re.search(r"(?<!\\)<", text) is None  # every "<" escaped
     log = json.loads(render("sarif", report, tmp_path))
     assert list(sarif_validator().iter_errors(log)) == []
+
+
+def test_baselined_failures_are_marked_in_every_format(demo_doc: dict[str, Any], tmp_path: Path) -> None:
+    """A failure accepted into the CI baseline stays a failure, marked as baselined."""
+    target = next(f for f in demo_doc["findings"] if f["status"] == "fail")
+    target["baselined"] = True
+    report = ReportInput(findings=demo_doc)
+    sarif = json.loads(render("sarif", report, tmp_path))
+    states = [r.get("baselineState") for r in sarif["runs"][0]["results"]]
+    assert states.count("unchanged") == 1
+    junit = ET.fromstring(render("junit", report, tmp_path))
+    messages = [f.get("message", "") for f in junit.iter("failure")]
+    assert sum(m.startswith("[baselined] ") for m in messages) == 1
+    rows = list(csv.DictReader(io.StringIO(render("csv", report, tmp_path).decode())))
+    assert sum(r["baselined"] == "true" for r in rows) == 1
+    assert render("html", report, tmp_path).decode().count(">baselined</div>") == 1
