@@ -35,6 +35,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from auditor.audit.config import redact_url
+from auditor.drift import SECTIONS, classify_change
 from auditor.errors import InputError
 
 metadata = MetaData()
@@ -194,7 +195,7 @@ class RunDiff:
     newly_unknown: list[Change] = field(default_factory=list)
     newly_waived: list[Change] = field(default_factory=list)
 
-    SECTIONS = ("new_failures", "fixed", "still_failing", "newly_unknown", "newly_waived")
+    SECTIONS = SECTIONS
 
     def to_json_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -214,18 +215,12 @@ def diff_rows(
     for key, row in after.items():
         old = before.get(key)
         was = old.status if old is not None else None
-        if row.status == "fail":
-            out["still_failing" if was == "fail" else "new_failures"].append((row, was, row.status))
-        elif row.status == "error" and was != "error":
-            out["newly_unknown"].append((row, was, row.status))
-        elif row.status == "waived" and was == "fail":
-            out["newly_waived"].append((row, was, row.status))
-        elif row.status == "pass" and was == "fail":
-            out["fixed"].append((row, was, row.status))
-    # A failing resource that is gone from the later run (deleted, or out of scope) is fixed.
+        section = classify_change(was, row.status)
+        if section is not None:
+            out[section].append((row, was, row.status))
     for key, row in before.items():
-        if key not in after and row.status == "fail":
-            out["fixed"].append((row, "fail", None))
+        if key not in after and classify_change(row.status, None) is not None:
+            out["fixed"].append((row, row.status, None))
     for rows in out.values():
         rows.sort(key=lambda item: (item[0].policy_id, item[0].resource_id))
     return out

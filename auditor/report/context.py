@@ -20,6 +20,7 @@ import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from auditor.drift import classify_change
 from auditor.errors import InputError
 from auditor.model import PROVIDERS, StorageResource
 from auditor.policy.loader import load_policies, load_zones, shipped_policies_dir
@@ -465,21 +466,23 @@ def compare_runs(current: dict[str, Any], previous: dict[str, Any]) -> Changes:
     }
     changes = Changes(previous_id=previous["run"]["id"], previous_started_at=previous["run"]["started_at"])
     seen: set[tuple[str, str]] = set()
+    sections = {
+        "new_failures": changes.new_failures,
+        "fixed": changes.fixed,
+        "still_failing": changes.still_failing,
+        "newly_unknown": changes.newly_unknown,
+    }
     for finding in current["findings"]:
         key = (finding["policy_id"], finding["resource"]["id"])
         seen.add(key)
         old = before.get(key)
-        was, now = (old["status"] if old else "absent"), finding["status"]
-        if now == "fail":
-            target = changes.still_failing if was == "fail" else changes.new_failures
-            target.append(_change(finding, was, now))
-        elif was == "fail" and now == "pass":
-            changes.fixed.append(_change(finding, was, now))
-        if now == "error" and was != "error":
-            changes.newly_unknown.append(_change(finding, was, now))
+        was = old["status"] if old else None
+        section = classify_change(was, finding["status"])
+        if section in sections:
+            sections[section].append(_change(finding, was or "absent", finding["status"]))
     for key, old in before.items():
-        if key not in seen and old["status"] == "fail":
-            changes.fixed.append(_change(old, "fail", "no longer reported"))
+        if key not in seen and classify_change(old["status"], None) == "fixed":
+            changes.fixed.append(_change(old, old["status"], "no longer reported"))
     for bucket in (changes.new_failures, changes.fixed, changes.still_failing, changes.newly_unknown):
         bucket.sort(key=lambda c: (_SEVERITY_ORDER.get(c.severity, 9), c.policy_id, c.provider, c.name))
     return changes
