@@ -6,7 +6,7 @@ account is a different finding).
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Literal
 
 DriftSection = Literal["new_failures", "fixed", "still_failing", "newly_unknown", "newly_waived"]
 SECTIONS: tuple[DriftSection, ...] = (
