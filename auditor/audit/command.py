@@ -23,6 +23,7 @@ from auditor.audit.config import (
     parse_duration,
     redact_url,
     require_config_file,
+    with_executor,
 )
 from auditor.errors import InputError
 from auditor.findings import Severity
@@ -54,6 +55,15 @@ EXIT_OK, EXIT_VIOLATIONS = 0, 1
 @click.option(
     "--today", type=click.DateTime(formats=["%Y-%m-%d"]), help="Date for waiver expiry (default: today)."
 )
+@click.option(
+    "--executor",
+    type=click.Choice(["in-process", "dask"]),
+    help="Where scan units run (default: `executor:` in the config, else in-process).",
+)
+@click.option(
+    "--scheduler",
+    help="Dask scheduler address, e.g. tcp://HOST:8786 (implies --executor dask; see docs/scale-out.md).",
+)
 def audit(
     config_path: Path | None,
     demo: bool,
@@ -62,6 +72,8 @@ def audit(
     baseline_path: Path | None,
     allow_incomplete: bool | None,
     today: datetime | None,
+    executor: str | None,
+    scheduler: str | None,
 ) -> None:
     """Scan, check, report, record the run and sign the evidence; exit with the gate's code."""
     from auditor.audit.job import run_audit
@@ -81,6 +93,8 @@ def audit(
         config.baseline = baseline_path.resolve()
     if allow_incomplete:
         config.allow_incomplete = True
+    if executor is not None or scheduler is not None:
+        config = with_executor(config, executor, scheduler)
     outcome = run_audit(config, demo=demo, today=today.date() if today else None)
     if outcome.public_key is not None and outcome.bundle is not None:
         click.echo(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from auditor.errors import InputError
 from auditor.findings import Severity
@@ -29,6 +29,10 @@ DEFAULT_CONFIG = Path("auditor.yaml")
 DEFAULT_OUTPUT_DIR = Path("reports")
 HISTORY_FILE = "history.db"
 
+ExecutorName = Literal["in-process", "dask"]
+# Settings of how a run executes, not of what it audits: left out of the config digest.
+EXECUTION_KEYS = ("executor", "scheduler", "scale")
+_SCHEDULER_URL = re.compile(r"^(tcp|tls|ws|wss|inproc|ucx)://[^\s/]+$")
 ReportFormat = Literal["json", "html", "sarif", "junit", "markdown", "csv"]
 DEFAULT_FORMATS: tuple[ReportFormat, ...] = ("html", "sarif", "junit", "markdown")
 OptionValue = str | int | float | bool | list[str]
@@ -163,6 +167,24 @@ class Schedule(_Strict):
         return parse_duration(value)
 
 
+class Scale(_Strict):
+    """How the units of a scan run (see docs/scale-out.md): retries, the per-account cap, parts."""
+
+    parts_directory: Path | None = Field(
+        None,
+        description="Where units write inventory parts; with executor dask, a path every worker and "
+        "this host share. Default: a temporary directory under outputs.directory.",
+    )
+    attempts: int = Field(3, ge=1, le=10, description="Tries per unit before it becomes a coverage gap.")
+    units_per_account: int = Field(
+        1, ge=1, le=64, description="Units of one account/project/subscription running at once, cluster-wide."
+    )
+    threads: int = Field(4, ge=1, le=256, description="In-process executor: units running at once.")
+    local_workers: int = Field(
+        2, ge=1, le=64, description="Executor dask without a scheduler: worker processes of a LocalCluster."
+    )
+
+
 class AuditConfig(_Strict):
     """auditor.yaml (see docs/audit.md)."""
 
@@ -182,10 +204,24 @@ class AuditConfig(_Strict):
     history: History = Field(default_factory=History)
     signing: Signing = Field(default_factory=Signing)
     schedule: Schedule = Field(default_factory=Schedule)
+    executor: ExecutorName = Field("in-process", description="Where scan units run (--executor).")
+    scheduler: str | None = Field(None, description="Dask scheduler address, tcp://HOST:8786 (--scheduler).")
+    scale: Scale = Field(default_factory=Scale)
 
     # Not from the file: where secrets came from, for the redacted form.
     signing_key_pem: bytes | None = Field(None, exclude=True, repr=False)
     database_url_from_env: bool = Field(False, exclude=True)
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if info.data.get("executor") != "dask":
+            raise ValueError("a scheduler needs executor: dask")
+        if not _SCHEDULER_URL.match(value):
+            raise ValueError(f"expected a Dask scheduler address such as tcp://HOST:8786, got {value!r}")
+        return value
 
     def check_params(self) -> dict[str, str]:
         """Parameters as `auditor check --param` strings."""
@@ -230,8 +266,13 @@ class AuditConfig(_Strict):
         return data
 
     def digest(self) -> str:
-        """SHA-256 of the redacted effective configuration (stable key order)."""
-        return hashlib.sha256(orjson.dumps(self.redacted(), option=orjson.OPT_SORT_KEYS)).hexdigest()
+        """SHA-256 of the redacted effective configuration (stable key order).
+
+        Execution settings (executor, scheduler, scale) are left out: the same audit run in-process
+        or on a cluster has the same digest.
+        """
+        audited = {k: v for k, v in self.redacted().items() if k not in EXECUTION_KEYS}
+        return hashlib.sha256(orjson.dumps(audited, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def default_database_url(directory: Path) -> str:
@@ -264,6 +305,7 @@ def _resolve_paths(config: AuditConfig, base: Path) -> None:
     config.outputs.directory = _resolve(base, config.outputs.directory) or base
     config.outputs.paths = {k: p for k, v in config.outputs.paths.items() if (p := _resolve(base, v))}
     config.signing.private_key = _resolve(base, config.signing.private_key)
+    config.scale.parts_directory = _resolve(base, config.scale.parts_directory)
     if config.clouds.gcp is not None:
         config.clouds.gcp.tls_policy = _resolve(base, config.clouds.gcp.tls_policy)
     if config.clouds.azure is not None:
@@ -333,6 +375,22 @@ def demo_config(output_dir: Path, *, environ: dict[str, str] | None = None) -> A
         outputs=Outputs(directory=output_dir.resolve()),
     )
     return apply_environment(config, environ)
+
+
+def with_executor(config: AuditConfig, executor: str | None, scheduler: str | None) -> AuditConfig:
+    """`config` with --executor / --scheduler applied (validated like the file; --scheduler implies dask)."""
+    data = {
+        "executor": executor or ("dask" if scheduler else config.executor),
+        "scheduler": scheduler if scheduler is not None else config.scheduler,
+    }
+    if data["executor"] == "in-process":
+        data["scheduler"] = None
+    try:
+        checked = AuditConfig.model_validate({"executor": data["executor"], "scheduler": data["scheduler"]})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InputError(f"--{first['loc'][0] if first['loc'] else 'executor'}", first["msg"]) from exc
+    return config.model_copy(update={"executor": checked.executor, "scheduler": checked.scheduler})
 
 
 def require_config_file(path: Path | None) -> Path:

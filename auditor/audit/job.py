@@ -237,23 +237,21 @@ def _run(
 
 
 def _collect_inventory(config: AuditConfig, target: Path, log: Log) -> list[str]:
-    """Scan the configured clouds and join every inventory into `target`; returns the sources."""
-    sources: list[str] = []
-    with tempfile.TemporaryDirectory(prefix=".scans-", dir=config.outputs.directory) as tmp:
-        parts: list[Path] = list(config.inventories)
-        sources.extend(f"file:{p.name}" for p in config.inventories)
-        for cloud, args in scan_invocations(config, Path(tmp)):
-            output = Path(tmp) / f"{cloud}.jsonl"
-            log(f"scanning {cloud} ...")
-            _invoke_scanner(cloud, [*args, "--output", str(output)])
-            parts.append(output)
-            sources.append(f"scan:{cloud}")
-        if not parts:
-            raise InputError(
-                "auditor.yaml", "nothing to audit: configure clouds (or inventories), or use --demo"
-            )
+    """Scan the configured clouds (unit by unit, through the configured executor) and join every
+    inventory into `target`: the given inventories first, then the merged, sorted scan parts."""
+    from auditor.scale import scan_configured
+    from auditor.scale.merge import merge_parts
+
+    sources = [f"file:{p.name}" for p in config.inventories]
+    if not config.inventories and not any((config.clouds.aws, config.clouds.gcp, config.clouds.azure)):
+        raise InputError("auditor.yaml", "nothing to audit: configure clouds (or inventories), or use --demo")
+    parts_root = config.scale.parts_directory or config.outputs.directory
+    parts_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".scans-", dir=parts_root) as tmp:
+        scanned = scan_configured(config, Path(tmp), log=log)
+        sources.extend(f"scan:{cloud}" for cloud in scanned.plan.clouds)
         with atomic_output(target) as handle:
-            for part in parts:
+            for part in config.inventories:
                 with part.open("rb") as source:
                     last = b"\n"
                     while chunk := source.read(1 << 20):
@@ -261,88 +259,29 @@ def _collect_inventory(config: AuditConfig, target: Path, log: Log) -> list[str]
                         last = chunk[-1:]
                     if last != b"\n":
                         handle.write(b"\n")
+            merge_parts(scanned.parts, handle)
     return sources
 
 
-def _option_args(options: dict[str, Any]) -> list[str]:
-    args: list[str] = []
-    for name, value in options.items():
-        flag = "--" + name.lstrip("-").replace("_", "-")
-        if isinstance(value, bool):
-            if value:
-                args.append(flag)
-        elif isinstance(value, list):
-            for item in value:
-                args.extend([flag, str(item)])
-        else:
-            args.extend([flag, str(value)])
-    return args
-
-
 def scan_invocations(config: AuditConfig, workdir: Path) -> list[tuple[str, list[str]]]:
-    """The `auditor scan <cloud>` arguments (without --output) for every configured cloud."""
+    """The `auditor scan <cloud>` arguments (without --output) covering each configured cloud whole."""
+    from auditor.scale.units import aws_args, azure_args, gcp_args, write_accounts_file
+
     common: list[str] = []
     for path in config.policies:
         common.extend(["--policies", str(path)])
     calls: list[tuple[str, list[str]]] = []
     aws = config.clouds.aws
     if aws is not None:
-        args = list(common)
-        for profile in aws.profiles:
-            args.extend(["--profile", profile])
-        if aws.role:
-            args.extend(["--role-arn", aws.role])
-        if aws.accounts:
-            accounts_file = workdir / "aws-accounts.txt"
-            accounts_file.write_text("".join(f"{a}\n" for a in aws.accounts), encoding="utf-8")
-            args.extend(["--accounts", str(accounts_file)])
-        if aws.organization:
-            args.append("--organization")
-        if aws.regions:
-            args.extend(["--regions", ",".join(aws.regions)])
-        calls.append(("aws", args + _option_args(aws.options)))
+        accounts = write_accounts_file(workdir / "aws-accounts.txt", aws.accounts) if aws.accounts else None
+        calls.append(("aws", aws_args(aws, common, accounts)))
     gcp = config.clouds.gcp
     if gcp is not None:
-        args = list(common)
-        for project in gcp.projects:
-            args.extend(["--project", project])
-        if gcp.api_endpoint:
-            args.extend(["--api-endpoint", gcp.api_endpoint])
-        if gcp.tls_policy:
-            args.extend(["--tls-policy", str(gcp.tls_policy)])
-        calls.append(("gcp", args + _option_args(gcp.options)))
+        calls.append(("gcp", gcp_args(gcp, common, gcp.projects)))
     azure = config.clouds.azure
     if azure is not None:
-        args = list(common)
-        for subscription in azure.subscriptions:
-            args.extend(["--subscription", subscription])
-        if azure.arm_endpoint:
-            args.extend(["--arm-endpoint", azure.arm_endpoint])
-        if azure.blob_endpoint_template:
-            args.extend(["--blob-endpoint-template", azure.blob_endpoint_template])
-        if azure.ca_bundle:
-            args.extend(["--ca-bundle", str(azure.ca_bundle)])
-        if azure.blob_credential:
-            args.extend(["--blob-credential", azure.blob_credential])
-        calls.append(("azure", args + _option_args(azure.options)))
+        calls.append(("azure", azure_args(azure, common, azure.subscriptions)))
     return calls
-
-
-def _invoke_scanner(cloud: str, args: list[str]) -> None:
-    """Run `auditor scan <cloud> ARGS` in-process (each cloud's click command)."""
-    import importlib
-
-    from auditor.scan import SCANNER_COMMANDS
-
-    module_name, _, attribute = SCANNER_COMMANDS[cloud].partition(":")
-    command = getattr(importlib.import_module(module_name), attribute)
-    try:
-        command.main(args=args, prog_name=f"auditor scan {cloud}", standalone_mode=False)
-    except click.UsageError as exc:
-        raise InputError(f"clouds.{cloud}", exc.format_message()) from exc
-    except click.exceptions.Exit as exc:
-        if exc.exit_code:
-            raise InputError(f"clouds.{cloud}", f"scan exited {exc.exit_code}") from exc
 
 
 def _render_reports(

@@ -49,7 +49,7 @@ from auditor.scan.aws_accounts import (
     read_accounts_file,
 )
 from auditor.scan.aws_calls import AccountClients, now
-from auditor.scan.base import AttributeNeeds, Scanner, scanner_context
+from auditor.scan.base import AttributeNeeds, Scanner, ScanSummary, scanner_context
 from auditor.scan.command import common_scan_options, finish_scan
 
 # AWS retired TLS 1.0/1.1 on all its API endpoints; the post (updated) says the gradual rollout
@@ -592,7 +592,7 @@ def command(
     connect_timeout: float,
     read_timeout: float,
     verify_region: bool,
-) -> None:
+) -> ScanSummary:
     """Inventory the S3 buckets of one or more AWS accounts."""
     regions = _parse_regions(region_values)
     accounts = read_accounts_file(accounts_file) if accounts_file else ()
@@ -610,8 +610,9 @@ def command(
         read_timeout=read_timeout,
         verify_region=verify_region,
     )
-    finish_scan(scanner, output, progress)
+    summary = finish_scan(scanner, output, progress)
     if regions is not None:
         click.echo(
             f"  skipped {scanner.skipped_by_region} buckets outside --regions {','.join(regions)}", err=True
         )
+    return summary

@@ -203,6 +203,26 @@ class AccountResolver:
             provider="aws", account=account, scope=scope, code=unknown.code, reason=unknown.reason, at=_now()
         )
 
+    def _base_session(self) -> AccountSession | CoverageGap:
+        """The session that assumes the role: the one --profile (or the default chain), identified."""
+        profile = self.source.profiles[0] if self.source.profiles else None
+        try:
+            base_session = self._session(profile_name=profile) if profile else self._session()
+        except BotoCoreError as exc:
+            return self._gap(profile or "default", exc, "boto3.Session")
+        return self._identify(profile or "default", base_session)
+
+    def organization_account_ids(self) -> Iterator[str | CoverageGap]:
+        """The ACTIVE accounts of the organization (or a gap), listed with the base credentials.
+
+        Used to plan one unit of work per account (auditor.scale) without assuming any role.
+        """
+        base = self._base_session()
+        if isinstance(base, CoverageGap):
+            yield base
+            return
+        yield from self._organization_accounts(base)
+
     def sessions(self) -> Iterator[AccountSession | CoverageGap]:
         """Every account to scan, identified, or a gap saying why it cannot be."""
         if not self.source.role:
@@ -215,14 +235,7 @@ class AccountResolver:
                     continue
                 yield self._identify(label, session)
             return
-        profile = self.source.profiles[0] if self.source.profiles else None
-        base_label = profile or "default"
-        try:
-            base_session = self._session(profile_name=profile) if profile else self._session()
-        except BotoCoreError as exc:
-            yield self._gap(base_label, exc, "boto3.Session")
-            return
-        base = self._identify(base_label, base_session)
+        base = self._base_session()
         if isinstance(base, CoverageGap):
             yield base
             return

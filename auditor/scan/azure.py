@@ -58,7 +58,7 @@ from auditor.model import (
     Unknown,
     UnknownCode,
 )
-from auditor.scan.base import AttributeNeeds, Scanner, scanner_context
+from auditor.scan.base import AttributeNeeds, Scanner, ScanSummary, scanner_context
 from auditor.scan.command import common_scan_options, finish_scan
 
 if TYPE_CHECKING:
@@ -1209,7 +1209,7 @@ def command(
     max_retries: int,
     retry_backoff: float,
     timeout: float,
-) -> None:
+) -> ScanSummary:
     """Scan Azure blob containers of one or more subscriptions into an inventory."""
     if urlparse(arm_endpoint).scheme != "https":
         raise InputError(
@@ -1244,4 +1244,4 @@ def command(
         retry_backoff=retry_backoff,
         read_timeout=timeout,
     )
-    finish_scan(scanner, output, progress)
+    return finish_scan(scanner, output, progress)

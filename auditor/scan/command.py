@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
-from auditor.scan.base import Scanner, run_scan
+from auditor.scan.base import Scanner, ScanSummary, run_scan
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,8 +48,9 @@ def common_scan_options(func: F) -> F:
     return func
 
 
-def finish_scan(scanner: Scanner, output: Path, progress: bool | None) -> None:
-    """Run the scan, write the inventory and print the summary to stderr."""
+def finish_scan(scanner: Scanner, output: Path, progress: bool | None) -> ScanSummary:
+    """Run the scan, write the inventory, print the summary to stderr and return it."""
     summary = run_scan(scanner, output, progress=progress)
     click.echo(summary.render(), err=True)
     click.echo(f"inventory written to {output}", err=True)
+    return summary

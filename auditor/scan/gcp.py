@@ -48,7 +48,7 @@ from auditor.model import (
 )
 from auditor.policy.yamlfile import load_yaml
 from auditor.policy.zones import ZoneCatalog
-from auditor.scan.base import AttributeNeeds, Scanner, scanner_context
+from auditor.scan.base import AttributeNeeds, Scanner, ScanSummary, scanner_context
 from auditor.scan.command import common_scan_options, finish_scan
 
 LIST_CALL = "storage:buckets.list"
@@ -685,7 +685,7 @@ def command(
     timeout: float,
     retry_deadline: float,
     api_endpoint: str | None,
-) -> None:
+) -> ScanSummary:
     """Inventory Google Cloud Storage buckets of one or more projects."""
     project_ids = [p.strip() for value in projects for p in value.split(",") if p.strip()]
     if not project_ids:
@@ -702,4 +702,4 @@ def command(
         tls_policy=tls,
         api_endpoint=api_endpoint,
     )
-    finish_scan(scanner, output, progress)
+    return finish_scan(scanner, output, progress)
