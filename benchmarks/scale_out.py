@@ -15,11 +15,9 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -30,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 from latency_proxy import start_proxy  # noqa: E402
-from scan_aws import deny_plaintext, free_port  # noqa: E402
+from scan_aws import deny_plaintext, start_moto  # noqa: E402
 
 from auditor.audit.config import AuditConfig, AwsCloud, Clouds, Scale  # noqa: E402
 from auditor.scale import scan_configured  # noqa: E402
@@ -39,25 +37,6 @@ from auditor.scale.merge import merge_parts  # noqa: E402
 
 ROLE = "arn:aws:iam::{account_id}:role/Auditor"
 REGIONS = ["eu-west-1", "eu-central-1", "us-east-1", "us-west-2"]
-
-
-def start_moto() -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=1):
-                return process, url
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit("moto_server did not start")
 
 
 def account_ids(count: int) -> list[str]:
