@@ -267,34 +267,30 @@ class PolicyCompiler:
         return evaluate
 
 
-def _all(members: Sequence[Predicate]) -> Predicate:
+def _junction(members: Sequence[Predicate], deciding: int, otherwise: int) -> Predicate:
+    """`all` (deciding=FALSE, otherwise=TRUE) or `any` (deciding=TRUE, otherwise=FALSE), Kleene-style:
+    one deciding member settles it, else any UNKNOWN member makes it UNKNOWN."""
+
     def evaluate(resource: StorageResource) -> Result:
         results = [m(resource) for m in members]
         states = [s for s, _ in results]
-        if FALSE in states:
-            decisive = FALSE
+        if deciding in states:
+            decisive = deciding
         elif UNKNOWN in states:
             decisive = UNKNOWN
         else:
-            return TRUE, tuple(o for _, obs in results for o in obs)
+            return otherwise, tuple(o for _, obs in results for o in obs)
         return decisive, tuple(o for s, obs in results if s == decisive for o in obs)
 
     return evaluate
+
+
+def _all(members: Sequence[Predicate]) -> Predicate:
+    return _junction(members, deciding=FALSE, otherwise=TRUE)
 
 
 def _any(members: Sequence[Predicate]) -> Predicate:
-    def evaluate(resource: StorageResource) -> Result:
-        results = [m(resource) for m in members]
-        states = [s for s, _ in results]
-        if TRUE in states:
-            decisive = TRUE
-        elif UNKNOWN in states:
-            decisive = UNKNOWN
-        else:
-            return FALSE, tuple(o for _, obs in results for o in obs)
-        return decisive, tuple(o for s, obs in results if s == decisive for o in obs)
-
-    return evaluate
+    return _junction(members, deciding=TRUE, otherwise=FALSE)
 
 
 def _not(member: Predicate) -> Predicate:
