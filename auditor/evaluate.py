@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -82,8 +82,8 @@ class CompiledPolicy:
         return selected
 
 
-def _convert_param(name: str, raw: str, spec: Parameter, catalog: ZoneCatalog) -> Any:
-    where = f"--param {name}={raw}"
+def _convert_param(name: str, raw: str, spec: Parameter, catalog: ZoneCatalog, where: str) -> Any:
+    where = f"{where}={raw}" if where.startswith("--param") else where
     if spec.type == "list":
         return [item.strip() for item in raw.split(",") if item.strip()]
     if spec.type == "integer":
@@ -114,44 +114,43 @@ def parse_param_args(args: Iterable[str]) -> dict[str, str]:
 def compile_policies(
     loaded: list[LoadedPolicy],
     catalog: ZoneCatalog,
-    cli_params: dict[str, str],
+    params: dict[str, Any],
     *,
-    typed_params: dict[str, Any] | None = None,
+    where: Callable[[str], str] = lambda name: f"--param {name}",
 ) -> list[CompiledPolicy]:
-    """Compile every policy once; unknown ``--param`` names are an input error."""
+    """Compile every policy once with `params` (strings as given to ``--param``, or typed values
+    from a policy test); a name no policy declares is an input error located by `where`."""
     declared = {name for entry in loaded for name in entry.policy.parameters}
-    for name in [*cli_params, *(typed_params or {})]:
+    for name in params:
         if name not in declared:
             known = ", ".join(sorted(declared)) or "none"
-            raise InputError(
-                f"--param {name}", f"no loaded policy declares parameter '{name}' (declared: {known})"
-            )
+            raise InputError(where(name), f"no loaded policy declares parameter '{name}' (declared: {known})")
     compiler = PolicyCompiler(catalog)
     compiled: list[CompiledPolicy] = []
     for entry in loaded:
         policy = entry.policy
         values: dict[str, Any] = {}
         for name, spec in policy.parameters.items():
-            if typed_params is not None and name in typed_params:
-                values[name] = typed_params[name]
-            elif name in cli_params:
-                values[name] = _convert_param(name, cli_params[name], spec, catalog)
-            else:
+            if name not in params:
                 values[name] = spec.default
+            elif isinstance(params[name], str):
+                values[name] = _convert_param(name, params[name], spec, catalog, where(name))
+            else:
+                values[name] = params[name]
             if spec.type == "zone" and values[name] not in catalog.zones:
                 raise entry.doc.error(
                     (*entry.loc, "parameters", name), f"unknown zone {values[name]!r} for parameter '{name}'"
                 )
         condition = compiler.compile(policy.condition, entry, (*entry.loc, "condition"), values)
-        where = None
+        scope_where = None
         if policy.scope.where is not None:
-            where = compiler.compile(policy.scope.where, entry, (*entry.loc, "scope", "where"), values)
+            scope_where = compiler.compile(policy.scope.where, entry, (*entry.loc, "scope", "where"), values)
         leaves = list(policy_leaves(entry))
         attributes = frozenset(leaf.attribute for leaf, _ in leaves)
         expected = policy.expected or " and ".join(
             f"{leaf.attribute} {leaf.op} {leaf.value!r}" for leaf, _ in leaves
         )
-        compiled.append(CompiledPolicy(entry, values, condition, where, attributes, expected))
+        compiled.append(CompiledPolicy(entry, values, condition, scope_where, attributes, expected))
     return compiled
 
 

@@ -108,7 +108,12 @@ def _evaluate_case(
     doc: YamlDocument,
     case_index: int,
 ) -> list[Finding]:
-    compiled = compile_policies(loaded, catalog, {}, typed_params=dict(case.parameters))
+    compiled = compile_policies(
+        loaded,
+        catalog,
+        dict(case.parameters),
+        where=lambda name: doc.where(("tests", case_index, "parameters", name)),
+    )
     waivers = [
         LoadedWaiver(w, doc.where(("tests", case_index, "waivers", i)), w.id or f"case-waiver-{i + 1}")
         for i, w in enumerate(case.waivers)

@@ -46,3 +46,32 @@ def test_bad_test_resource_names_its_line(run_cli: Cli, policy_dir: Path) -> Non
     result = run_cli("policy", "test", policy_dir)
     assert result.exit_code == 2
     assert "training_test.yaml:" in result.stderr and "colour" in result.stderr
+
+
+def test_test_case_parameters_are_checked_where_they_are_written(run_cli: Cli, policy_dir: Path) -> None:
+    test_file = policy_dir / "tests" / "residency_test.yaml"
+    text = test_file.read_text()
+    assert "parameters: {zone: us}" in text
+    test_file.write_text(text.replace("parameters: {zone: us}", "parameters: {zone: atlantis}"))
+    result = run_cli("policy", "test", policy_dir)
+    assert result.exit_code == 2
+    assert "residency_test.yaml:" in result.stderr and "unknown zone 'atlantis'" in result.stderr
+    test_file.write_text(text.replace("parameters: {zone: us}", "parameters: {colour: red}"))
+    result = run_cli("policy", "test", policy_dir)
+    assert result.exit_code == 2
+    assert (
+        "residency_test.yaml:" in result.stderr
+        and "no loaded policy declares parameter 'colour'" in result.stderr
+    )
+
+
+def test_list_parameter_given_as_text_in_a_test_case(run_cli: Cli, policy_dir: Path) -> None:
+    test_file = policy_dir / "tests" / "encryption_test.yaml"
+    text = test_file.read_text()
+    needle = "parameters: {cmk_required_classes: [confidential, restricted]}"
+    assert needle in text
+    test_file.write_text(
+        text.replace(needle, 'parameters: {cmk_required_classes: "confidential,restricted"}')
+    )
+    result = run_cli("policy", "test", policy_dir)
+    assert result.exit_code == 0, result.output
