@@ -26,12 +26,14 @@ from auditor.findings import (
 )
 from auditor.inventory import InventoryRecord
 from auditor.model import CoverageGap, StorageResource, normalize_tag_key
-from auditor.policy.compiler import PolicyCompiler, Predicate
+from auditor.policy.compiler import Getter, PolicyCompiler, Predicate, attribute_getter
 from auditor.policy.language import Parameter, Policy
 from auditor.policy.loader import LoadedPolicy, LoadedWaiver, policy_leaves
 from auditor.policy.zones import ZoneCatalog
 
 _STATUS_OF_STATE = {TRUE: Status.PASS, FALSE: Status.FAIL, UNKNOWN: Status.ERROR}
+_DECISION_MEMORY = 50_000  # remembered outcomes per policy; cleared when full, so memory stays flat
+Decision = tuple[int | None, tuple[Observation, ...], tuple[str, ...]]
 
 
 def _overlaps(a: str, b: str) -> bool:
@@ -50,6 +52,53 @@ class CompiledPolicy:
     expected: str
     _relevant_cache: dict[tuple[str, ...], bool] = field(default_factory=dict, repr=False)
     _scope_pairs: frozenset[tuple[str, str]] | None = field(default=None, repr=False)
+    _key_getters: tuple[Getter, ...] = field(default=(), repr=False)
+    _decided: dict[tuple[Any, ...], Decision] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._key_getters = tuple(attribute_getter(path) for path in sorted(self.attributes))
+
+    def decide(self, resource: StorageResource) -> Decision:
+        """Scope and condition on one resource: (state, observations, notes), state None if out of scope.
+
+        The outcome depends only on the provider and the values the policy reads, and estates
+        repeat configurations, so outcomes are remembered by those values (bounded).
+        """
+        key = self._decision_key(resource)
+        if key is not None:
+            known = self._decided.get(key)
+            if known is not None:
+                return known
+        decision = self.evaluate_fresh(resource)
+        if key is not None:
+            if len(self._decided) >= _DECISION_MEMORY:
+                self._decided.clear()
+            self._decided[key] = decision
+        return decision
+
+    def _decision_key(self, resource: StorageResource) -> tuple[Any, ...] | None:
+        parts: list[Any] = [resource.provider]
+        for get in self._key_getters:
+            value, unknown = get(resource)
+            parts.append(tuple(value) if isinstance(value, list) else value)
+            parts.append(unknown)
+        key = tuple(parts)
+        try:
+            hash(key)
+        except TypeError:  # e.g. a whole mapping read with `exists`: evaluate without memory
+            return None
+        return key
+
+    def evaluate_fresh(self, resource: StorageResource) -> Decision:
+        """`decide` without remembered outcomes."""
+        if self.scope_where is not None:
+            scope_state, scope_obs = self.scope_where(resource)
+            if scope_state == FALSE:
+                return None, (), ()
+            if scope_state == UNKNOWN:
+                return UNKNOWN, scope_obs, ("whether the policy applies could not be decided",)
+        state, observations = self.condition(resource)
+        return state, observations, ()
 
     @property
     def policy(self) -> Policy:
@@ -244,10 +293,13 @@ class Evaluator:
         policies: list[CompiledPolicy],
         waivers: WaiverBook | None = None,
         fail_on: Severity = Severity.INFO,
+        *,
+        remember_decisions: bool = True,
     ) -> None:
         self.policies = policies
         self.waivers = waivers
         self.fail_on = fail_on
+        self.remember_decisions = remember_decisions
         self.totals = RunTotals()
 
     def run(self, records: Iterable[InventoryRecord]) -> Iterator[Finding]:
@@ -283,18 +335,12 @@ class Evaluator:
         for compiled in self.policies:
             if not compiled.applies_to(resource):
                 continue
-            notes: list[str] = []
-            if compiled.scope_where is not None:
-                scope_state, scope_obs = compiled.scope_where(resource)
-                if scope_state == FALSE:
-                    continue
-                if scope_state == UNKNOWN:
-                    state, observations = UNKNOWN, scope_obs
-                    notes.append("whether the policy applies could not be decided")
-                else:
-                    state, observations = compiled.condition(resource)
+            if self.remember_decisions:
+                state, observations, notes = compiled.decide(resource)
             else:
-                state, observations = compiled.condition(resource)
+                state, observations, notes = compiled.evaluate_fresh(resource)
+            if state is None:
+                continue
             if evidence is None:
                 evidence = resource.evidence_json()
             finding = self._finding(compiled, resource, ref, state, observations, evidence, notes)
@@ -309,7 +355,7 @@ class Evaluator:
         state: int,
         observations: tuple[Observation, ...],
         evidence: list[dict[str, Any]],
-        notes: list[str],
+        notes: tuple[str, ...],
     ) -> Finding:
         policy = compiled.policy
         underlying = _STATUS_OF_STATE[state]
@@ -346,7 +392,7 @@ class Evaluator:
             underlying_status=underlying,
             observations=observations,
             waiver=applied,
-            notes=notes,
+            notes=list(notes),
         )
 
 

@@ -43,7 +43,8 @@ class ZoneValue:
         return f"zone {self.name}"
 
 
-def _getter(path: str) -> Getter:
+def attribute_getter(path: str) -> Getter:
+    """A function reading `path` from a resource: (value, None) or (None, why it is unknown)."""
     if path.startswith("tags."):
         key = normalize_tag_key(path[len("tags.") :])
 
@@ -254,7 +255,7 @@ class PolicyCompiler:
 
         value = self.resolve_value(leaf.value, params, loaded.policy.parameters, where)
         test, expected = _leaf_test(leaf, value, where)
-        get = _getter(leaf.attribute)
+        get = attribute_getter(leaf.attribute)
         attribute = leaf.attribute
 
         def evaluate(resource: StorageResource) -> Result:

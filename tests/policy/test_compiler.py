@@ -174,3 +174,21 @@ def test_a_waiver_never_waives_an_error(tmp_path: Path) -> None:
     book = WaiverBook([LoadedWaiver(waiver, "w.yaml:2", "W-1")], date(2026, 1, 1))
     finding = next(Evaluator(compiled, book).evaluate(StorageResource.model_validate(RESOURCE)))
     assert finding.status is Status.ERROR and finding.waiver is None
+
+
+def test_remembered_decisions_give_the_same_findings_as_fresh_ones() -> None:
+    """Outcomes remembered by the values a policy reads must equal evaluating afresh."""
+    from auditor.inventory import read_inventory
+    from tests.conftest import DEMO_INVENTORY
+
+    paths = [SHIPPED_POLICIES]
+    records = list(read_inventory(DEMO_INVENTORY)) * 3  # repeats: the second pass is remembered
+
+    def run(remember: bool) -> list[dict[str, Any]]:
+        compiled = compile_policies(load_policies(paths), load_zones(paths), {"zone": "eu"})
+        evaluator = Evaluator(compiled, remember_decisions=remember)
+        return [f.to_json_dict() for f in evaluator.run(records)]
+
+    remembered, fresh = run(True), run(False)
+    assert len(remembered) == len(fresh) > 700
+    assert remembered == fresh
