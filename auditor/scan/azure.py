@@ -556,16 +556,21 @@ class AzureScanner(Scanner):
                     )
                 emit_page(batch)
         except AzureError as exc:
-            self.calls.add(_OP_BLOB_LIST)
-            failure = unknown_from(exc, _OP_BLOB_LIST)
-            return failure, Evidence(
-                call=_OP_BLOB_LIST,
-                at=_now(),
-                attributes=["tags", "access", "encryption"],
-                request={**request, "page": number + 1},
-                error=_evidence_error(exc),
-            )
+            return self._listing_failure(_OP_BLOB_LIST, exc, request, number + 1)
         return None, Evidence(call=_OP_BLOB_LIST, at=_now(), attributes=[])
+
+    def _listing_failure(
+        self, operation: str, exc: AzureError, request: dict[str, Any], page: int
+    ) -> tuple[Unknown, Evidence]:
+        """A container listing that failed on `page`: why, and the evidence of the failed call."""
+        self.calls.add(operation)
+        return unknown_from(exc, operation), Evidence(
+            call=operation,
+            at=_now(),
+            attributes=["tags", "access", "encryption"],
+            request={**request, "page": page},
+            error=_evidence_error(exc),
+        )
 
     def _list_arm(
         self, facts: _Facts, emit_page: Callable[[list[_Container]], None]
@@ -598,15 +603,7 @@ class AzureScanner(Scanner):
                 ]
                 emit_page(batch)
         except AzureError as exc:
-            self.calls.add(_OP_ARM_LIST)
-            failure = unknown_from(exc, _OP_ARM_LIST)
-            return failure, Evidence(
-                call=_OP_ARM_LIST,
-                at=_now(),
-                attributes=["tags", "access", "encryption"],
-                request={**request, "page": number + 1},
-                error=_evidence_error(exc),
-            )
+            return self._listing_failure(_OP_ARM_LIST, exc, request, number + 1)
         return None, Evidence(call=_OP_ARM_LIST, at=_now(), attributes=[])
 
     def _arm_container(
