@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,19 +102,27 @@ def test_list_buckets_full_page_without_token_is_relisted(
 # --- failures: denied, throttled, timeouts --------------------------------------------------------
 
 
-def test_access_denied_on_one_call_for_one_bucket(
-    catalog: ZoneCatalog, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    deny = {"Effect": "Deny", "Action": "s3:GetBucketPolicy", "Resource": "arn:aws:s3:::tls-full-deny"}
+def scan_as_denied(
+    deny: dict[str, str], monkeypatch: pytest.MonkeyPatch, scan: Callable[[], ScanResult]
+) -> ScanResult:
+    """Build the small estate, then scan it as an IAM user whose policy adds the `deny` statement."""
 
     @set_initial_no_auth_action_count(IAM_SETUP_ACTIONS)
     def scenario() -> ScanResult:
         for name, value in restricted_user([deny]).items():
             monkeypatch.setenv(name, value)
         small_estate()
-        return run(catalog)
+        return scan()
 
-    result = scenario()
+    return scenario()
+
+
+def test_access_denied_on_one_call_for_one_bucket(
+    catalog: ZoneCatalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deny = {"Effect": "Deny", "Action": "s3:GetBucketPolicy", "Resource": "arn:aws:s3:::tls-full-deny"}
+
+    result = scan_as_denied(deny, monkeypatch, lambda: run(catalog))
     denied = result.buckets["tls-full-deny"]
     assert denied.transport is not None
     assert denied.transport.plaintext_refused is None and denied.transport.bucket_policy is None
@@ -130,14 +139,7 @@ def test_describe_key_denied_leaves_key_facts_unknown(
 ) -> None:
     deny = {"Effect": "Deny", "Action": "kms:DescribeKey", "Resource": "*"}
 
-    @set_initial_no_auth_action_count(IAM_SETUP_ACTIONS)
-    def scenario() -> ScanResult:
-        for name, value in restricted_user([deny]).items():
-            monkeypatch.setenv(name, value)
-        small_estate()
-        return run(catalog)
-
-    record = scenario().buckets["sse-kms-cmk"]
+    record = scan_as_denied(deny, monkeypatch, lambda: run(catalog)).buckets["sse-kms-cmk"]
     assert record.encryption is not None
     assert record.encryption.enabled is True and record.encryption.key_management is None
     assert record.unknown["encryption.key_management"].code == UnknownCode.ACCESS_DENIED
@@ -183,14 +185,7 @@ def test_location_denied_leaves_location_unknown(
 ) -> None:
     deny = {"Effect": "Deny", "Action": "s3:GetBucketLocation", "Resource": "arn:aws:s3:::sydney-bucket"}
 
-    @set_initial_no_auth_action_count(IAM_SETUP_ACTIONS)
-    def scenario() -> ScanResult:
-        for name, value in restricted_user([deny]).items():
-            monkeypatch.setenv(name, value)
-        small_estate()
-        return run(catalog, regions=["ap-southeast-2"])
-
-    result = scenario()
+    result = scan_as_denied(deny, monkeypatch, lambda: run(catalog, regions=["ap-southeast-2"]))
     # Its region is unknown, so --regions cannot exclude it: it is scanned, never silently dropped.
     record = result.buckets["sydney-bucket"]
     assert record.location is None and record.unknown["location"].code == UnknownCode.ACCESS_DENIED
