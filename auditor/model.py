@@ -20,7 +20,15 @@ from functools import cached_property
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 Provider = Literal["aws", "gcp", "azure"]
 PROVIDERS: tuple[Provider, ...] = ("aws", "gcp", "azure")
@@ -35,6 +43,7 @@ class UnknownCode(StrEnum):
     """Why an attribute could not be read."""
 
     ACCESS_DENIED = "access_denied"
+    NO_CREDENTIALS = "no_credentials"
     THROTTLED = "throttled"
     TIMEOUT = "timeout"
     NOT_SUPPORTED = "not_supported"
@@ -46,13 +55,32 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+PartialKnowledge = Literal["members", "at_least"]
+
+
 class Unknown(_Strict):
-    """An attribute that could not be read, and why."""
+    """An attribute that could not be read (fully), and why.
+
+    ``partial`` says the recorded value still carries knowledge: ``members`` means the recorded
+    list holds members known to be present while others could not be read (a replica whose region
+    is unreadable); ``at_least`` means the recorded value is a lower bound (the provider's TLS
+    floor, when the setting that could raise it is unreadable). Operators decide from that part
+    where it already settles the answer, and are unknown otherwise.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     code: UnknownCode
     reason: str
+    partial: PartialKnowledge | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_whole(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Entries without partial knowledge serialize exactly as before the field existed.
+        data: dict[str, Any] = handler(self)
+        if data.get("partial") is None:
+            data.pop("partial", None)
+        return data
 
 
 class Evidence(_Strict):
