@@ -1,7 +1,8 @@
 """The `auditor` command line: wiring only (scan -> check -> report / gate).
 
 Exit codes (a public contract, see README): 0 nothing at or above the threshold failed;
-1 violations; 2 bad input or usage; 3 incomplete (errors or coverage gaps) unless allowed.
+1 violations; 2 bad input or usage; 3 incomplete (errors or coverage gaps, unless
+--allow-incomplete; nothing evaluated, unless --allow-empty; a scan that reached nothing).
 """
 
 from __future__ import annotations
@@ -98,7 +99,17 @@ def cli() -> None:
 
 @cli.group(cls=ScanGroup)
 def scan() -> None:
-    """Inventory storage of one cloud into a JSONL snapshot."""
+    """Inventory storage of one cloud into a JSONL snapshot.
+
+    Exits 3 (incomplete) when the scan wrote no resource and at least one coverage gap.
+    """
+
+
+@scan.result_callback()
+def _scan_result(result: Any) -> None:
+    from auditor.scan.command import scan_exit
+
+    scan_exit(result)
 
 
 @cli.command()
@@ -106,7 +117,7 @@ def scan() -> None:
     "--inventory",
     "inventory_path",
     required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path),
     help="Inventory JSONL (from `auditor scan`).",
 )
 @click.option(
@@ -117,9 +128,7 @@ def scan() -> None:
     help="Policy file or directory (repeatable; default: the shipped policies).",
 )
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Policy parameter (repeatable).")
-@click.option(
-    "--waivers", "waivers_path", type=click.Path(path_type=Path, dir_okay=False), help="Waiver file."
-)
+@click.option("--waivers", "waivers_path", type=click.Path(path_type=Path), help="Waiver file.")
 @click.option(
     "--format", "output_format", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
@@ -139,6 +148,12 @@ def scan() -> None:
     help="Exit 0 instead of 3 when findings are `error` or accounts could not be scanned (no violations).",
 )
 @click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="Exit 0 instead of 3 when no policy was evaluated on any resource (empty inventory, only "
+    "coverage gaps, or nothing in scope); gaps still need --allow-incomplete.",
+)
+@click.option(
     "--today", type=click.DateTime(formats=["%Y-%m-%d"]), help="Date for waiver expiry (default: today)."
 )
 def check(
@@ -150,10 +165,11 @@ def check(
     output: Path | None,
     fail_on: str,
     allow_incomplete: bool,
+    allow_empty: bool,
     today: datetime | None,
 ) -> None:
     """Evaluate policies over an inventory and gate on the result."""
-    from auditor.check import CheckOptions, run_check
+    from auditor.check import CheckOptions, empty_run_hint, incomplete_reason, run_check
     from auditor.report.findings_json import write_findings_document
 
     options = CheckOptions(
@@ -163,6 +179,7 @@ def check(
         waivers=waivers_path,
         fail_on=Severity(fail_on),
         allow_incomplete=allow_incomplete,
+        allow_empty=allow_empty,
         today=today.date() if today else None,
     )
     kept: list[Finding] = []
@@ -188,6 +205,9 @@ def check(
                     handle.write(text.encode())
     finally:
         result.spool.close()
+    reason = incomplete_reason(result.run)
+    if reason is not None:
+        click.echo(reason + empty_run_hint(result.run), err=True)
     sys.exit(result.exit_code)
 
 

@@ -2,27 +2,54 @@
 
 Findings are matched by policy id + resource id (never by name, so a same-named bucket in another
 account is a different finding).
+
+What was not seen is never fixed. A failing finding that is absent from the later run is *fixed*
+(its resource was deleted, or fixed out of the policy's scope) only if the later run could have
+seen it. If its resource lies under a coverage gap of the later run, it is *not assessed*:
+`LaterCoverage.gap_over` decides which gap hides it. A gap covers a resource when:
+
+- provider and account are the gap's and the scope is the whole account (`account`,
+  `subscription`, `project`, `buckets`, `unit`, `organization`, `containers`, or any scope this
+  module does not know: unknown is never narrowed);
+- provider and account are the gap's, the scope names a region (`region:R`, `unit:R`) and the
+  resource's regions include R or are unknown;
+- the gap is *unattributed*: its account is no account either run saw (a credential profile label
+  such as `default`, or `organization`), or its scope is `organization`; it then covers every
+  account of its provider that has no resource in the later run.
+
+A failing finding that becomes `error` is `newly_unknown`, never fixed.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
-DriftSection = Literal["new_failures", "fixed", "still_failing", "newly_unknown", "newly_waived"]
+DriftSection = Literal[
+    "new_failures", "fixed", "still_failing", "newly_unknown", "newly_waived", "not_assessed"
+]
 SECTIONS: tuple[DriftSection, ...] = (
     "new_failures",
     "fixed",
     "still_failing",
     "newly_unknown",
     "newly_waived",
+    "not_assessed",
 )
 
+# Scopes that name one region of an account; every other scope covers the whole account.
+_REGION_SCOPES = ("region:", "unit:")
 
-def classify_change(before: str | None, after: str | None) -> DriftSection | None:
+
+def classify_change(before: str | None, after: str | None, *, assessed: bool = True) -> DriftSection | None:
     """The drift section of a finding whose status went from `before` to `after` (None: absent).
 
-    A failing finding that is gone from the later run (resource deleted or out of scope) is fixed;
-    a failure that became waived is reported apart so it does not silently vanish.
+    `assessed` tells, for an absent finding, whether the later run could have seen its resource
+    (False: the resource lies under a coverage gap of the later run). A failing finding that is
+    gone from a later run that saw its resource (resource deleted or out of scope) is fixed; gone
+    from a run that could not see it, it is not assessed. A failure that became waived is reported
+    apart so it does not silently vanish; one that became `error` is newly unknown.
     """
     if after == "fail":
         return "still_failing" if before == "fail" else "new_failures"
@@ -30,6 +57,144 @@ def classify_change(before: str | None, after: str | None) -> DriftSection | Non
         return "newly_unknown" if before != "error" else None
     if before == "fail" and after == "waived":
         return "newly_waived"
+    if before == "fail" and after is None and not assessed:
+        return "not_assessed"
     if before == "fail" and after in ("pass", None):
         return "fixed"
     return None
+
+
+@dataclass(frozen=True)
+class CoverageGap:
+    """A part of the estate a run could not scan: `run.coverage.gaps[]` of the findings JSON."""
+
+    provider: str
+    account: str
+    scope: str
+    code: str = ""
+    reason: str = ""
+
+    @classmethod
+    def from_json(cls, gap: Mapping[str, Any]) -> CoverageGap:
+        """From a findings-JSON gap (`{provider, account, scope, code, reason, at}`)."""
+        return cls(
+            provider=str(gap.get("provider") or ""),
+            account=str(gap.get("account") or ""),
+            scope=str(gap.get("scope") or "account"),
+            code=str(gap.get("code") or ""),
+            reason=str(gap.get("reason") or ""),
+        )
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """Identity across runs: provider, account, scope (the reason may change)."""
+        return (self.provider, self.account, self.scope)
+
+    @property
+    def region(self) -> str | None:
+        """The region a region-scoped gap names (`region:R`, `unit:R`), else None."""
+        for prefix in _REGION_SCOPES:
+            if self.scope.startswith(prefix) and len(self.scope) > len(prefix):
+                return self.scope[len(prefix) :]
+        return None
+
+    def describe_reason(self) -> str:
+        """`code: reason`, or whichever of the two is known."""
+        return ": ".join(part for part in (self.code, self.reason) if part)
+
+    def describe(self) -> str:
+        """One line: `aws 777788889999 account: access_denied: AccessDenied ...`."""
+        why = self.describe_reason()
+        return f"{self.provider} {self.account} {self.scope}" + (f": {why}" if why else "")
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "provider": self.provider,
+            "account": self.account,
+            "scope": self.scope,
+            "code": self.code,
+            "reason": self.reason,
+        }
+
+
+class LaterCoverage:
+    """What the later of two runs could not see: its gaps, and the accounts it did see."""
+
+    def __init__(
+        self,
+        gaps: Iterable[CoverageGap],
+        *,
+        seen_accounts: Iterable[tuple[str, str]],
+        known_accounts: Iterable[tuple[str, str]],
+    ) -> None:
+        """`seen_accounts`: (provider, account) with a resource in the later run;
+        `known_accounts`: every (provider, account) either run saw (resources or findings)."""
+        self.gaps = list(gaps)
+        self.seen = frozenset(seen_accounts)
+        known = frozenset(known_accounts) | self.seen
+        self._attributed = [g for g in self.gaps if (g.provider, g.account) in known]
+        self._unattributed = [
+            g for g in self.gaps if (g.provider, g.account) not in known or g.scope == "organization"
+        ]
+
+    def __bool__(self) -> bool:
+        return bool(self.gaps)
+
+    def needs_regions(self, provider: str, account: str) -> bool:
+        """Whether `gap_over` for this account depends on the resource's regions."""
+        return any(g.region is not None for g in self._candidates(provider, account))
+
+    def _candidates(self, provider: str, account: str) -> list[CoverageGap]:
+        out = [g for g in self._attributed if g.provider == provider and g.account == account]
+        if (provider, account) not in self.seen:
+            out += [g for g in self._unattributed if g.provider == provider and g not in out]
+        return out
+
+    def gap_over(
+        self, provider: str, account: str, regions: Sequence[str] | None = None
+    ) -> CoverageGap | None:
+        """The gap of the later run that hides a resource of `provider`/`account`, or None.
+
+        `regions` are the resource's regions (None or empty: unknown, so any region gap of its
+        account covers it).
+        """
+        candidates = self._candidates(provider, account)
+        for gap in candidates:
+            if gap.region is None:
+                return gap
+        for gap in candidates:
+            if not regions or gap.region in regions:
+                return gap
+        return None
+
+
+def gap_changes(
+    before: Iterable[CoverageGap], after: Iterable[CoverageGap]
+) -> tuple[list[CoverageGap], list[CoverageGap]]:
+    """Coverage gaps new in the later run and gaps of the earlier run that are closed in it,
+    matched by provider, account and scope."""
+    old = {g.key: g for g in before}
+    new = {g.key: g for g in after}
+    opened = [g for k, g in sorted(new.items()) if k not in old]
+    closed = [g for k, g in sorted(old.items()) if k not in new]
+    return opened, closed
+
+
+def document_coverage(earlier: Mapping[str, Any], later: Mapping[str, Any]) -> LaterCoverage:
+    """The later run's blind spots, from two findings-JSON documents (`{"run", "findings"}`)."""
+    later_coverage = later["run"].get("coverage", {})
+    seen = {(a["provider"], a["account"]) for a in later_coverage.get("accounts", [])}
+    seen |= {(f["resource"]["provider"], f["resource"]["account"]) for f in later["findings"]}
+    known = {(a["provider"], a["account"]) for a in earlier["run"].get("coverage", {}).get("accounts", [])}
+    known |= {(f["resource"]["provider"], f["resource"]["account"]) for f in earlier["findings"]}
+    return LaterCoverage(
+        (CoverageGap.from_json(g) for g in later_coverage.get("gaps", [])),
+        seen_accounts=seen,
+        known_accounts=known,
+    )
+
+
+def document_gaps(document: Mapping[str, Any]) -> list[CoverageGap]:
+    """The coverage gaps of a findings-JSON document."""
+    return [CoverageGap.from_json(g) for g in document["run"].get("coverage", {}).get("gaps", [])]

@@ -77,11 +77,14 @@ class CompiledPolicy:
         return decision
 
     def _decision_key(self, resource: StorageResource) -> tuple[Any, ...] | None:
+        # Per attribute: the value the policy sees (for a partial unknown, its known part) and
+        # the unknown entry spelled out with its partial kind, so a partial unknown never shares
+        # an outcome with a whole unknown, a known value, or a partial with other known members.
         parts: list[Any] = [resource.provider]
         for get in self._key_getters:
             value, unknown = get(resource)
             parts.append(tuple(value) if isinstance(value, list) else value)
-            parts.append(unknown)
+            parts.append(None if unknown is None else (unknown.code, unknown.reason, unknown.partial))
         key = tuple(parts)
         try:
             hash(key)

@@ -66,11 +66,42 @@ class Observation:
     state: int
 
     def describe(self) -> str:
-        """'path = value, expected ...' or 'path unknown (code: reason)'."""
+        """'path = value, expected ...' or 'path unknown (code: reason)'.
+
+        With partial knowledge the known part comes first and then why the rest is unknown:
+        'path includes [...] (others unknown: code: reason), expected ...' for known members,
+        'path >= "1.2" (exact value unknown: code: reason), expected ...' for a lower bound.
+        """
         if self.unknown is not None:
-            return f"{self.attribute} unknown ({self.unknown.code.value}: {self.unknown.reason})"
+            why = f"{self.unknown.code.value}: {self.unknown.reason}"
+            if self.unknown.partial == "members":
+                return (
+                    f"{self.attribute} includes {_shown(self.value)} (others unknown: {why}), "
+                    f"expected {self.expected}"
+                )
+            if self.unknown.partial == "at_least":
+                return (
+                    f"{self.attribute} >= {_shown(self.value)} (exact value unknown: {why}), "
+                    f"expected {self.expected}"
+                )
+            return f"{self.attribute} unknown ({why})"
         shown = "absent" if self.value is None else _shown(self.value)
         return f"{self.attribute} = {shown}, expected {self.expected}"
+
+    def observed_json(self) -> Any:
+        """The findings-JSON `observed` value: the value, or ``{"unknown": {code, reason}}``.
+
+        A partial unknown adds ``partial`` (``members``/``at_least``) and ``value`` (the known
+        members, or the lower bound) inside the ``unknown`` object, so readers of the 1.0 shape
+        still see an unknown with its code and reason.
+        """
+        if self.unknown is None:
+            return self.value
+        unknown: dict[str, Any] = {"code": self.unknown.code.value, "reason": self.unknown.reason}
+        if self.unknown.partial is not None:
+            unknown["partial"] = self.unknown.partial
+            unknown["value"] = self.value
+        return {"unknown": unknown}
 
 
 def _shown(value: Any) -> str:
@@ -136,24 +167,20 @@ class Finding:
 
     @property
     def observed(self) -> dict[str, Any]:
-        """Each attribute read, with its value or ``{"unknown": {code, reason}}``."""
-        observed: dict[str, Any] = {}
-        for obs in self.observations:
-            if obs.unknown is not None:
-                observed[obs.attribute] = {
-                    "unknown": {"code": obs.unknown.code.value, "reason": obs.unknown.reason}
-                }
-            else:
-                observed[obs.attribute] = obs.value
-        return observed
+        """Each attribute read, with its value or ``{"unknown": {code, reason[, partial, value]}}``."""
+        return {obs.attribute: obs.observed_json() for obs in self.observations}
 
     @property
     def reasons(self) -> list[str]:
-        """Why the finding could not be decided (unknown attributes, undecidable scope)."""
+        """Why the finding could not be decided (unknown attributes, undecidable scope).
+
+        A partially known attribute whose known part decided its test is not a reason: only
+        observations left undecided (UNKNOWN) are.
+        """
         unknown = {
             obs.attribute: f"{obs.attribute}: {obs.unknown.code.value}: {obs.unknown.reason}"
             for obs in self.observations
-            if obs.unknown is not None
+            if obs.unknown is not None and obs.state == UNKNOWN
         }
         return [*self.notes, *unknown.values()]
 

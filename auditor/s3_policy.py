@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from auditor.versions import parse_version
 
 if TYPE_CHECKING:
-    from auditor.model import StorageResource
+    from auditor.model import StorageResource, Unknown
 
 _ALL_ACTIONS = {"*", "s3:*"}
 _TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
@@ -163,15 +163,23 @@ def apply_bucket_policy(resource: StorageResource) -> None:
     """Derive an S3 resource's transport fields from its raw bucket policy, in place.
 
     Applies only when ``transport.bucket_policy`` was given (null means "no bucket policy"); a
-    bucket policy that could not be read makes the verdict unknown with the same reason.
+    bucket policy that could not be read makes the verdict unknown with the same reason. The TLS
+    minimum is then partly known: the provider floor is enforced on every endpoint whatever the
+    policy says, and the unreadable policy may raise it, so ``min_tls_version`` is the floor
+    recorded as a lower bound (``Unknown.partial = "at_least"``) and what enforces the minimum is
+    unknown. Without a provider floor nothing bounds it: it is wholly unknown.
     """
     transport = resource.transport
     if transport is None or "bucket_policy" not in transport.model_fields_set:
         return
     policy_unknown = resource.unknown.get("transport.bucket_policy") or resource.unknown.get("transport")
     if policy_unknown is not None:
+        if policy_unknown.partial is not None:  # a policy document carries no partial knowledge
+            policy_unknown = policy_unknown.model_copy(update={"partial": None})
         resource.unknown.setdefault("transport.plaintext_refused", policy_unknown)
         resource.unknown.setdefault("transport.plaintext_refused_by", policy_unknown)
+        if "transport" not in resource.unknown:  # a whole unknown group already covers its leaves
+            _tls_minimum_unknown(resource, policy_unknown)
         return
     verdict = analyse_bucket_policy(transport.bucket_policy, bucket_arn_of(resource))
     transport.plaintext_refused = verdict.plaintext_refused
@@ -183,3 +191,18 @@ def apply_bucket_policy(resource: StorageResource) -> None:
         if provider_version is None or (policy_version is not None and policy_version > provider_version):
             transport.min_tls_version = verdict.tls_floor
             transport.min_tls_enforced_by = verdict.tls_floor_by
+
+
+def _tls_minimum_unknown(resource: StorageResource, policy_unknown: Unknown) -> None:
+    """The TLS minimum of a bucket whose policy is unreadable: the provider floor, as a lower bound."""
+    transport = resource.transport
+    assert transport is not None
+    floor = transport.provider_floor
+    if floor is not None and parse_version(floor.version) is not None:
+        transport.min_tls_version = floor.version
+        transport.min_tls_enforced_by = "provider-floor"
+        bound = policy_unknown.model_copy(update={"partial": "at_least"})
+        resource.unknown.setdefault("transport.min_tls_version", bound)
+    else:
+        resource.unknown.setdefault("transport.min_tls_version", policy_unknown)
+    resource.unknown.setdefault("transport.min_tls_enforced_by", policy_unknown)

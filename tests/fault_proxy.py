@@ -110,6 +110,7 @@ class FaultProxy:
         self.upstream_https = parts.scheme == "https"
         self.upstream_host = parts.hostname or "127.0.0.1"
         self.upstream_port = parts.port or (443 if self.upstream_https else 80)
+        self._upstream_context: ssl.SSLContext | None = None
         self.hang_seconds = hang_seconds
         self.rules: list[FaultRule] = []
         self.hits: Counter[int] = Counter()
@@ -174,11 +175,14 @@ class FaultProxy:
     ) -> tuple[int, str, list[tuple[str, str]], bytes]:
         connection: http.client.HTTPConnection
         if self.upstream_https:
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE  # loopback emulator with a test certificate
+            if self._upstream_context is None:
+                # Made once: create_default_context() loads the system CA store (tens of ms).
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE  # loopback emulator with a test certificate
+                self._upstream_context = context
             connection = http.client.HTTPSConnection(
-                self.upstream_host, self.upstream_port, timeout=60, context=context
+                self.upstream_host, self.upstream_port, timeout=60, context=self._upstream_context
             )
         else:
             connection = http.client.HTTPConnection(self.upstream_host, self.upstream_port, timeout=60)
@@ -204,6 +208,7 @@ class _Server(ThreadingHTTPServer):
 def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are separate writes: no delayed-ACK stall
 
         def log_message(self, format: str, *args: object) -> None:  # quiet
             return

@@ -173,3 +173,53 @@ def test_clean_estate_exits_0(run_cli: Cli, tmp_path: Path, policy_dir: Path) ->
     )
     assert result.exit_code == 0, result.output
     assert "1 pass" in result.output
+
+
+def _finding(document: dict[str, Any], policy_id: str, name: str) -> dict[str, Any]:
+    (found,) = [
+        f for f in document["findings"] if f["policy_id"] == policy_id and f["resource"]["name"] == name
+    ]
+    return found
+
+
+def test_demo_partial_knowledge_is_shown_and_decides_what_it_proves(demo_findings: dict[str, Any]) -> None:
+    # acme-vendor-sync: eu-west-1 is known, a replication destination's region is not: undecided in eu.
+    vendor = _finding(demo_findings, "residency.data-in-zone", "acme-vendor-sync")
+    assert vendor["status"] == "error"
+    unknown = vendor["observed"]["location.regions"]["unknown"]
+    assert unknown["code"] == "access_denied" and unknown["partial"] == "members"
+    assert unknown["value"] == ["eu-west-1"]
+    assert vendor["message"].startswith(
+        'location.regions includes ["eu-west-1"] (others unknown: access_denied:'
+    )
+    assert vendor["reasons"] and vendor["reasons"][0].startswith("location.regions: access_denied:")
+    # acme-partner-drop: the bucket policy is unreadable, the AWS floor 1.2 is a proven lower bound.
+    tls = _finding(demo_findings, "transport.tls-minimum", "acme-partner-drop")
+    assert tls["status"] == "pass" and "reasons" not in tls
+    bound = tls["observed"]["transport.min_tls_version"]["unknown"]
+    assert (bound["partial"], bound["value"]) == ("at_least", "1.2")
+    assert tls["message"].startswith(
+        'transport.min_tls_version >= "1.2" (exact value unknown: access_denied:'
+    )
+    unknown_attributes = demo_findings["run"]["coverage"]["unknown_attributes"]
+    assert unknown_attributes["transport.min_tls_version"]["access_denied"] == 1
+
+
+@pytest.mark.parametrize(
+    ("param", "policy_id", "name", "expected"),
+    [
+        pytest.param(
+            "min_tls=1.3", "transport.tls-minimum", "acme-partner-drop", "error", id="bound-below-1.3"
+        ),
+        pytest.param("min_tls=1.3", "transport.tls-minimum", "acme-logs-eu", "fail", id="known-floor-1.3"),
+        pytest.param(
+            "zone=us", "residency.data-in-zone", "acme-vendor-sync", "fail", id="known-member-outside"
+        ),
+    ],
+)
+def test_demo_partial_knowledge_under_other_parameters(
+    run_cli: Cli, tmp_path: Path, param: str, policy_id: str, name: str, expected: str
+) -> None:
+    out = tmp_path / "f.json"
+    run_cli("check", "--inventory", DEMO_INVENTORY, "--param", param, "--format", "json", "-o", out)
+    assert _finding(json.loads(out.read_text()), policy_id, name)["status"] == expected

@@ -141,3 +141,42 @@ def test_attribute_paths_cover_the_model() -> None:
         "name",
     } <= paths
     assert "location.nope" not in paths
+
+
+def test_partial_unknown_round_trips_and_whole_ones_keep_their_shape(tmp_path: Path) -> None:
+    location = {
+        "raw": "eu-west-1",
+        "type": "region",
+        "primary": "eu-west-1",
+        "regions": ["eu-west-1"],
+        "replicas": [],
+    }
+    resource = StorageResource.model_validate(
+        {
+            **BASE,
+            "location": location,
+            "unknown": {
+                "location.regions": {"code": "access_denied", "reason": "replica", "partial": "members"},
+                "tags": {"code": "throttled", "reason": "slow"},
+            },
+        }
+    )
+    assert resource.unknown["location.regions"].partial == "members"
+    assert resource.unknown["tags"].partial is None
+    path = tmp_path / "inv.jsonl"
+    write_inventory(path, [resource])
+    line = path.read_text()
+    assert '"partial":"members"' in line.replace(" ", "")
+    assert line.count("partial") == 1  # entries without partial knowledge serialize as before
+    (back,) = list(read_inventory(path))
+    assert back.model_dump() == resource.model_dump()
+    # Partial knowledge is visible through unknown_reason; the path is still unknown.
+    reason = back.unknown_reason("location.regions")
+    assert reason is not None and reason.partial == "members"
+
+
+def test_partial_kind_is_checked() -> None:
+    with pytest.raises(ValueError, match="partial"):
+        StorageResource.model_validate(
+            {**BASE, "unknown": {"location.regions": {"code": "error", "reason": "x", "partial": "some"}}}
+        )

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from auditor.inventory import read_inventory, write_inventory
+from auditor.model import StorageResource, UnknownCode
 from auditor.s3_policy import analyse_bucket_policy
 
 ARN = "arn:aws:s3:::data"
@@ -109,3 +113,97 @@ def test_tls_floor_from_tls_version_deny(operator: str, value: str, floor: str) 
 def test_tls_floor_ignored_when_statement_is_narrow() -> None:
     policy = deny(Action="s3:GetObject", Condition={"NumericLessThan": {"s3:TlsVersion": "1.3"}})
     assert analyse_bucket_policy(policy, ARN).tls_floor is None
+
+
+# --- the transport fields of a bucket whose policy could not be read ------------------------------
+
+FLOOR = {"version": "1.2", "since": "2023-12-31", "source": "https://aws.amazon.com/blogs/security/"}
+DENIED = {"code": "access_denied", "reason": "AccessDenied: Access Denied (s3:GetBucketPolicy)"}
+
+
+def s3_resource(
+    unknown: dict[str, Any], *, floor: dict[str, Any] | None = FLOOR, min_tls: str = "1.2", policy: Any = None
+) -> StorageResource:
+    return StorageResource.model_validate(
+        {
+            "provider": "aws",
+            "kind": "bucket",
+            "account": "1",
+            "name": "data",
+            "id": ARN,
+            "transport": {
+                "plaintext_refused": None,
+                "plaintext_refused_by": None,
+                "min_tls_version": min_tls,
+                "min_tls_enforced_by": "provider-floor",
+                "provider_floor": floor,
+                "bucket_policy": policy,
+            },
+            "unknown": unknown,
+        }
+    )
+
+
+def test_unreadable_policy_leaves_the_provider_floor_as_a_lower_bound() -> None:
+    resource = s3_resource({"transport.bucket_policy": DENIED})
+    assert resource.transport is not None and resource.transport.min_tls_version == "1.2"
+    bound = resource.unknown["transport.min_tls_version"]
+    assert (bound.code, bound.reason, bound.partial) == (
+        UnknownCode.ACCESS_DENIED,
+        DENIED["reason"],
+        "at_least",
+    )
+    # What enforces the minimum, and the plaintext verdict, are wholly unknown.
+    for path in (
+        "transport.min_tls_enforced_by",
+        "transport.plaintext_refused",
+        "transport.plaintext_refused_by",
+    ):
+        entry = resource.unknown[path]
+        assert entry.reason == DENIED["reason"] and entry.partial is None
+
+
+def test_unreadable_policy_replaces_a_claimed_minimum_by_the_floor() -> None:
+    # Nothing readable supports "1.3": only the floor is proven.
+    resource = s3_resource({"transport.bucket_policy": DENIED}, min_tls="1.3")
+    assert resource.transport is not None and resource.transport.min_tls_version == "1.2"
+    assert resource.unknown["transport.min_tls_version"].partial == "at_least"
+
+
+def test_unreadable_policy_without_a_floor_leaves_the_minimum_wholly_unknown() -> None:
+    resource = s3_resource({"transport.bucket_policy": DENIED}, floor=None)
+    entry = resource.unknown["transport.min_tls_version"]
+    assert entry.partial is None and entry.code is UnknownCode.ACCESS_DENIED
+
+
+def test_a_whole_unknown_transport_group_gets_no_partial_leaf() -> None:
+    resource = s3_resource({"transport": DENIED})
+    assert "transport.min_tls_version" not in resource.unknown
+    reason = resource.unknown_reason("transport.min_tls_version")
+    assert reason is not None and reason.partial is None
+
+
+def test_a_minimum_unknown_entry_already_recorded_is_kept() -> None:
+    scanner = {"code": "timeout", "reason": "scanner said so"}
+    resource = s3_resource({"transport.bucket_policy": DENIED, "transport.min_tls_version": scanner})
+    entry = resource.unknown["transport.min_tls_version"]
+    assert (entry.code, entry.partial) == (UnknownCode.TIMEOUT, None)
+
+
+def test_a_readable_policy_keeps_the_minimum_known() -> None:
+    resource = s3_resource(
+        {}, policy=deny(Sid="Tls", Condition={"NumericLessThan": {"s3:TlsVersion": "1.3"}})
+    )
+    assert resource.unknown == {}
+    assert resource.transport is not None and resource.transport.min_tls_version == "1.3"
+
+
+def test_the_lower_bound_survives_a_jsonl_round_trip(tmp_path: Path) -> None:
+    resource = s3_resource({"transport.bucket_policy": DENIED})
+    path = tmp_path / "inv.jsonl"
+    write_inventory(path, [resource])
+    line = json.loads(path.read_text())
+    assert line["unknown"]["transport.min_tls_version"] == {**DENIED, "partial": "at_least"}
+    assert "partial" not in line["unknown"]["transport.plaintext_refused"]
+    (back,) = list(read_inventory(path))
+    assert back.model_dump() == resource.model_dump()

@@ -14,9 +14,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import shutil
 import tarfile
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,18 +26,20 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import orjson
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from auditor import __version__
-from auditor.atomicfile import atomic_output
+from auditor.atomicfile import OWNER_PATTERN, atomic_output, owner_tag, remove_stale, temp_pattern_of
 from auditor.errors import InputError
+from auditor.inputfile import read_input
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 BUNDLE_FORMAT = "auditor-evidence-bundle/1"
 _CHUNK = 1 << 20
+MAX_KEY_BYTES = 64 * 1024  # a PEM key file; an Ed25519 key is a few hundred bytes
 
 
 # --- keys ----------------------------------------------------------------------------------------
@@ -85,17 +89,20 @@ def load_private_key(source: Path | bytes, passphrase: bytes | None = None) -> E
     """An Ed25519 private key from a PEM file or PEM bytes; never echoes the key in errors."""
     where = str(source) if isinstance(source, Path) else "$AUDITOR_SIGNING_KEY"
     if isinstance(source, Path):
-        try:
-            data = source.read_bytes()
-        except OSError as exc:
-            raise InputError(where, f"cannot read the signing key: {exc.strerror or exc}") from exc
+        data = read_input(source, limit=MAX_KEY_BYTES, what="the signing key")
     else:
         data = source
     try:
         key = serialization.load_pem_private_key(data, password=passphrase)
     except TypeError as exc:  # encrypted without passphrase, or the reverse
-        raise InputError(where, "the signing key is encrypted: set $AUDITOR_SIGNING_KEY_PASSPHRASE") from exc
-    except ValueError as exc:
+        if passphrase is None:
+            raise InputError(
+                where, "the signing key is encrypted: set $AUDITOR_SIGNING_KEY_PASSPHRASE"
+            ) from exc
+        raise InputError(
+            where, "the signing key is not encrypted: unset $AUDITOR_SIGNING_KEY_PASSPHRASE"
+        ) from exc
+    except (ValueError, UnsupportedAlgorithm) as exc:
         raise InputError(where, "not a PEM private key (or wrong passphrase)") from exc
     if not isinstance(key, Ed25519PrivateKey):
         raise InputError(where, "the signing key must be Ed25519 (make one with `auditor keygen`)")
@@ -103,12 +110,11 @@ def load_private_key(source: Path | bytes, passphrase: bytes | None = None) -> E
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
-    """An Ed25519 public key from a PEM file."""
+    """An Ed25519 public key from a PEM file (a regular file of at most MAX_KEY_BYTES)."""
+    data = read_input(path, limit=MAX_KEY_BYTES, what="the public key")
     try:
-        key = serialization.load_pem_public_key(path.read_bytes())
-    except OSError as exc:
-        raise InputError(str(path), f"cannot read: {exc.strerror or exc}") from exc
-    except ValueError as exc:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, UnsupportedAlgorithm) as exc:
         raise InputError(str(path), "not a PEM public key") from exc
     if not isinstance(key, Ed25519PublicKey):
         raise InputError(str(path), "the public key must be Ed25519")
@@ -136,6 +142,25 @@ def _bundle_files(root: Path) -> Iterator[tuple[str, Path]]:
         for name in dirnames:
             if (Path(dirpath) / name).is_symlink():  # os.walk lists but does not follow them
                 yield (Path(dirpath) / name).relative_to(root).as_posix(), Path(dirpath) / name
+
+
+# Staging directories `.run-<12 hex>.<pid>-<host>.partial` (older versions: no owner tag).
+STAGING_PATTERN = re.compile(rf"^\.run-[0-9a-f]{{12}}(?:\.(?P<owner>{OWNER_PATTERN}))?\.partial$")
+# Sealed bundle archives, `<UTC time>-<run id prefix>.tar.gz`: the names of their temporaries.
+ARCHIVE_TEMP_PATTERN = temp_pattern_of(r"\d{8}T\d{6}Z-[0-9a-f-]{8}\.tar\.gz")
+
+
+def staging_directory(parent: Path) -> Path:
+    """A new staging directory name in `parent` (not created), tagged with this process as owner."""
+    return parent / f".run-{uuid.uuid4().hex[:12]}.{owner_tag()}.partial"
+
+
+def remove_stale_bundle_temps(output_dir: Path, *, started: float) -> list[Path]:
+    """Remove what killed runs left of their bundles: staging directories in `output_dir` and
+    half-written archives in `output_dir/bundles` (see `auditor.atomicfile.is_stale`)."""
+    removed = remove_stale(output_dir, STAGING_PATTERN, started=started)
+    removed += remove_stale(output_dir / "bundles", ARCHIVE_TEMP_PATTERN, started=started)
+    return removed
 
 
 @dataclass

@@ -35,7 +35,7 @@ EXIT_OK, EXIT_VIOLATIONS = 0, 1
 @click.option(
     "--config",
     "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path),
     help="auditor.yaml (default: ./auditor.yaml).",
 )
 @click.option("--demo", is_flag=True, help="Run the whole job on the shipped demo estate (no cloud account).")
@@ -48,10 +48,16 @@ EXIT_OK, EXIT_VIOLATIONS = 0, 1
 @click.option(
     "--baseline",
     "baseline_path",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path),
     help="Only failures not in this baseline fail the gate.",
 )
 @click.option("--allow-incomplete", is_flag=True, default=None, help="Do not exit 3 on errors or gaps.")
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    default=None,
+    help="Do not exit 3 when no policy was evaluated on any resource (gaps still need --allow-incomplete).",
+)
 @click.option(
     "--today", type=click.DateTime(formats=["%Y-%m-%d"]), help="Date for waiver expiry (default: today)."
 )
@@ -71,6 +77,7 @@ def audit(
     fail_on: str | None,
     baseline_path: Path | None,
     allow_incomplete: bool | None,
+    allow_empty: bool | None,
     today: datetime | None,
     executor: str | None,
     scheduler: str | None,
@@ -90,9 +97,11 @@ def audit(
     if fail_on is not None:
         config.fail_on = Severity(fail_on)
     if baseline_path is not None:
-        config.baseline = baseline_path.resolve()
+        config.baseline = baseline_path.absolute()  # not resolve(): a symlink loop is an input error
     if allow_incomplete:
         config.allow_incomplete = True
+    if allow_empty:
+        config.allow_empty = True
     if executor is not None or scheduler is not None:
         config = with_executor(config, executor, scheduler)
     outcome = run_audit(config, demo=demo, today=today.date() if today else None)
@@ -102,6 +111,8 @@ def audit(
             f"auditor verify {outcome.bundle} --public-key {outcome.public_key}",
             err=True,
         )
+    if outcome.incomplete_reason is not None:  # the last line says why the run is incomplete
+        click.echo(outcome.incomplete_reason, err=True)
     sys.exit(outcome.exit_code)
 
 
@@ -127,7 +138,7 @@ class HistoryContext:
 @click.option(
     "--config",
     "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path),
     help="auditor.yaml to take the database URL, job name and schedule from.",
 )
 @click.pass_context
@@ -225,25 +236,15 @@ def history_show(ctx: click.Context, run_ref: str, output_format: str, show_all:
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
 @click.pass_context
 def history_diff(ctx: click.Context, run_a: str, run_b: str, output_format: str) -> None:
-    """What changed from RUN_A to RUN_B: new failures, fixed, still failing, newly unknown."""
+    """What changed from RUN_A to RUN_B: new failures, fixed, still failing, newly unknown, not assessed
+    (absent under a coverage gap of RUN_B, never counted as fixed), and coverage gaps opened or closed."""
     with _open(ctx) as store:
         result = store.diff(store.resolve(run_a), store.resolve(run_b))
     if output_format == "json":
         _echo_json(result.to_json_dict())
         return
-    click.echo(f"from {result.a.id} ({result.a.started_at:%Y-%m-%d %H:%M}Z)")
-    click.echo(f"to   {result.b.id} ({result.b.started_at:%Y-%m-%d %H:%M}Z)")
-    for section in result.SECTIONS:
-        changes = getattr(result, section)
-        click.echo(f"{section.replace('_', ' ')}: {len(changes)}")
-        if section == "still_failing":
-            continue
-        for change in changes:
-            click.echo(
-                f"  {change.before or 'absent'} -> {change.after or 'absent'}  {change.severity:8} "
-                f"{change.policy_id}  {change.provider} {change.account} {change.resource_name}  "
-                f"({change.resource_id})"
-            )
+    for line in result.text_lines():
+        click.echo(line)
 
 
 @history.command("prune")
@@ -343,22 +344,16 @@ def baseline() -> None:
     "--findings",
     "findings_path",
     required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path),
     help="Findings JSON (from `auditor check --format json` or `auditor audit`).",
 )
 @click.option("--output", "-o", required=True, type=click.Path(path_type=Path, dir_okay=False))
 def baseline_create(findings_path: Path, output: Path) -> None:
     """Write every current failure (policy id + resource id) to a baseline file."""
     from auditor.audit.baseline import baseline_from_document, write_baseline
+    from auditor.report.document import load_document
 
-    try:
-        document = orjson.loads(findings_path.read_bytes())
-    except OSError as exc:
-        raise InputError(str(findings_path), f"cannot read: {exc.strerror or exc}") from exc
-    except orjson.JSONDecodeError as exc:
-        raise InputError(str(findings_path), f"not JSON: {exc}") from exc
-    if not isinstance(document, dict) or not isinstance(document.get("findings"), list):
-        raise InputError(str(findings_path), "not a findings document ({'run': ..., 'findings': [...]})")
+    document = load_document(findings_path)  # bounded read, checked shape, one-line errors
     result = baseline_from_document(document)
     write_baseline(result, output)
     click.echo(f"baseline of {len(result.entries)} failure(s) written to {output}")
@@ -381,7 +376,7 @@ def keygen(private_key: Path, public_key: Path, force: bool) -> None:
 @click.argument("bundle_path", metavar="BUNDLE", type=click.Path(path_type=Path))
 @click.option(
     "--public-key",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path),
     help="Require a signature by this key (without it, the key named in the manifest is used).",
 )
 def verify(bundle_path: Path, public_key: Path | None) -> None:

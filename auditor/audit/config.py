@@ -199,6 +199,9 @@ class AuditConfig(_Strict):
     waivers: Path | None = None
     fail_on: Severity = Severity.INFO
     allow_incomplete: bool = False
+    allow_empty: bool = Field(
+        False, description="Exit 0, not 3, when no policy was evaluated on any resource (--allow-empty)."
+    )
     baseline: Path | None = None
     outputs: Outputs = Field(default_factory=Outputs)
     history: History = Field(default_factory=History)
@@ -211,6 +214,7 @@ class AuditConfig(_Strict):
     # Not from the file: where secrets came from, for the redacted form.
     signing_key_pem: bytes | None = Field(None, exclude=True, repr=False)
     database_url_from_env: bool = Field(False, exclude=True)
+    signing_key_from_env: bool = Field(False, exclude=True)
 
     @field_validator("scheduler")
     @classmethod
@@ -272,6 +276,8 @@ class AuditConfig(_Strict):
         or on a cluster has the same digest.
         """
         audited = {k: v for k, v in self.redacted().items() if k not in EXECUTION_KEYS}
+        if not audited.get("allow_empty"):  # added later: unset, the digest is the one it always was
+            audited.pop("allow_empty", None)
         return hashlib.sha256(orjson.dumps(audited, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
@@ -325,6 +331,7 @@ def apply_environment(config: AuditConfig, environ: dict[str, str] | None = None
         config.signing.private_key = None
     elif key:
         config.signing.private_key = Path(key).expanduser()
+        config.signing_key_from_env = True
     return config
 
 
@@ -335,7 +342,7 @@ def load_config(path: Path, *, environ: dict[str, str] | None = None) -> AuditCo
         doc.data = {}
     if not isinstance(doc.data, dict):
         raise doc.error((), "auditor.yaml is a mapping (see docs/audit.md)")
-    for secret in ("signing_key_pem", "database_url_from_env"):
+    for secret in ("signing_key_pem", "database_url_from_env", "signing_key_from_env"):
         if secret in doc.data:
             raise doc.error((secret,), f"{secret}: extra inputs are not permitted")
     try:

@@ -6,7 +6,7 @@ nothing behind. Findings are matched across runs by policy id + resource id (nev
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -35,7 +35,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from auditor.audit.config import redact_url
-from auditor.drift import SECTIONS, classify_change
+from auditor.drift import SECTIONS, CoverageGap, LaterCoverage, classify_change, gap_changes
 from auditor.errors import InputError
 
 metadata = MetaData()
@@ -166,10 +166,11 @@ class Change:
     severity: str
     before: str | None
     after: str | None
+    gap: CoverageGap | None = None  # not assessed: the later run's coverage gap that hid it
 
     def to_json_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
+        """JSON-ready form (`gap` only on not-assessed changes)."""
+        out: dict[str, Any] = {
             "policy_id": self.policy_id,
             "resource": {
                 "id": self.resource_id,
@@ -181,6 +182,9 @@ class Change:
             "before": self.before,
             "after": self.after,
         }
+        if self.gap is not None:
+            out["gap"] = self.gap.to_json_dict()
+        return out
 
 
 @dataclass
@@ -194,6 +198,9 @@ class RunDiff:
     still_failing: list[Change] = field(default_factory=list)
     newly_unknown: list[Change] = field(default_factory=list)
     newly_waived: list[Change] = field(default_factory=list)
+    not_assessed: list[Change] = field(default_factory=list)
+    new_gaps: list[CoverageGap] = field(default_factory=list)
+    closed_gaps: list[CoverageGap] = field(default_factory=list)
 
     SECTIONS = SECTIONS
 
@@ -202,13 +209,53 @@ class RunDiff:
         out: dict[str, Any] = {"from": self.a.to_json_dict(), "to": self.b.to_json_dict()}
         for name in self.SECTIONS:
             out[name] = [c.to_json_dict() for c in getattr(self, name)]
+        out["coverage_gaps"] = {
+            "new": [g.to_json_dict() for g in self.new_gaps],
+            "closed": [g.to_json_dict() for g in self.closed_gaps],
+        }
         return out
+
+    def text_lines(self) -> list[str]:
+        """The text form `auditor history diff` prints."""
+        lines = [
+            f"from {self.a.id} ({self.a.started_at:%Y-%m-%d %H:%M}Z)",
+            f"to   {self.b.id} ({self.b.started_at:%Y-%m-%d %H:%M}Z)",
+        ]
+        for section in self.SECTIONS:
+            changes: list[Change] = getattr(self, section)
+            lines.append(f"{section.replace('_', ' ')}: {len(changes)}")
+            if section == "still_failing":
+                continue
+            for change in changes:
+                after = change.after or ("not assessed" if change.gap is not None else "absent")
+                lines.append(
+                    f"  {change.before or 'absent'} -> {after}  {change.severity:8} "
+                    f"{change.policy_id}  {change.provider} {change.account} {change.resource_name}  "
+                    f"({change.resource_id})"
+                    + (
+                        f"  [gap: {change.gap.provider} {change.gap.account} {change.gap.scope}]"
+                        if change.gap
+                        else ""
+                    )
+                )
+        for title, gaps in (("new coverage gaps", self.new_gaps), ("closed coverage gaps", self.closed_gaps)):
+            lines.append(f"{title}: {len(gaps)}")
+            lines.extend(f"  {gap.describe()}" for gap in gaps)
+        return lines
 
 
 def diff_rows(
-    a: Sequence[FindingRow], b: Sequence[FindingRow]
+    a: Sequence[FindingRow],
+    b: Sequence[FindingRow],
+    coverage: LaterCoverage | None = None,
+    regions: Mapping[tuple[str, str], Sequence[str] | None] | None = None,
 ) -> dict[str, list[tuple[FindingRow, str | None, str | None]]]:
-    """Classify findings of two runs by key: (row, status before, status after) per section."""
+    """Classify findings of two runs by key: (row, status before, status after) per section.
+
+    `coverage` is the later run's blind spots: a finding absent from `b` whose resource lies under
+    one of its gaps is not assessed, never fixed. `regions` gives, by key, the regions of rows of
+    `a` where a region-scoped gap must decide (missing: unknown, so covered).
+    """
     before = {row.key: row for row in a}
     after = {row.key: row for row in b}
     out: dict[str, list[tuple[FindingRow, str | None, str | None]]] = {n: [] for n in RunDiff.SECTIONS}
@@ -219,8 +266,15 @@ def diff_rows(
         if section is not None:
             out[section].append((row, was, row.status))
     for key, row in before.items():
-        if key not in after and classify_change(row.status, None) is not None:
-            out["fixed"].append((row, row.status, None))
+        if key in after:
+            continue
+        assessed = True
+        if coverage:
+            where = (regions or {}).get(key)
+            assessed = coverage.gap_over(row.provider, row.account, where) is None
+        section = classify_change(row.status, None, assessed=assessed)
+        if section is not None:
+            out[section].append((row, row.status, None))
     for rows in out.values():
         rows.sort(key=lambda item: (item[0].policy_id, item[0].resource_id))
     return out
@@ -238,7 +292,7 @@ def normalize_url(url: str) -> str:
     """SQLAlchemy URL with the psycopg (3) driver for plain postgresql:// URLs."""
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:  # ValueError: e.g. a port that is not a number
         raise InputError("--database", f"not a SQLAlchemy database URL: {redact_url(url)}") from exc
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -491,10 +545,79 @@ class History:
                 ).scalar_one()
             )
 
+    def coverage_gaps(self, run_id: str) -> list[CoverageGap]:
+        """The run's coverage gaps (from `auditor_coverage`, where `reason` is `code: reason`)."""
+        gaps = []
+        for item in self.coverage(run_id):
+            if item["kind"] != "gap":
+                continue
+            code, sep, reason = (item["reason"] or "").partition(": ")
+            gaps.append(
+                CoverageGap(
+                    provider=item["provider"],
+                    account=item["account"],
+                    scope=item["scope"] or "account",
+                    code=code if sep else "",
+                    reason=reason if sep else code,
+                )
+            )
+        return gaps
+
+    def scanned_accounts(self, run_id: str) -> set[tuple[str, str]]:
+        """(provider, account) of every account the run has a resource in."""
+        return {(c["provider"], c["account"]) for c in self.coverage(run_id) if c["kind"] == "scanned"}
+
+    def run_object(self, run_id: str) -> dict[str, Any]:
+        """The run's `run` object of the findings JSON (without the findings)."""
+        with self.engine.connect() as conn:
+            found = conn.execute(select(runs_table.c.run_json).where(runs_table.c.id == run_id)).first()
+        if found is None:
+            raise InputError(run_id, "no such run in the history")
+        return dict(orjson.loads(found[0]))
+
+    def finding_regions(self, run_id: str, keys: set[tuple[str, str]]) -> dict[tuple[str, str], list[str]]:
+        """`resource.regions` of the run's findings with these keys (policy id, resource id)."""
+        out: dict[tuple[str, str], list[str]] = {}
+        if not keys:
+            return out
+        c = findings_table.c
+        resources = sorted({rid for _, rid in keys})
+        with self.engine.connect() as conn:
+            for start in range(0, len(resources), 500):
+                query = select(c.policy_id, c.resource_id, c.data).where(
+                    c.run_id == run_id, c.resource_id.in_(resources[start : start + 500])
+                )
+                for row in conn.execute(query):
+                    if (row.policy_id, row.resource_id) in keys:
+                        regions = orjson.loads(row.data).get("resource", {}).get("regions")
+                        out[(row.policy_id, row.resource_id)] = [str(r) for r in regions or []]
+        return out
+
     def diff(self, a: RunSummary, b: RunSummary) -> RunDiff:
-        """New failures, fixed, still failing, newly unknown (and newly waived) from `a` to `b`."""
+        """New failures, fixed, still failing, newly unknown, newly waived, and not assessed from
+        `a` to `b`, and the coverage gaps opened and closed between them.
+
+        A failure absent from `b` whose resource lies under a coverage gap of `b` is not assessed,
+        never fixed (see `auditor.drift`).
+        """
         result = RunDiff(a=a, b=b)
-        for section, rows in diff_rows(self.finding_rows(a.id), self.finding_rows(b.id)).items():
+        rows_a, rows_b = self.finding_rows(a.id), self.finding_rows(b.id)
+        gaps_a, gaps_b = self.coverage_gaps(a.id), self.coverage_gaps(b.id)
+        seen_b = self.scanned_accounts(b.id) | {(r.provider, r.account) for r in rows_b}
+        known = self.scanned_accounts(a.id) | {(r.provider, r.account) for r in rows_a}
+        coverage = LaterCoverage(gaps_b, seen_accounts=seen_b, known_accounts=known)
+        regions: dict[tuple[str, str], list[str]] = {}
+        if coverage:
+            present = {r.key for r in rows_b}
+            need = {
+                r.key
+                for r in rows_a
+                if r.status == "fail"
+                and r.key not in present
+                and coverage.needs_regions(r.provider, r.account)
+            }
+            regions = self.finding_regions(a.id, need)
+        for section, rows in diff_rows(rows_a, rows_b, coverage, regions).items():
             getattr(result, section).extend(
                 Change(
                     policy_id=row.policy_id,
@@ -505,9 +628,13 @@ class History:
                     severity=row.severity,
                     before=was,
                     after=now,
+                    gap=coverage.gap_over(row.provider, row.account, regions.get(row.key))
+                    if section == "not_assessed"
+                    else None,
                 )
                 for row, was, now in rows
             )
+        result.new_gaps, result.closed_gaps = gap_changes(gaps_a, gaps_b)
         return result
 
     # --- retention -----------------------------------------------------------------------------

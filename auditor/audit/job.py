@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import shutil
 import tempfile
-import uuid
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -20,18 +22,31 @@ import click
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from auditor.atomicfile import atomic_output
+from auditor.atomicfile import OWNER_PATTERN, atomic_output, owner_tag, remove_stale, remove_stale_temps
 from auditor.audit.baseline import BaselineFile, apply_baseline, load_baseline
-from auditor.audit.bundle import BundleWriter, generate_key, key_id, load_private_key, public_key_pem
-from auditor.audit.config import SIGNING_PASSPHRASE_ENV, AuditConfig, redact_url
+from auditor.audit.bundle import (
+    BundleWriter,
+    generate_key,
+    key_id,
+    load_private_key,
+    public_key_pem,
+    remove_stale_bundle_temps,
+    staging_directory,
+)
+from auditor.audit.config import SIGNING_KEY_ENV, SIGNING_PASSPHRASE_ENV, AuditConfig, redact_url
 from auditor.audit.history import History, RunDiff
-from auditor.check import CheckOptions, run_check
+from auditor.check import CheckOptions, empty_run_exit_code, incomplete_reason, prepare_check, run_check
 from auditor.errors import InputError
+from auditor.inputfile import open_input
 from auditor.policy.loader import shipped_policies_dir
 
 Log = Callable[[str], None]
 FINDINGS_FILE = "findings.json"
 DEMO_PUBLIC_KEY = "demo-signing.pub"
+# Temporary names of a run: its scan parts directory (`.scans-<pid>-<host>.<random>`) and the
+# findings spool (`.findings.<random>.spool`, no owner tag: judged by age only).
+_SCANS_PATTERN = re.compile(rf"^\.scans-(?:(?P<owner>{OWNER_PATTERN})\.)?[a-z0-9_]{{8}}$")
+_SPOOL_PATTERN = re.compile(r"^\.findings\.[a-z0-9_]{8}\.spool$")
 
 
 @dataclass
@@ -49,6 +64,7 @@ class AuditOutcome:
     baselined: int = 0
     public_key: Path | None = None
     document: dict[str, Any] = field(default_factory=dict)
+    incomplete_reason: str | None = None
 
 
 def _stderr(message: str) -> None:
@@ -74,18 +90,24 @@ def run_audit(
     today: date | None = None,
     log: Log = _stderr,
 ) -> AuditOutcome:
-    """Run the whole job once; returns the outcome (its exit_code is the gate's, after baseline)."""
+    """Run the whole job once; returns the outcome (its exit_code is the gate's, after baseline).
+
+    Everything the configuration names is validated before any directory or database is created;
+    an input error found later (a bad inventory line, a scanner refusing its options) removes the
+    directories and the SQLite history this run created, so exit 2 leaves nothing behind.
+    """
+    started = time.time()
     out = config.outputs.directory
-    for inventory in config.inventories:
-        if not inventory.is_file():
-            raise InputError(str(inventory), "inventory file not found")
-    _require_formats(config)
+    validate_config(config)
     baseline: BaselineFile | None = load_baseline(config.baseline) if config.baseline else None
     key, ephemeral = _signing_key(config, demo)
-    history = History(config.database_url())
+    created = _Created.before(config)
+    history: History | None = None
     try:
+        history = History(config.database_url())
         out.mkdir(parents=True, exist_ok=True)
-        writer = BundleWriter(out / f".run-{uuid.uuid4().hex[:12]}.partial")
+        _remove_leftovers(config, started, log)
+        writer = BundleWriter(staging_directory(out))
         try:
             outcome = _run(config, history, writer, baseline, key, today, log)
         except BaseException:
@@ -104,8 +126,144 @@ def run_audit(
                     f"history: pruned {len(pruned.deleted)} run(s) older than {config.history.keep_days} days"
                 )
         return outcome
+    except InputError:
+        if history is not None:
+            history.close()
+            history = None
+        created.remove()
+        raise
     finally:
-        history.close()
+        if history is not None:
+            history.close()
+
+
+@dataclass
+class _Created:
+    """What a run is about to create (directories, a SQLite file), to undo it on bad input."""
+
+    directories: list[Path] = field(default_factory=list)
+    database: Path | None = None
+
+    @classmethod
+    def before(cls, config: AuditConfig) -> _Created:
+        created = cls()
+        wanted = [config.outputs.directory, *(p.parent for p in config.report_paths().values())]
+        if config.scale.parts_directory is not None:
+            wanted.append(config.scale.parts_directory)
+        url = config.database_url()
+        if url.startswith("sqlite:///"):
+            database = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+            if database.name and not database.exists():
+                created.database = database
+                wanted.append(database.parent)
+        for directory in wanted:
+            top = _first_missing(directory)
+            if top is not None and top not in created.directories:
+                created.directories.append(top)
+        return created
+
+    def remove(self) -> None:
+        if self.database is not None:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{self.database}{suffix}").unlink(missing_ok=True)
+        for directory in self.directories:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _first_missing(directory: Path) -> Path | None:
+    """The outermost ancestor of `directory` (itself included) that does not exist yet."""
+    missing: Path | None = None
+    for candidate in (directory, *directory.parents):
+        if candidate.exists():
+            break
+        missing = candidate
+    return missing
+
+
+def validate_config(config: AuditConfig) -> None:
+    """Check everything the configuration names, writing nothing: raises InputError (exit 2).
+
+    Inventories and every referenced file must exist and be readable; the output directory must
+    not be a file; the report formats must be installed; the policies must load and compile with
+    the parameters; the waivers must load; and each configured scanner must accept its options.
+    """
+    if not config.inventories and not any((config.clouds.aws, config.clouds.gcp, config.clouds.azure)):
+        raise InputError("auditor.yaml", "nothing to audit: configure clouds (or inventories), or use --demo")
+    for inventory in config.inventories:
+        _require_readable(inventory, "inventory file")
+    files: list[tuple[Path | None, str]] = [
+        (config.waivers, "waivers file"),
+        (config.baseline, "baseline file"),
+        (config.signing.private_key, "signing key"),
+        (config.clouds.gcp.tls_policy if config.clouds.gcp else None, "clouds.gcp.tls_policy"),
+        (config.clouds.azure.ca_bundle if config.clouds.azure else None, "clouds.azure.ca_bundle"),
+    ]
+    key = config.signing.private_key
+    if config.signing_key_from_env and key is not None and not key.is_file():
+        # Never echo the value: it may be key text pasted without its PEM header.
+        raise InputError(
+            f"${SIGNING_KEY_ENV}", "neither PEM text (-----BEGIN ...) nor the path of an existing key file"
+        )
+    for path, what in files:
+        if path is not None:
+            _require_readable(path, what)
+    for path in config.policies:
+        if not path.exists():
+            raise InputError(str(path), "policy file or directory not found")
+    for directory in (config.outputs.directory, config.scale.parts_directory):
+        if directory is not None and directory.exists() and not directory.is_dir():
+            raise InputError(str(directory), "not a directory")
+    _require_formats(config)
+    prepare_check(
+        CheckOptions(
+            inventory=Path(os.devnull),
+            policy_paths=list(config.policies),
+            params=config.check_params(),
+            waivers=config.waivers,
+        )
+    )
+    _check_scanner_options(config)
+
+
+def _require_readable(path: Path, what: str) -> None:
+    if not path.exists() and not path.is_symlink():
+        raise InputError(str(path), f"{what} not found")
+    open_input(path, what).close()  # refuses special files and symlink loops without blocking
+
+
+def _check_scanner_options(config: AuditConfig) -> None:
+    """Parse each configured cloud's `auditor scan` arguments (without running the scan)."""
+    import importlib
+
+    from auditor.scan import SCANNER_COMMANDS
+
+    if not any((config.clouds.aws, config.clouds.gcp, config.clouds.azure)):
+        return
+    with tempfile.TemporaryDirectory(prefix="auditor-validate-") as tmp:
+        for cloud, args in scan_invocations(config, Path(tmp)):
+            module_name, _, attribute = SCANNER_COMMANDS[cloud].partition(":")
+            command = getattr(importlib.import_module(module_name), attribute)
+            try:
+                command.make_context(
+                    f"auditor scan {cloud}", [*args, "--output", str(Path(tmp) / "inventory.jsonl")]
+                )
+            except click.ClickException as exc:
+                raise InputError(f"clouds.{cloud}", exc.format_message()) from None
+
+
+def _remove_leftovers(config: AuditConfig, started: float, log: Log) -> None:
+    """Remove temporary files and directories this job's killed runs left in its output places."""
+    out = config.outputs.directory
+    targets = [out / FINDINGS_FILE, out / DEMO_PUBLIC_KEY, *config.report_paths().values()]
+    removed: list[Path] = []
+    for target in dict.fromkeys(targets):
+        removed += remove_stale_temps(target, started=started)
+    removed += remove_stale_bundle_temps(out, started=started)
+    removed += remove_stale(out, _SPOOL_PATTERN, started=started)
+    removed += remove_stale(config.scale.parts_directory or out, _SCANS_PATTERN, started=started)
+    if removed:
+        names = ", ".join(p.name for p in removed[:5]) + (", ..." if len(removed) > 5 else "")
+        log(f"removed {len(removed)} temporary file(s) left by killed runs: {names}")
 
 
 def _require_formats(config: AuditConfig) -> None:
@@ -151,6 +309,7 @@ def _run(
             waivers=config.waivers,
             fail_on=config.fail_on,
             allow_incomplete=config.allow_incomplete,
+            allow_empty=config.allow_empty,
             today=today,
         ),
         spool_dir=out,
@@ -166,6 +325,10 @@ def _run(
     baselined = 0
     if baseline is not None and config.baseline is not None:
         baselined = apply_baseline(document, baseline, source=config.baseline.name)
+        gate = run["gate"]  # the baseline recomputes the gate; nothing evaluated stays incomplete
+        gate["exit_code"] = empty_run_exit_code(
+            int(gate["exit_code"]), bool(gate.get("nothing_evaluated")), config.allow_empty
+        )
     started = datetime.fromisoformat(run["started_at"]).astimezone(UTC)
     bundle_name = f"{started:%Y%m%dT%H%M%SZ}-{run['id'][:8]}"
     run["audit"] = {
@@ -231,6 +394,7 @@ def _run(
         diff=diff,
         baselined=baselined,
         document=document,
+        incomplete_reason=incomplete_reason(run),
     )
     _log_summary(config, outcome, log)
     return outcome
@@ -247,7 +411,7 @@ def _collect_inventory(config: AuditConfig, target: Path, log: Log) -> list[str]
         raise InputError("auditor.yaml", "nothing to audit: configure clouds (or inventories), or use --demo")
     parts_root = config.scale.parts_directory or config.outputs.directory
     parts_root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".scans-", dir=parts_root) as tmp:
+    with tempfile.TemporaryDirectory(prefix=f".scans-{owner_tag()}.", dir=parts_root) as tmp:
         scanned = scan_configured(config, Path(tmp), log=log)
         sources.extend(f"scan:{cloud}" for cloud in scanned.plan.clouds)
         with atomic_output(target) as handle:
@@ -336,7 +500,9 @@ def _log_summary(config: AuditConfig, outcome: AuditOutcome, log: Log) -> None:
         log(
             f"since run {d.a.id[:8]} ({d.a.started_at:%Y-%m-%d %H:%M}Z): "
             f"{len(d.new_failures)} new failure(s), {len(d.fixed)} fixed, "
-            f"{len(d.still_failing)} still failing, {len(d.newly_unknown)} newly unknown"
+            f"{len(d.still_failing)} still failing, {len(d.newly_unknown)} newly unknown, "
+            f"{len(d.not_assessed)} not assessed, "
+            f"coverage gaps {len(d.new_gaps)} new / {len(d.closed_gaps)} closed"
         )
     log(f"findings: {outcome.findings_path}")
     for fmt, path in outcome.reports.items():

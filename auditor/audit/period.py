@@ -7,6 +7,20 @@ the schedule interval (plus grace) with no run. A missed run is a gap, never com
 Control status in one run, from the findings of the policies mapped to it:
 failing (any fail, baselined included) > unknown (any error) > exceptions (waived only) >
 effective (all pass) > not_tested (no policy maps to it).
+
+Coverage decides whether a run is a test at all. Unknown is never compliant:
+
+- nothing_evaluated: the run evaluated no resource (no credentials, every account a gap). It is
+  no test of any control, whatever its findings say.
+- incomplete: the run had coverage gaps (an account, subscription, project, region or listing it
+  could not scan) and the control would otherwise be effective, effective with exceptions or
+  untested. A gap hides resources of unknown number and kind, so a run with any gap is an
+  incomplete test of every control that one of the run's policies maps to (without a policy list,
+  of every control its findings name; with neither, of every control). A failure or an error seen
+  in such a run still counts as failing or unknown.
+
+Neither is effective, so neither closes an open failure nor counts towards the effective share;
+the summary is `complete` only when no run in the window was missed, had a gap or evaluated nothing.
 """
 
 from __future__ import annotations
@@ -20,11 +34,14 @@ from typing import Any
 from auditor import __version__
 from auditor.audit.config import format_duration
 from auditor.audit.history import History, RunSummary
+from auditor.drift import CoverageGap
 from auditor.errors import InputError
 from auditor.policy.loader import shipped_policies_dir
 from auditor.policy.yamlfile import load_yaml
+from auditor.report.html import finalize_visible
 
 EFFECTIVE_STATUSES = ("effective", "exceptions")
+NOT_A_TEST_STATUSES = ("incomplete", "nothing_evaluated")
 
 
 @dataclass(frozen=True)
@@ -141,8 +158,11 @@ def build_period_report(
 
     control_ids = [c.id for c in catalog]
     per_run: list[tuple[RunSummary, dict[str, dict[str, int]]]] = []
+    coverage: dict[str, RunCoverage] = {}
     for run in runs:
-        per_run.append((run, _control_counts(history, run.id, framework, control_ids)))
+        counts = _control_counts(history, run.id, framework, control_ids)
+        per_run.append((run, counts))
+        coverage[run.id] = _run_coverage(history, run, framework, counts)
     start_state: dict[str, str] = {}
     if before:
         counts = _control_counts(history, before[0].id, framework, control_ids)
@@ -152,8 +172,12 @@ def build_period_report(
 
     controls: list[dict[str, Any]] = []
     for cid in control_ids + extra:
-        controls.append(_control_entry(cid, titles.get(cid, ""), per_run, gaps, start_state.get(cid)))
+        controls.append(
+            _control_entry(cid, titles.get(cid, ""), per_run, gaps, start_state.get(cid), coverage)
+        )
     expected = len(runs) + sum(g.missed_runs for g in gaps)
+    with_gaps = [r.id for r in runs if coverage[r.id].gaps]
+    empty = [r.id for r in runs if coverage[r.id].nothing_evaluated]
     return {
         "report": "period",
         "tool": {"name": "auditor", "version": __version__},
@@ -167,11 +191,25 @@ def build_period_report(
         },
         "schedule": {"interval": format_duration(interval), "grace": format_duration(grace)},
         "runs": [
-            {"id": r.id, "started_at": r.started_at.isoformat(), "exit_code": r.exit_code, "counts": r.counts}
+            {
+                "id": r.id,
+                "started_at": r.started_at.isoformat(),
+                "exit_code": r.exit_code,
+                "counts": r.counts,
+                "resources": r.resources,
+                "coverage_gaps": [g.to_json_dict() for g in coverage[r.id].gaps],
+                "complete": coverage[r.id].complete,
+            }
             for r in runs
         ],
         "run_before_window": before[0].id if before else None,
         "gaps": [g.to_json_dict() for g in gaps],
+        "coverage": {
+            "complete_runs": sum(1 for r in runs if coverage[r.id].complete),
+            "runs_with_coverage_gaps": len(with_gaps),
+            "runs_with_nothing_evaluated": len(empty),
+            "incomplete_runs": sorted(set(with_gaps) | set(empty), key=[r.id for r in runs].index),
+        },
         "summary": {
             "runs": len(runs),
             "missed_runs": sum(g.missed_runs for g in gaps),
@@ -180,10 +218,64 @@ def build_period_report(
             "controls_effective_in_every_run": sum(
                 1 for c in controls if runs and c["effective_runs"] == len(runs)
             ),
-            "complete": not gaps and bool(runs),
+            "complete": not gaps and bool(runs) and not with_gaps and not empty,
         },
         "controls": controls,
     }
+
+
+@dataclass(frozen=True)
+class RunCoverage:
+    """What one run could test: its coverage gaps, whether it evaluated anything, and which
+    controls of the framework its gaps make incomplete (None: every control)."""
+
+    resources: int
+    gaps: list[CoverageGap]
+    gap_controls: frozenset[str] | None
+
+    @property
+    def nothing_evaluated(self) -> bool:
+        """The run evaluated no resource: no test of anything."""
+        return self.resources == 0
+
+    @property
+    def complete(self) -> bool:
+        """No gap, and something evaluated."""
+        return not self.gaps and not self.nothing_evaluated
+
+    def incomplete_for(self, cid: str) -> bool:
+        """Whether the run's coverage gaps make it an incomplete test of control `cid`."""
+        return bool(self.gaps) and (self.gap_controls is None or cid in self.gap_controls)
+
+
+def _run_coverage(
+    history: History, run: RunSummary, framework: str, counts: dict[str, dict[str, int]]
+) -> RunCoverage:
+    gaps = history.coverage_gaps(run.id)
+    mapped: frozenset[str] | None = None
+    if gaps:
+        policies = history.run_object(run.id).get("policies")
+        if isinstance(policies, list):
+            mapped = frozenset(
+                str(cid)
+                for p in policies
+                if isinstance(p, dict)
+                for cid in (p.get("controls") or {}).get(framework, [])
+            )
+        else:  # an old or hand-made run without its policy list: what its findings name
+            named = frozenset(cid for cid, c in counts.items() if any(c.values()))
+            mapped = named or None
+    return RunCoverage(resources=run.resources, gaps=gaps, gap_controls=mapped)
+
+
+def _run_status(cid: str, counts: dict[str, int], coverage: RunCoverage) -> str:
+    """A control's status in one run, its coverage taken into account."""
+    if coverage.nothing_evaluated:
+        return "nothing_evaluated"
+    status = _control_status(counts)
+    if status in ("failing", "unknown") or not coverage.incomplete_for(cid):
+        return status
+    return "incomplete"
 
 
 def _control_counts(
@@ -206,6 +298,7 @@ def _control_entry(
     per_run: list[tuple[RunSummary, dict[str, dict[str, int]]]],
     gaps: list[Gap],
     start_status: str | None,
+    coverage: dict[str, RunCoverage] | None = None,
 ) -> dict[str, Any]:
     timeline: list[dict[str, Any]] = []
     incidents: list[dict[str, Any]] = []
@@ -214,9 +307,18 @@ def _control_entry(
         open_incident = {"failed_at": None, "failing_before_window": True, "fixed_at": None}
         incidents.append(open_incident)
     effective = 0
+    with_gaps = 0
+    nothing = 0
+    by_status: dict[str, int] = {}
     for run, counts in per_run:
         c = counts.get(cid, {"fail": 0, "error": 0, "waived": 0, "pass": 0})
-        status = _control_status(c)
+        cov = (coverage or {}).get(run.id)
+        status = _control_status(c) if cov is None else _run_status(cid, c, cov)
+        by_status[status] = by_status.get(status, 0) + 1
+        if cov is not None and cov.incomplete_for(cid):
+            with_gaps += 1
+        if cov is not None and cov.nothing_evaluated:
+            nothing += 1
         timeline.append({"run": run.id, "at": run.started_at.isoformat(), "status": status, **c})
         if status in EFFECTIVE_STATUSES:
             effective += 1
@@ -241,6 +343,9 @@ def _control_entry(
         "title": title,
         "runs": runs,
         "effective_runs": effective,
+        "runs_with_coverage_gaps": with_gaps,
+        "runs_with_nothing_evaluated": nothing,
+        "runs_by_status": dict(sorted(by_status.items())),
         "effective_share": round(effective / runs, 4) if runs else None,
         "effective_share_of_expected": round(effective / (runs + missed), 4) if runs + missed else None,
         "status_at_start": start_status,
@@ -270,6 +375,7 @@ def render_period_html(report: dict[str, Any]) -> str:
         autoescape=select_autoescape(default=True, default_for_string=True),
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=finalize_visible,  # control and bidi characters from cloud values shown, not obeyed
     )
     env.filters["pct"] = lambda v: "n/a" if v is None else f"{v * 100:.0f}%"
     env.filters["day"] = lambda v: "" if not v else str(v)[:16].replace("T", " ")

@@ -4,6 +4,12 @@ Each condition node evaluates to TRUE, FALSE or UNKNOWN (an attribute it needed 
 read). ``all``/``any``/``not`` follow Kleene logic: ``all`` is FALSE as soon as one member is FALSE,
 even if another is UNKNOWN (a definite violation stays a violation); it is TRUE only when every
 member is TRUE. A policy whose condition ends UNKNOWN reports ``error``, never pass or fail.
+
+Partial knowledge (``Unknown.partial``) still decides what it proves: a list whose recorded
+members are known to be present while others could not be read (``members``), or a recorded
+version that is a lower bound of the real one (``at_least``). A leaf on such an attribute is
+TRUE or FALSE only when the known part settles it whatever the unknown rest turns out to be
+(see `_partial_rule`), and UNKNOWN otherwise; never FALSE without proof.
 """
 
 from __future__ import annotations
@@ -43,8 +49,28 @@ class ZoneValue:
         return f"zone {self.name}"
 
 
+def _whole(reason: Unknown) -> Unknown:
+    """`reason` without partial knowledge (for an entry whose recorded value cannot carry any)."""
+    return reason if reason.partial is None else reason.model_copy(update={"partial": None})
+
+
+def _fits_partial(partial: str, value: Any) -> bool:
+    """Whether a recorded value has the shape its partial knowledge needs."""
+    if partial == "members":
+        return isinstance(value, list)
+    # at_least: a scalar lower bound (a version string), never null, a collection or a bool
+    return value is not None and not isinstance(value, bool | list | dict)
+
+
 def attribute_getter(path: str) -> Getter:
-    """A function reading `path` from a resource: (value, None) or (None, why it is unknown)."""
+    """A function reading `path` from a resource: (value, None) or (None, why it is unknown).
+
+    When `path` itself is listed in ``unknown`` with partial knowledge, the getter answers
+    (recorded value, that entry): the known members or the lower bound, and why the rest is
+    unknown. That holds only for an entry on the path itself, with its group collected and no
+    parent path unknown, and a recorded value of the right shape (a list for ``members``, a
+    scalar for ``at_least``); otherwise the attribute is wholly unknown.
+    """
     if path.startswith("tags."):
         key = normalize_tag_key(path[len("tags.") :])
 
@@ -52,7 +78,7 @@ def attribute_getter(path: str) -> Getter:
             if resource.unknown or resource.tags is None:
                 reason = resource.unknown_reason(path)
                 if reason is not None:
-                    return None, reason
+                    return None, _whole(reason)  # a tag value carries no partial knowledge
             tags = resource.normalized_tags
             return (tags.get(key) if tags is not None else None), None
 
@@ -64,13 +90,24 @@ def attribute_getter(path: str) -> Getter:
             return getattr(resource, group), None
 
         return get_identity
+    parent = path.rpartition(".")[0]
 
     def get_attribute(resource: StorageResource) -> tuple[Any, Unknown | None]:
         holder = getattr(resource, group)
         if resource.unknown or holder is None:
             reason = resource.unknown_reason(path)
             if reason is not None:
-                return None, reason
+                if reason.partial is None:
+                    return None, reason
+                if not leaf or holder is None or resource.unknown.get(path) is not reason:
+                    return None, _whole(reason)  # groups and parent entries are never partial
+                above = resource.unknown_reason(parent)
+                if above is not None:
+                    return None, _whole(above)
+                value = getattr(holder, leaf)
+                if not _fits_partial(reason.partial, value):
+                    return None, _whole(reason)
+                return value, reason
         if not leaf:
             return holder, None
         return getattr(holder, leaf), None
@@ -200,6 +237,88 @@ def _leaf_test(leaf: Leaf, value: Any, where: Callable[[str], InputError]) -> tu
     raise where(f"unknown operator '{op}'")  # pragma: no cover - the language rejects it first
 
 
+PartialRule = Callable[[Any, str, str], int]
+
+
+def _undecided(known: Any, partial: str, provider: str) -> int:
+    return UNKNOWN
+
+
+def _partial_rule(op: str, value: Any, exists_wanted: bool) -> PartialRule:
+    """How a leaf decides from partial knowledge: (known part, partial kind, provider) -> state.
+
+    ``members`` (a list holding members known to be present, others unreadable):
+
+    * ``subset_of``: FALSE when a known member is outside the list or zone, else UNKNOWN.
+    * ``contains``: TRUE when a known member is the item, else UNKNOWN.
+    * ``equals`` (exact list equality): FALSE when a known member is not in the expected list (or
+      the expected value is not a list at all), else UNKNOWN; ``not_equals`` is its negation.
+    * ``exists``: a known member proves the list is present (``exists: true`` TRUE,
+      ``exists: false`` FALSE); with no known member nothing is proven: UNKNOWN.
+
+    ``at_least`` (a version that is a lower bound of the real one):
+
+    * ``gte v``: TRUE when bound >= v; ``gt v``: TRUE when bound > v; else UNKNOWN.
+    * ``lt v``: FALSE when bound >= v; ``lte v``: FALSE when bound > v; else UNKNOWN.
+    * ``exists``: the bound is a value, so the attribute is present.
+
+    Every other operator, and a bound that is not a version, is UNKNOWN.
+    """
+    if op == "exists":
+
+        def present(known: Any, partial: str, provider: str) -> int:
+            if partial == "members" and not known:
+                return UNKNOWN
+            return TRUE if exists_wanted else FALSE
+
+        return present
+    if op == "subset_of":
+        subset = _zone_aware(_subset)
+
+        def within(known: Any, partial: str, provider: str) -> int:
+            if partial == "members" and any(not subset([item], value, provider) for item in known):
+                return FALSE
+            return UNKNOWN
+
+        return within
+    if op == "contains":
+
+        def holds(known: Any, partial: str, provider: str) -> int:
+            return TRUE if partial == "members" and value in known else UNKNOWN
+
+        return holds
+    if op in ("equals", "not_equals"):
+        differs = FALSE if op == "equals" else TRUE  # equality itself is never proven
+
+        def equal(known: Any, partial: str, provider: str) -> int:
+            if partial != "members":
+                return UNKNOWN
+            if not isinstance(value, list) or any(item not in value for item in known):
+                return differs
+            return UNKNOWN
+
+        return equal
+    if op in _COMPARISONS:
+        target = _version(value)
+        # (state when proven, test on the bound that proves it)
+        proofs: dict[str, tuple[int, Callable[[tuple[int, ...], tuple[int, ...]], bool]]] = {
+            "gte": (TRUE, lambda b, t: b >= t),
+            "gt": (TRUE, lambda b, t: b > t),
+            "lt": (FALSE, lambda b, t: b >= t),
+            "lte": (FALSE, lambda b, t: b > t),
+        }
+        proven, proves = proofs[op]
+
+        def bounded(known: Any, partial: str, provider: str) -> int:
+            bound = _version(known) if partial == "at_least" else None
+            if bound is None or target is None:
+                return UNKNOWN
+            return proven if proves(bound, target) else UNKNOWN
+
+        return bounded
+    return _undecided
+
+
 class PolicyCompiler:
     """Compiles the conditions of loaded policies against parameter values and the zone catalog."""
 
@@ -255,13 +374,17 @@ class PolicyCompiler:
 
         value = self.resolve_value(leaf.value, params, loaded.policy.parameters, where)
         test, expected = _leaf_test(leaf, value, where)
+        partial_rule = _partial_rule(leaf.op, value, value is None or value is True)
         get = attribute_getter(leaf.attribute)
         attribute = leaf.attribute
 
         def evaluate(resource: StorageResource) -> Result:
             observed, unknown = get(resource)
             if unknown is not None:
-                return UNKNOWN, (Observation(attribute, None, unknown, expected, UNKNOWN),)
+                state = UNKNOWN
+                if unknown.partial is not None:
+                    state = partial_rule(observed, unknown.partial, resource.provider)
+                return state, (Observation(attribute, observed, unknown, expected, state),)
             state = TRUE if test(observed, resource.provider) else FALSE
             return state, (Observation(attribute, observed, None, expected, state),)
 
@@ -294,21 +417,16 @@ def _any(members: Sequence[Predicate]) -> Predicate:
     return _junction(members, deciding=TRUE, otherwise=FALSE)
 
 
+_NEGATION = {TRUE: FALSE, FALSE: TRUE, UNKNOWN: UNKNOWN}  # Kleene: not unknown is unknown
+
+
 def _not(member: Predicate) -> Predicate:
     def evaluate(resource: StorageResource) -> Result:
         state, observations = member(resource)
         negated = tuple(
-            Observation(
-                o.attribute,
-                o.value,
-                o.unknown,
-                f"not ({o.expected})",
-                o.state if o.state == UNKNOWN else 1 - o.state,
-            )
+            Observation(o.attribute, o.value, o.unknown, f"not ({o.expected})", _NEGATION[o.state])
             for o in observations
         )
-        if state == UNKNOWN:
-            return UNKNOWN, negated
-        return (FALSE if state == TRUE else TRUE), negated
+        return _NEGATION[state], negated
 
     return evaluate

@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from auditor.errors import InputError
+from auditor.inputfile import read_input
 from auditor.model import attribute_paths
 from auditor.policy.language import (
     AllOf,
@@ -134,7 +135,7 @@ def load_zones(policy_paths: Iterable[Path]) -> ZoneCatalog:
             (catalogs if file.name == CATALOG_RELATIVE.name else extra).append(file)
     base = catalogs[0] if catalogs else shipped_policies_dir() / CATALOG_RELATIVE
     for other in catalogs[1:]:
-        if other.read_bytes() != base.read_bytes():
+        if read_input(other, what="zone catalog") != read_input(base, what="zone catalog"):
             raise InputError(str(other), f"a second, different zone catalog (the first is {base})")
     return load_zone_catalog([base, *extra])
 

@@ -7,10 +7,14 @@ from pathlib import Path
 
 import click
 
+from auditor.inputfile import open_input
 from auditor.report.base import RENDERERS, ReportInput, render_to_file
 from auditor.report.context import FRAMEWORKS
 from auditor.report.document import load_document
 
+# Inputs are checked when read (auditor.inputfile): a directory, FIFO or device is one error line
+# `file: what is wrong` with exit 2, not click's usage block.
+_INPUT = click.Path(path_type=Path)
 _FILE = click.Path(path_type=Path, dir_okay=False)
 
 
@@ -19,17 +23,17 @@ _FILE = click.Path(path_type=Path, dir_okay=False)
     "--findings",
     "findings_path",
     required=True,
-    type=_FILE,
+    type=_INPUT,
     help="Findings JSON (`auditor check --format json`).",
 )
 @click.option(
     "--inventory",
     "inventory_path",
-    type=_FILE,
+    type=_INPUT,
     help="The inventory JSONL the findings came from (adds replica and key detail).",
 )
 @click.option(
-    "--previous", "previous_path", type=_FILE, help="A previous run's findings JSON: report what changed."
+    "--previous", "previous_path", type=_INPUT, help="A previous run's findings JSON: report what changed."
 )
 @click.option(
     "--format", "output_format", required=True, type=click.Choice(sorted(RENDERERS)), help="Output format."
@@ -51,6 +55,8 @@ def command(
     output: Path,
 ) -> None:
     """Write an evidence report (html, sarif, junit, markdown, csv or json) from a findings document."""
+    if inventory_path is not None:  # read later, while rendering: refuse a bad one before any work
+        open_input(inventory_path, "inventory").close()
     report = ReportInput(
         findings=load_document(findings_path),
         inventory_path=inventory_path,

@@ -20,7 +20,7 @@ import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from auditor.drift import classify_change
+from auditor.drift import CoverageGap, classify_change, document_coverage, document_gaps, gap_changes
 from auditor.errors import InputError
 from auditor.model import PROVIDERS, StorageResource
 from auditor.policy.loader import load_policies, load_zones, shipped_policies_dir
@@ -253,7 +253,13 @@ def display_value(value: Any) -> str:
     """An observed value in words: `unknown (code: reason)` for unreadable ones, else compact JSON."""
     if isinstance(value, dict) and set(value) == {"unknown"} and isinstance(value["unknown"], dict):
         unknown = value["unknown"]
-        return f"unknown ({unknown.get('code')}: {unknown.get('reason')})"
+        text = f"unknown ({unknown.get('code')}: {unknown.get('reason')})"
+        known = unknown.get("value")
+        if unknown.get("partial") == "members":  # the known part still counts (schema 1.1)
+            return f"{text}; known to include {orjson.dumps(known).decode()}"
+        if unknown.get("partial") == "at_least":
+            return f"{text}; at least {known if isinstance(known, str) else orjson.dumps(known).decode()}"
+        return text
     if isinstance(value, str):
         return value
     return orjson.dumps(value).decode()
@@ -431,11 +437,16 @@ class Change:
     resource_id: str
     before: str
     after: str
+    gap: CoverageGap | None = None  # not assessed: the coverage gap of this run that hid it
 
 
 @dataclass
 class Changes:
-    """What changed since the previous run, matched by policy id and resource id."""
+    """What changed since the previous run, matched by policy id and resource id.
+
+    `not_assessed`: failures of the previous run whose resource lies under a coverage gap of this
+    run (never counted as fixed); `new_gaps`/`closed_gaps`: coverage gaps opened and closed since.
+    """
 
     previous_id: str
     previous_started_at: str
@@ -443,9 +454,12 @@ class Changes:
     fixed: list[Change] = field(default_factory=list)
     still_failing: list[Change] = field(default_factory=list)
     newly_unknown: list[Change] = field(default_factory=list)
+    not_assessed: list[Change] = field(default_factory=list)
+    new_gaps: list[CoverageGap] = field(default_factory=list)
+    closed_gaps: list[CoverageGap] = field(default_factory=list)
 
 
-def _change(finding: dict[str, Any], before: str, after: str) -> Change:
+def _change(finding: dict[str, Any], before: str, after: str, gap: CoverageGap | None = None) -> Change:
     resource = finding["resource"]
     return Change(
         policy_id=finding["policy_id"],
@@ -456,11 +470,14 @@ def _change(finding: dict[str, Any], before: str, after: str) -> Change:
         resource_id=resource["id"],
         before=before,
         after=after,
+        gap=gap,
     )
 
 
 def compare_runs(current: dict[str, Any], previous: dict[str, Any]) -> Changes:
-    """New failures, fixed (now pass, or no longer reported), still failing, and newly unknown."""
+    """New failures, fixed (now pass, or no longer reported by a run that could see the resource),
+    still failing, newly unknown, not assessed (no longer reported because the resource lies under
+    a coverage gap of this run), and the coverage gaps opened and closed since."""
     before: dict[tuple[str, str], dict[str, Any]] = {
         (f["policy_id"], f["resource"]["id"]): f for f in previous["findings"]
     }
@@ -480,11 +497,26 @@ def compare_runs(current: dict[str, Any], previous: dict[str, Any]) -> Changes:
         section = classify_change(was, finding["status"])
         if section in sections:
             sections[section].append(_change(finding, was or "absent", finding["status"]))
+    coverage = document_coverage(previous, current)
     for key, old in before.items():
-        if key not in seen and classify_change(old["status"], None) == "fixed":
+        if key in seen:
+            continue
+        resource = old["resource"]
+        gap = coverage.gap_over(resource["provider"], resource["account"], resource.get("regions"))
+        section = classify_change(old["status"], None, assessed=gap is None)
+        if section == "fixed":
             changes.fixed.append(_change(old, old["status"], "no longer reported"))
-    for bucket in (changes.new_failures, changes.fixed, changes.still_failing, changes.newly_unknown):
+        elif section == "not_assessed":
+            changes.not_assessed.append(_change(old, old["status"], "not assessed (coverage gap)", gap))
+    for bucket in (
+        changes.new_failures,
+        changes.fixed,
+        changes.still_failing,
+        changes.newly_unknown,
+        changes.not_assessed,
+    ):
         bucket.sort(key=lambda c: (_SEVERITY_ORDER.get(c.severity, 9), c.policy_id, c.provider, c.name))
+    changes.new_gaps, changes.closed_gaps = gap_changes(document_gaps(previous), document_gaps(current))
     return changes
 
 

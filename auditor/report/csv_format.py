@@ -2,6 +2,7 @@
 
 Cells that a spreadsheet would run as a formula (starting with = + - @ tab or carriage return) get a
 leading apostrophe, as OWASP recommends for CSV injection: https://owasp.org/www-community/attacks/CSV_Injection
+Control and bidi characters (ESC, U+202E, ...) are written visibly as `<U+XXXX>`; tab and newline stay.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import IO, Any
 
 import orjson
 
+from auditor.errors import visible
 from auditor.report.base import Renderer, ReportInput
 from auditor.report.context import FRAMEWORKS
 
@@ -37,7 +39,7 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 def cell(value: Any) -> str:
     """A value as a CSV cell that no spreadsheet evaluates."""
-    text = value if isinstance(value, str) else "" if value is None else str(value)
+    text = visible(value if isinstance(value, str) else "" if value is None else str(value))
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 

@@ -14,6 +14,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from auditor.errors import InputError
+from auditor.inputfile import MAX_FINDINGS_BYTES, read_input
 
 SUPPORTED_MAJOR = "1"
 
@@ -178,11 +179,11 @@ def check_document(data: Any, where: str) -> dict[str, Any]:
 
 
 def load_document(path: Path) -> dict[str, Any]:
-    """Read and check the findings document at `path`; bad input raises InputError naming the file."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputError(str(path), f"cannot read findings: {exc.strerror or exc}") from exc
+    """Read and check the findings document at `path`; bad input raises InputError naming the file.
+
+    Only a regular file of at most MAX_FINDINGS_BYTES (4 GiB) is read (see auditor.inputfile).
+    """
+    raw = read_input(path, limit=MAX_FINDINGS_BYTES, what="findings")
     # A large document is millions of objects: collecting garbage while they are made costs more
     # than the parse itself, and none of them is garbage.
     was_enabled = gc.isenabled()

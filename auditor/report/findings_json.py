@@ -20,7 +20,7 @@ from auditor.atomicfile import atomic_output
 from auditor.evaluate import CompiledPolicy, RunTotals, WaiverBook
 from auditor.findings import Finding
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 
 def run_info(

@@ -1,8 +1,11 @@
 """The HTML evidence report: one self-contained file for compliance officers (no scripts, no fetches).
 
 Rendered with jinja2 with autoescape on for every template, so every value from the cloud (names, tags,
-policy statements inside raw API answers) reaches the page as text. A Content-Security-Policy that
-allows no script is a second fence. Charts are inline SVG whose geometry is computed here.
+policy statements inside raw API answers) reaches the page as text. Every value printed also passes
+`finalize_visible`, which writes control and bidi characters (ESC, U+202E right-to-left override, ...)
+visibly as `<U+XXXX>`, so a tag value cannot reverse or hide the text around it; templates need no
+per-field filter. A Content-Security-Policy that allows no script is a second fence. Charts are inline
+SVG whose geometry is computed here.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import IO, Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
+from auditor.errors import visible
 from auditor.report.base import Renderer, ReportInput
 from auditor.report.context import (
     FRAMEWORK_LABELS,
@@ -123,11 +127,22 @@ def residency_chart(view: ProviderResidency, scale: int, zone: str | None, width
     return Chart(width, _TOP * 2 + len(rows) * _ROW, label_width, _BAR, rows, title)
 
 
+def finalize_visible(value: Any) -> Any:
+    """Every `{{ value }}` of a template: markup we built passes, anything else is shown visibly.
+
+    Jinja calls this before autoescaping, so the result is still escaped; Markup (our filters' and
+    macros' output, whose parts went through here or through `visible` already) is left alone.
+    """
+    if isinstance(value, Markup):
+        return value
+    return visible(value if isinstance(value, str) else str(value))
+
+
 def code_spans(text: str) -> Markup:
     """Policy text with `backtick` spans as <code>; every part is escaped first."""
-    parts = str(text).split("`")
+    parts = visible(str(text)).split("`")
     if len(parts) % 2 == 0:  # an unpaired backtick: show the text as it is
-        return escape(text)
+        return escape(visible(str(text)))
     return Markup("").join(
         escape(part) if index % 2 == 0 else Markup("<code>") + escape(part) + Markup("</code>")
         for index, part in enumerate(parts)
@@ -150,6 +165,7 @@ def _environment() -> Environment:
         loader=PackageLoader("auditor.report", "templates"),
         autoescape=True,  # every template, whatever its name: all cloud data is untrusted
         undefined=StrictUndefined,
+        finalize=finalize_visible,  # control and bidi characters in any value are shown, not obeyed
         trim_blocks=True,
         lstrip_blocks=True,
     )

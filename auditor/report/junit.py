@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 from collections import defaultdict
 from typing import IO, Any
 
+from auditor.errors import visible
 from auditor.report.base import Renderer, ReportInput
 from auditor.report.context import FRAMEWORK_LABELS, FRAMEWORKS, display_value, policy_details
 
@@ -20,8 +21,11 @@ _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def clean(text: Any) -> str:
-    """`text` as a string XML 1.0 can hold (disallowed control characters become U+FFFD)."""
-    return _NOT_XML.sub("\ufffd", str(text))
+    """`text` as a string XML 1.0 can hold, control and bidi characters shown as `<U+XXXX>`.
+
+    What XML still cannot carry after that (lone surrogates, U+FFFE, U+FFFF) becomes U+FFFD.
+    """
+    return _NOT_XML.sub("\ufffd", visible(str(text)))
 
 
 def _details(finding: dict[str, Any]) -> str:

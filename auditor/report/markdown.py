@@ -1,7 +1,8 @@
 """A short Markdown summary for PR comments and CI job summaries: counts, failing controls, top failures.
 
 Cloud values are escaped (every ASCII punctuation mark that Markdown or HTML could act on, `@` included
-so a bucket name cannot mention a user) and cut short; the summary stays well under comment limits.
+so a bucket name cannot mention a user; control and bidi characters shown as `<U+XXXX>`) and cut short;
+the summary stays well under comment limits.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import IO, Any
 
+from auditor.errors import visible
 from auditor.report.base import Renderer, ReportInput
 from auditor.report.context import (
     FRAMEWORK_LABELS,
@@ -25,14 +27,28 @@ TOP_FAILURES = 15
 _ACTIVE = re.compile(r"([\\`*_{}\[\]<>#!|~@&$])")
 
 
+def _inert(text: str) -> str:
+    text = _ACTIVE.sub(r"\\\1", visible(text))
+    # no autolinks from cloud values: GFM links bare `scheme://` and `www.` text
+    return text.replace("://", ":\\/\\/").replace("www.", "www\\.")
+
+
 def md(text: Any, limit: int = 160) -> str:
     """`text` as inert Markdown on one line, cut at `limit` characters."""
     flat = " ".join(str(text).split())
     if len(flat) > limit:
         flat = flat[: limit - 1] + "…"
-    flat = _ACTIVE.sub(r"\\\1", flat)
-    # no autolinks from cloud values: GFM links bare `scheme://` and `www.` text
-    return flat.replace("://", ":\\/\\/").replace("www.", "www\\.")
+    return _inert(flat)
+
+
+def md_block(text: Any) -> str:
+    """`text` (several lines, e.g. a policy description) as inert Markdown, its lines kept.
+
+    Each line is escaped like `md` and loses its leading indentation (which would start a code block);
+    nothing in it can become a link, an image, HTML, a heading, a list item or a mention.
+    """
+    lines = (_inert(line.strip()) for line in str(text).splitlines())
+    return "\n".join("\\" + line if line[:1] in ("-", "+", "=") else line for line in lines)
 
 
 def markdown_summary(report: ReportInput) -> str:
@@ -95,16 +111,39 @@ def markdown_summary(report: ReportInput) -> str:
             "### Since the previous run",
             "",
             f"{len(changes.new_failures)} new failure(s), {len(changes.fixed)} fixed, "
-            f"{len(changes.still_failing)} still failing, {len(changes.newly_unknown)} newly undecided "
-            f"(previous run {md(changes.previous_id)}).",
+            f"{len(changes.still_failing)} still failing, {len(changes.newly_unknown)} newly undecided, "
+            f"{len(changes.not_assessed)} not assessed; {len(changes.new_gaps)} new coverage gap(s), "
+            f"{len(changes.closed_gaps)} closed (previous run {md(changes.previous_id)}).",
             "",
         ]
+        if changes.not_assessed:
+            out += [
+                f"**Not assessed ({len(changes.not_assessed)})**: failures of the previous run whose "
+                "resources lie under a coverage gap of this run; not seen, so not counted as fixed.",
+                "",
+            ]
+        for title, gaps in (
+            ("New coverage gaps", changes.new_gaps),
+            ("Closed coverage gaps", changes.closed_gaps),
+        ):
+            if gaps:
+                out.append(f"**{title} ({len(gaps)})**:")
+                out += [
+                    f"- {md(g.provider)} {md(g.account)} {md(g.scope)}: {md(g.describe_reason())}"
+                    for g in gaps
+                ]
+                out.append("")
         for change in changes.new_failures[:TOP_FAILURES]:
             out.append(
                 f"- new: **{md(change.severity)}** {md(change.policy_id)} {md(change.name)} "
                 f"({md(change.provider)} {md(change.account)})"
             )
-        if changes.new_failures:
+        for change in changes.not_assessed[:TOP_FAILURES]:
+            out.append(
+                f"- not assessed: **{md(change.severity)}** {md(change.policy_id)} {md(change.name)} "
+                f"({md(change.provider)} {md(change.account)})"
+            )
+        if changes.new_failures or changes.not_assessed:
             out.append("")
 
     failures = sorted((f for f in doc["findings"] if f["status"] == "fail"), key=finding_sort_key)

@@ -8,17 +8,22 @@
 * The resource id is the result's logical location; the physical location is the inventory snapshot
   (with the resource's line when `--inventory` is given), since dashboards expect a file.
 * Passing findings are not results: SARIF would be as large as the estate for nothing to act on.
+* Policy files are input too: `help.markdown` is escaped (no HTML, links or images from a policy's
+  text), only http(s) references become links or `helpUri`, and control and bidi characters in any
+  string of the log are written visibly as `<U+XXXX>`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
-from auditor.errors import InputError
+from auditor.errors import InputError, visible
+from auditor.inputfile import open_input, read_lines
 from auditor.report.base import Renderer, ReportInput
 from auditor.report.context import (
     FRAMEWORK_LABELS,
@@ -27,6 +32,7 @@ from auditor.report.context import (
     PolicyDetails,
     policy_details,
 )
+from auditor.report.markdown import md_block
 
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 
@@ -35,21 +41,38 @@ SECURITY_SEVERITY = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "
 LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "info": "note"}
 
 
+# An http(s) URL with nothing that could end an autolink or an attribute, or hide in the text.
+_HTTP_URL = re.compile(r"https?://[^\s<>\"'`\\\x00-\x1f\x7f-\x9f]+", re.IGNORECASE)
+
+
+def http_url(url: Any) -> str | None:
+    """`url` if it is a plain http(s) URL, else None: `javascript:`, `data:` and the like never link."""
+    if isinstance(url, str) and _HTTP_URL.fullmatch(url) and visible(url) == url:
+        return url
+    return None
+
+
 def _help(policy: PolicyDetails) -> tuple[str, str]:
     text = [policy.description or policy.title]
-    markdown = [f"**{policy.title}**", "", policy.description or ""]
+    markdown = [f"**{md_block(policy.title)}**", "", md_block(policy.description or "")]
     if policy.expected:
         text.append(f"Expected: {policy.expected}")
-        markdown += ["", f"Expected: {policy.expected}"]
+        markdown += ["", f"Expected: {md_block(policy.expected)}"]
     if policy.remediation:
         text.append("Remediation:")
         markdown += ["", "Remediation:", ""]
         for provider, how in sorted(policy.remediation.items()):
-            text.append(f"  {PROVIDER_LABELS.get(provider, provider)}: {how}")
-            markdown.append(f"- {PROVIDER_LABELS.get(provider, provider)}: {how}")
+            label = PROVIDER_LABELS.get(provider, provider)
+            text.append(f"  {label}: {how}")
+            markdown.append(f"- {md_block(label)}: {' '.join(md_block(how).splitlines())}")
     if policy.references:
         text.append("References: " + " ".join(policy.references))
-        markdown += ["", "References:", "", *(f"- <{r}>" for r in policy.references)]
+        markdown += ["", "References:", ""]
+        for reference in policy.references:
+            url = http_url(reference)
+            markdown.append(
+                f"- <{url}>" if url is not None else f"- {md_block(reference)} (not an http(s) link)"
+            )
     return "\n".join(text), "\n".join(markdown)
 
 
@@ -74,8 +97,9 @@ def _rule(policy: PolicyDetails, frameworks: list[str]) -> dict[str, Any]:
             "controls": {f: policy.controls.get(f, []) for f in frameworks},
         },
     }
-    if policy.references:
-        rule["helpUri"] = policy.references[0]
+    links = [url for url in map(http_url, policy.references or []) if url is not None]
+    if links:
+        rule["helpUri"] = links[0]
     return rule
 
 
@@ -84,12 +108,8 @@ def _inventory_lines(path: Path | None) -> dict[str, int]:
     lines: dict[str, int] = {}
     if path is None:
         return lines
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise InputError(str(path), f"cannot read inventory: {exc.strerror or exc}") from exc
-    with handle:
-        for number, line in enumerate(handle, start=1):
+    with open_input(path, "inventory") as handle:
+        for number, line in read_lines(handle, path):
             if not line.strip():
                 continue
             try:
@@ -251,6 +271,28 @@ class SarifRenderer(Renderer):
     extension = ".sarif"
 
     def render(self, report: ReportInput, out: IO[bytes]) -> None:
-        """Write the SARIF log as indented JSON."""
-        out.write(orjson.dumps(sarif_log(report), option=orjson.OPT_INDENT_2))
+        """Write the SARIF log as indented JSON, every string free of control and bidi characters."""
+        log = sarif_log(report)
+        data = orjson.dumps(log, option=orjson.OPT_INDENT_2)
+        if _SUSPECT.search(data):  # rare: walk the log only when some string may need it
+            data = orjson.dumps(_visible_strings(log), option=orjson.OPT_INDENT_2)
+        out.write(data)
         out.write(b"\n")
+
+
+# What a control or bidi character looks like in orjson's output: C0 escaped (\u001b, \r, \b, \f),
+# DEL raw, C1 and the bidi/separator marks as UTF-8. Matches some harmless text too (a literal
+# backslash before `r`); that only costs a walk.
+_SUSPECT = re.compile(
+    rb"\\(?:u00[01][0-9a-fA-F]|[rbf])|\x7f|\xc2[\x80-\x9f]|\xd8\x9c|\xe2\x80[\x8e\x8f\xa8-\xae]|\xe2\x81[\xa6-\xa9]"
+)
+
+
+def _visible_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return visible(value)
+    if isinstance(value, dict):
+        return {visible(str(k)): _visible_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_visible_strings(v) for v in value]
+    return value

@@ -1,4 +1,8 @@
-"""The terminal table of `auditor check`: every finding that is not a pass, then the totals."""
+"""The terminal table of `auditor check`: every finding that is not a pass, then the totals.
+
+Cloud values reach a terminal here, so none is interpreted: no rich markup (`[link=...]`), no emoji
+codes, and control and bidi characters (ESC sequences, U+202E, ...) are written as `<U+XXXX>`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,9 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from auditor.errors import visible
 from auditor.findings import Finding, Status
 
 _STYLE = {Status.FAIL: "red", Status.ERROR: "yellow", Status.WAIVED: "cyan", Status.PASS: "green"}
@@ -32,15 +38,28 @@ def render_table(
         elif finding.waiver is not None and finding.waiver.expired:
             status = f"{status} (waiver expired)"
         table.add_row(
-            f"[{_STYLE[finding.status]}]{status}[/]",
-            finding.severity.value,
-            finding.policy_id,
-            finding.resource.provider,
-            finding.resource.name,
-            finding.message,
+            Text(status, style=_STYLE[finding.status]),
+            *(
+                _text(value)
+                for value in (
+                    finding.severity.value,
+                    finding.policy_id,
+                    finding.resource.provider,
+                    finding.resource.name,
+                    finding.message,
+                )
+            ),
         )
     buffer = io.StringIO()
-    console = Console(file=buffer, width=width, force_terminal=color, no_color=not color, highlight=False)
+    console = Console(
+        file=buffer,
+        width=width,
+        force_terminal=color,
+        no_color=not color,
+        highlight=False,
+        markup=False,  # every printed line below carries cloud values
+        emoji=False,
+    )
     if shown:
         console.print(table)
     counts = run["counts"]["by_status"]
@@ -54,12 +73,19 @@ def render_table(
         parts = [
             f"{path} ({', '.join(f'{c}: {n}' for c, n in codes.items())})" for path, codes in unknown.items()
         ]
-        console.print("coverage: unreadable attributes: " + "; ".join(parts))
+        console.print(_text("coverage: unreadable attributes: " + "; ".join(parts)))
     for gap in coverage["gaps"]:
-        console.print(f"coverage gap: {gap['provider']} {gap['account']} {gap['scope']}: {gap['reason']}")
+        console.print(
+            _text(f"coverage gap: {gap['provider']} {gap['account']} {gap['scope']}: {gap['reason']}")
+        )
     for entry in run["waivers"]["entries"]:
         if entry["expired"]:
-            console.print(f"waiver {entry['id']} ({entry['policy']}) expired on {entry['expires']}")
+            console.print(_text(f"waiver {entry['id']} ({entry['policy']}) expired on {entry['expires']}"))
     gate = run["gate"]
     console.print(f"gate (fail-on {gate['fail_on']}): exit {gate['exit_code']}")
     return buffer.getvalue()
+
+
+def _text(value: object) -> Text:
+    """A value as plain terminal text: no markup, control and bidi characters visible."""
+    return Text(visible(str(value)))

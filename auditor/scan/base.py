@@ -23,6 +23,9 @@ from auditor.model import CoverageGap, Provider, StorageResource, attribute_path
 from auditor.policy.loader import load_policies, load_zones, policy_leaves, shipped_policies_dir
 from auditor.policy.zones import ZoneCatalog
 
+# The exit code of an incomplete run (README: exit codes, a public contract).
+EXIT_INCOMPLETE = 3
+
 
 @dataclass(frozen=True)
 class AttributeNeeds:
@@ -99,6 +102,31 @@ class ScanSummary:
     seconds: float = 0.0
 
     @property
+    def nothing_scanned(self) -> bool:
+        """True when the scan wrote no resource and at least one coverage gap: every scope failed.
+
+        Such a scan is incomplete (exit 3), never a clean empty estate: nothing checked is not a
+        pass. A scan with neither resources nor gaps found an empty estate and is complete.
+        """
+        return self.resources == 0 and bool(self.gaps)
+
+    @property
+    def incomplete_reason(self) -> str | None:
+        """Why the scan is incomplete (`nothing scanned: every scope failed: ...`), or None."""
+        if not self.nothing_scanned:
+            return None
+        first = self.gaps[0]
+        return (
+            f"nothing scanned: every scope failed: {first.account} {first.scope}: "
+            f"{first.code.value}: {first.reason}"
+        )
+
+    @property
+    def exit_code(self) -> int:
+        """The scan's exit code: 3 (incomplete) when nothing was scanned, else 0."""
+        return EXIT_INCOMPLETE if self.nothing_scanned else 0
+
+    @property
     def calls_per_resource(self) -> float:
         """Average API calls per resource (all calls, listing included)."""
         return sum(self.calls.values()) / self.resources if self.resources else 0.0
@@ -114,6 +142,9 @@ class ScanSummary:
             per = n / self.resources if self.resources else 0.0
             lines.append(f"  {op}: {n} ({per:.2f} per resource)")
         lines.extend(f"  gap: {g.account} {g.scope}: {g.code.value}: {g.reason}" for g in self.gaps)
+        reason = self.incomplete_reason
+        if reason is not None:
+            lines.append(reason)
         return "\n".join(lines)
 
 

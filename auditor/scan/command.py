@@ -49,8 +49,24 @@ def common_scan_options(func: F) -> F:
 
 
 def finish_scan(scanner: Scanner, output: Path, progress: bool | None) -> ScanSummary:
-    """Run the scan, write the inventory, print the summary to stderr and return it."""
+    """Run the scan, write the inventory, print the summary to stderr and return it.
+
+    The inventory is written even when every scope failed (its gaps are the record of why); the
+    summary then ends with `nothing scanned: every scope failed: <first gap>`, and `scan_exit`
+    (the `auditor scan` group's result callback) turns the returned summary into exit code 3.
+    """
     summary = run_scan(scanner, output, progress=progress)
-    click.echo(summary.render(), err=True)
     click.echo(f"inventory written to {output}", err=True)
+    click.echo(summary.render(), err=True)
     return summary
+
+
+def scan_exit(result: Any) -> None:
+    """Leave with the scan's exit code: 3 (incomplete) when nothing was scanned and a scope failed.
+
+    Registered as the result callback of the `auditor scan` group, so every cloud's command only
+    returns its `ScanSummary`; a command run directly (`command.main(standalone_mode=False)`, as
+    the audit's work units do) returns the summary untouched and leaves the gate to `check`.
+    """
+    if isinstance(result, ScanSummary) and result.exit_code:
+        raise click.exceptions.Exit(result.exit_code)

@@ -3,8 +3,11 @@
 One `storage:buckets.list` page answers every attribute group of its buckets (location,
 locationType, customPlacementConfig, encryption, labels, iamConfiguration, retentionPolicy), so
 buckets are never re-fetched; only buckets the listing reports as ``unreachable`` get their own
-``buckets.get``. Credentials are Application Default Credentials; with ``STORAGE_EMULATOR_HOST``
-set, google-cloud-storage itself switches to anonymous credentials and the emulator endpoint.
+``buckets.get``. Answers are read as raw bytes through the client's connection and parsed here, so
+an empty, garbled or truncated answer is a `MalformedAnswer` (retried, then unknown with a bounded
+excerpt of its bytes as evidence), never a silently empty bucket or listing. Credentials are
+Application Default Credentials; with ``STORAGE_EMULATOR_HOST`` set, google-cloud-storage itself
+switches to anonymous credentials and the emulator endpoint.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, TypeVar, cast
+from urllib.parse import quote
 
 import click
+import orjson
 import requests
 from google.api_core import exceptions as api_exceptions
 from google.api_core.client_options import ClientOptions
@@ -59,6 +64,13 @@ READ_ONLY_SCOPE = "https://www.googleapis.com/auth/devstorage.read_only"
 # noAcl returns every field the scanner reads and needs only storage.buckets.list; "full" adds
 # owner/acl/defaultObjectAcl, which the audit does not use.
 PROJECTION = "noAcl"
+# A 2xx answer that cannot be parsed, or parses to nothing where the API always answers something.
+MALFORMED = "malformed/empty answer"
+# How much of a raw answer an Evidence (or a gap reason) keeps.
+RAW_EVIDENCE_BYTES = 2048
+RAW_REASON_BYTES = 96
+# Every bucket lives in exactly two regions when its locationType is dual-region.
+DUAL_REGION_MEMBERS = 2
 
 # https://cloud.google.com/storage/docs/encryption/default-keys: without a CMEK, Cloud Storage
 # encrypts data at rest with AES-256 under Google-owned and Google-managed keys.
@@ -224,6 +236,39 @@ def load_tls_policy(path: Path) -> dict[str, TlsPolicyEntry]:
 # --- errors -------------------------------------------------------------------------------------
 
 
+class MalformedAnswer(Exception):
+    """A 2xx answer that cannot be parsed, or parses to nothing where the API always answers something."""
+
+    def __init__(self, operation: str, problem: str, body: bytes) -> None:
+        super().__init__(f"{MALFORMED}: {problem}")
+        self.operation = operation
+        self.problem = problem
+        self.body = body
+
+
+def raw_excerpt(body: bytes, limit: int = RAW_EVIDENCE_BYTES) -> dict[str, Any]:
+    """A raw answer for Evidence: its size and its first `limit` bytes (undecodable bytes escaped)."""
+    return {
+        "bytes": len(body),
+        "head": body[:limit].decode("utf-8", "backslashreplace"),
+        "head_truncated": len(body) > limit,
+    }
+
+
+def _short_repr(body: bytes) -> str:
+    head = repr(body[:RAW_REASON_BYTES])
+    return head + ("..." if len(body) > RAW_REASON_BYTES else "")
+
+
+def malformed_cause(exc: BaseException) -> MalformedAnswer | None:
+    """The malformed answer behind `exc` (itself, or the last attempt of a retry that gave up)."""
+    if isinstance(exc, MalformedAnswer):
+        return exc
+    if isinstance(exc, api_exceptions.RetryError) and isinstance(exc.cause, MalformedAnswer):
+        return exc.cause
+    return None
+
+
 def describe_error(exc: BaseException, operation: str) -> Unknown:
     """An API failure as an `Unknown`: '<code>: <message> (<operation>)'."""
     if isinstance(exc, api_exceptions.RetryError):
@@ -232,6 +277,8 @@ def describe_error(exc: BaseException, operation: str) -> Unknown:
             return Unknown(code=UnknownCode.TIMEOUT, reason=f"RetryError: {exc.message} ({operation})")
         inner = describe_error(cause, operation)
         return Unknown(code=inner.code, reason=f"{inner.reason}; retries gave up: {exc.message}")
+    if isinstance(exc, MalformedAnswer):
+        return Unknown(code=UnknownCode.ERROR, reason=f"{MALFORMED}: {exc.problem} ({operation})")
     if isinstance(exc, api_exceptions.GoogleAPICallError):
         status = int(exc.code) if exc.code is not None else 0
         reason = None
@@ -251,6 +298,19 @@ def describe_error(exc: BaseException, operation: str) -> Unknown:
         return Unknown(code=code, reason=f"{label}: {message} ({operation})")
     if isinstance(exc, requests.Timeout):
         return Unknown(code=UnknownCode.TIMEOUT, reason=f"Timeout: {exc} ({operation})")
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError):
+        # The connection closed (or the encoding broke) before the whole answer arrived.
+        return Unknown(
+            code=UnknownCode.ERROR,
+            reason=f"{MALFORMED}: the answer ended early ({type(exc).__name__}: {exc}) ({operation})",
+        )
+    if isinstance(exc, auth_exceptions.DefaultCredentialsError):
+        return Unknown(code=UnknownCode.NO_CREDENTIALS, reason=f"{type(exc).__name__}: {exc} ({operation})")
+    if isinstance(exc, auth_exceptions.TransportError) or (
+        isinstance(exc, auth_exceptions.RefreshError) and exc.retryable
+    ):
+        # The token endpoint could not be reached or answered 429/5xx: not a refusal.
+        return Unknown(code=UnknownCode.ERROR, reason=f"{type(exc).__name__}: {exc} ({operation})")
     if isinstance(exc, auth_exceptions.GoogleAuthError):
         return Unknown(code=UnknownCode.ACCESS_DENIED, reason=f"{type(exc).__name__}: {exc} ({operation})")
     return Unknown(code=UnknownCode.ERROR, reason=f"{type(exc).__name__}: {exc} ({operation})")
@@ -258,6 +318,78 @@ def describe_error(exc: BaseException, operation: str) -> Unknown:
 
 def _error_text(exc: BaseException) -> str:
     return describe_error(exc, "").reason.removesuffix(" ()")
+
+
+# --- answers ------------------------------------------------------------------------------------
+
+
+def _json_object(operation: str, body: bytes, what: str) -> dict[str, Any]:
+    if not body.strip():
+        raise MalformedAnswer(operation, f"{what} has an empty body ({len(body)} bytes)", body)
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedAnswer(
+            operation, f"{what} is not JSON ({exc}; {len(body)} bytes: {_short_repr(body)})", body
+        ) from None
+    if not isinstance(data, dict):
+        raise MalformedAnswer(
+            operation, f"{what} is a JSON {type(data).__name__}, not an object: {_short_repr(body)}", body
+        )
+    return data
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """One parsed `buckets.list` page."""
+
+    items: list[Any]
+    unreachable: list[str]
+    next_page_token: str | None
+
+
+def parse_list_page(body: bytes) -> ListPage:
+    """A `buckets.list` answer, or `MalformedAnswer` when it is unusable as a whole.
+
+    ``{"kind": "storage#buckets"}`` without items is a project with no buckets. An empty body,
+    non-JSON, ``{}``, a wrong ``kind``, ``items`` or ``unreachable`` that are not lists, or a page
+    with neither items nor unreachable buckets that still has a ``nextPageToken`` are malformed.
+    Single entries are judged one by one later (an entry without a name, a bucket without location).
+    """
+    data = _json_object(LIST_CALL, body, "listing page")
+    kind = data.get("kind")
+    if kind is not None and kind != "storage#buckets":
+        raise MalformedAnswer(LIST_CALL, f"listing page has kind {kind!r}, not 'storage#buckets'", body)
+    items = data.get("items")
+    if items is not None and not isinstance(items, list):
+        raise MalformedAnswer(LIST_CALL, f"'items' is a {type(items).__name__}, not a list", body)
+    unreachable = data.get("unreachable")
+    if unreachable is not None and (
+        not isinstance(unreachable, list) or not all(isinstance(u, str) and u for u in unreachable)
+    ):
+        raise MalformedAnswer(LIST_CALL, "'unreachable' is not a list of bucket names", body)
+    token = data.get("nextPageToken")
+    if token is not None and (not isinstance(token, str) or not token):
+        raise MalformedAnswer(LIST_CALL, f"'nextPageToken' {token!r} is not a page token", body)
+    if not items and not unreachable:
+        if token is not None:
+            raise MalformedAnswer(LIST_CALL, "listing page has a nextPageToken but no items", body)
+        if kind is None:
+            raise MalformedAnswer(LIST_CALL, f"listing page says nothing: {_short_repr(body)}", body)
+    return ListPage(list(items or []), list(unreachable or []), token)
+
+
+def parse_bucket(body: bytes, name: str) -> dict[str, Any]:
+    """A `buckets.get` answer for bucket `name`, or `MalformedAnswer`."""
+    data = _json_object(GET_CALL, body, "bucket resource")
+    kind = data.get("kind")
+    if kind is not None and kind != "storage#bucket":
+        raise MalformedAnswer(GET_CALL, f"bucket resource has kind {kind!r}, not 'storage#bucket'", body)
+    if data.get("name") != name:
+        raise MalformedAnswer(
+            GET_CALL, f"bucket resource names {data.get('name')!r}, not the requested {name!r}", body
+        )
+    return data
 
 
 # --- record building ----------------------------------------------------------------------------
@@ -288,22 +420,39 @@ class BucketRecordBuilder:
     def build(
         self, project: str, props: Mapping[str, Any], at: datetime, call: str, request: dict[str, Any]
     ) -> StorageResource:
-        """The record of one bucket from its listing (or get) entry."""
+        """The record of one bucket from its listing (or get) entry.
+
+        A field of a shape the API never sends makes the group it feeds unknown (``error``), never
+        absent, and never stops the record: the other groups are still read.
+        """
         resource = self.identity(project, str(props.get("name")), at)
         groups = self.groups()
         notes: list[str] = []
-        if "location" in groups:
-            self._location(resource, props)
+        readers: dict[str, Callable[[StorageResource, Mapping[str, Any], str], None]] = {
+            "location": self._location,
+            "encryption": self._encryption,
+            "access": self._access,
+            "tags": self._tags,
+        }
+        for group in groups:
+            reader = readers.get(group)
+            if reader is None:
+                continue
+            try:
+                reader(resource, props, call)
+            except (TypeError, AttributeError, ValueError, KeyError) as exc:
+                setattr(resource, group, None)
+                for path in [p for p in resource.unknown if p.split(".", 1)[0] == group]:
+                    del resource.unknown[path]
+                resource.unknown[group] = Unknown(
+                    code=UnknownCode.ERROR,
+                    reason=f"{MALFORMED}: the bucket's {group} fields cannot be read "
+                    f"({type(exc).__name__}: {exc}) ({call})",
+                )
         if "encryption" in groups:
-            self._encryption(resource, props)
             notes.append(CSEK_NOTE)
         if "transport" in groups:
             notes.append(PLAINTEXT_NOTE)
-        if "access" in groups:
-            self._access(resource, props)
-        if "tags" in groups:
-            labels = props.get("labels") or {}
-            resource.tags = {str(k): str(v) for k, v in labels.items()}
         evidence_request = {**request, "notes": notes} if notes else dict(request)
         resource.evidence.append(
             Evidence(call=call, at=at, attributes=groups, request=evidence_request, response=dict(props))
@@ -312,40 +461,101 @@ class BucketRecordBuilder:
             self._transport(resource, project, at)
         return resource
 
-    def _location(self, resource: StorageResource, props: Mapping[str, Any]) -> None:
+    def _location(self, resource: StorageResource, props: Mapping[str, Any], call: str) -> None:
         raw = props.get("location")
         raw_type = props.get("locationType")
-        kind = _LOCATION_TYPES.get(str(raw_type).lower()) if raw_type is not None else None
-        placement = props.get("customPlacementConfig") or {}
-        data_locations = [str(d) for d in placement.get("dataLocations") or []] or None
-        if not raw or kind is None:
+        kind = _LOCATION_TYPES.get(raw_type.lower()) if isinstance(raw_type, str) else None
+        if not isinstance(raw, str) or not raw or kind is None:
             # Never decide from the code alone: 'EU' is a multi-region and a dual-region code.
-            primary = str(raw).lower() if raw else None
-            resource.location = Location(raw=raw, type=kind, primary=primary, regions=[], replicas=[])
-            missing = "location" if not raw else f"locationType {raw_type!r}"
-            resource.unknown["location.regions"] = Unknown(
-                code=UnknownCode.ERROR, reason=f"bucket resource has no usable {missing} ({LIST_CALL})"
+            code = raw if isinstance(raw, str) and raw else None
+            has_raw = code is not None
+            resource.location = Location(
+                raw=code,
+                type=kind,
+                primary=code.lower() if code is not None else None,
+                regions=[],
+                replicas=[],
             )
-            if kind is None:
-                resource.unknown["location.type"] = resource.unknown["location.regions"]
+            missing = f"locationType {raw_type!r}" if has_raw else f"location ({raw!r})"
+            unknown = Unknown(
+                code=UnknownCode.ERROR,
+                reason=f"{MALFORMED}: bucket resource has no usable {missing} ({call})",
+            )
+            fed = ["regions", "replicas"]
+            fed += ["type"] if kind is None else []
+            fed += [] if has_raw else ["raw", "primary"]
+            for leaf in fed:
+                resource.unknown[f"location.{leaf}"] = unknown
             return
-        regions = self.catalog.gcs_regions(str(raw), kind, data_locations)
-        replicas: list[Replica] = []
+        members, problems = self._members(raw, kind, props)
         member_kind = _MEMBER_KIND.get(kind)
-        if member_kind is not None:
-            replicas = [Replica(region=r, kind=member_kind) for r in regions]
+        resolved = [r for r in members if self.catalog.country_of("gcp", r) is not None]
+        unresolved = [r for r in members if r not in resolved]
+        # Partial knowledge: some members are known to hold the data, the others are not readable.
+        partial = bool(problems or unresolved) and bool(resolved) and member_kind is not None
+        regions = resolved if partial else members
+        replicas = [Replica(region=r, kind=member_kind) for r in regions] if member_kind else []
         resource.location = Location(
-            raw=str(raw), type=kind, primary=str(raw).lower(), regions=regions, replicas=replicas
+            raw=raw, type=kind, primary=raw.lower(), regions=regions, replicas=replicas
         )
-        unresolved = [r for r in regions if self.catalog.country_of("gcp", r) is None]
+        if not problems and not unresolved:
+            return
+        parts: list[str] = []
+        if problems:
+            parts.append(f"{MALFORMED}: {'; '.join(problems)} ({call})")
         if unresolved:
-            resource.unknown["location.regions"] = Unknown(
-                code=UnknownCode.NOT_SUPPORTED,
-                reason=f"{kind} location {raw!r} resolves to {unresolved}, not in the zone catalog",
-            )
+            parts.append(f"{kind} location {raw!r} resolves to {unresolved}, not in the zone catalog")
+        if partial:
+            parts.append(f"known members: {resolved}")
+        unknown = Unknown(
+            code=UnknownCode.ERROR if problems else UnknownCode.NOT_SUPPORTED,
+            reason="; ".join(parts),
+            partial="members" if partial else None,
+        )
+        resource.unknown["location.regions"] = unknown
+        resource.unknown["location.replicas"] = unknown
 
-    def _encryption(self, resource: StorageResource, props: Mapping[str, Any]) -> None:
-        key = (props.get("encryption") or {}).get("defaultKmsKeyName")
+    def _members(self, raw: str, kind: LocationType, props: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+        """The member regions of a location, and what prevents knowing all of them."""
+        if kind != "dual-region":
+            return self.catalog.gcs_regions(raw, kind, None), []
+        problems: list[str] = []
+        placement = props.get("customPlacementConfig")
+        data_locations: Any = None
+        if placement is not None:
+            if isinstance(placement, dict):
+                data_locations = placement.get("dataLocations")
+            else:
+                problems.append(f"customPlacementConfig is a {type(placement).__name__}")
+        if data_locations is not None and not isinstance(data_locations, list):
+            problems.append(f"dataLocations is a {type(data_locations).__name__}")
+            data_locations = None
+        named = sorted({d.lower() for d in data_locations or [] if isinstance(d, str) and d})
+        unreadable = len([d for d in data_locations or [] if not (isinstance(d, str) and d)])
+        if unreadable:
+            problems.append(f"{unreadable} dataLocations entries are not region names")
+        if named:
+            if len(named) < DUAL_REGION_MEMBERS:
+                problems.append(
+                    f"dual-region {raw!r} lists {len(named)} of its {DUAL_REGION_MEMBERS} dataLocations"
+                )
+            return named, problems
+        code = raw.lower()
+        if code in self.catalog.gcp.dual_regions:
+            return self.catalog.gcs_regions(raw, kind, None), problems
+        if code in self.catalog.gcp.configurable_dual_region_codes or problems:
+            # A configurable dual-region always answers the regions it chose.
+            problems.append(f"configurable dual-region {raw!r} has no customPlacementConfig.dataLocations")
+            return [], problems
+        return self.catalog.gcs_regions(raw, kind, None), problems  # a code the catalog does not know
+
+    def _encryption(self, resource: StorageResource, props: Mapping[str, Any], call: str) -> None:
+        settings = props.get("encryption")
+        if settings is not None and not isinstance(settings, dict):
+            raise TypeError(f"'encryption' is a {type(settings).__name__}")
+        key = (settings or {}).get("defaultKmsKeyName")
+        if key is not None and not isinstance(key, str):
+            raise TypeError(f"'defaultKmsKeyName' is a {type(key).__name__}")
         if not key:
             resource.encryption = Encryption(
                 enabled=True,
@@ -358,7 +568,7 @@ class BucketRecordBuilder:
                 source=DEFAULT_ENCRYPTION_SOURCE,
             )
             return
-        match = _KMS_KEY.match(str(key))
+        match = _KMS_KEY.match(key)
         key_location = match.group("location").lower() if match else None
         resource.encryption = Encryption(
             enabled=True,
@@ -366,12 +576,13 @@ class BucketRecordBuilder:
             algorithm="AES256",
             scheme="CMEK",
             key_management="customer-managed",
-            key_id=str(key),
+            key_id=key,
             key_location=key_location,
         )
         if key_location is None:
             resource.unknown["encryption.key_location"] = Unknown(
-                code=UnknownCode.ERROR, reason=f"defaultKmsKeyName {key!r} is not a Cloud KMS key name"
+                code=UnknownCode.ERROR,
+                reason=f"defaultKmsKeyName {key!r} is not a Cloud KMS key name ({call})",
             )
         elif (
             key_location not in self.catalog.gcp.kms_locations
@@ -382,10 +593,15 @@ class BucketRecordBuilder:
                 reason=f"Cloud KMS location {key_location!r} of {key!r} is not in the zone catalog",
             )
 
-    def _access(self, resource: StorageResource, props: Mapping[str, Any]) -> None:
-        iam = props.get("iamConfiguration") or {}
-        prevention = iam.get("publicAccessPrevention")
-        ubla = (iam.get("uniformBucketLevelAccess") or {}).get("enabled")
+    def _access(self, resource: StorageResource, props: Mapping[str, Any], call: str) -> None:
+        iam = props.get("iamConfiguration")
+        if iam is not None and not isinstance(iam, dict):
+            raise TypeError(f"'iamConfiguration' is a {type(iam).__name__}")
+        prevention = (iam or {}).get("publicAccessPrevention")
+        if prevention is not None and not isinstance(prevention, str):
+            raise TypeError(f"'publicAccessPrevention' is a {type(prevention).__name__}")
+        ubla_settings = (iam or {}).get("uniformBucketLevelAccess")
+        ubla = ubla_settings.get("enabled") if isinstance(ubla_settings, dict) else None
         resource.access = Access(
             public_access_blocked=prevention == "enforced",
             detail={
@@ -394,6 +610,12 @@ class BucketRecordBuilder:
                 "retentionPolicy": props.get("retentionPolicy"),
             },
         )
+
+    def _tags(self, resource: StorageResource, props: Mapping[str, Any], call: str) -> None:
+        labels = props.get("labels")
+        if labels is not None and not isinstance(labels, dict):
+            raise TypeError(f"'labels' is a {type(labels).__name__}")
+        resource.tags = {str(k): str(v) for k, v in (labels or {}).items()}
 
     def _transport(self, resource: StorageResource, project: str, at: datetime) -> None:
         entry = self.tls_policy.get(project) if self.tls_policy is not None else None
@@ -430,17 +652,56 @@ class BucketRecordBuilder:
         resource.unknown["transport.min_tls_version"] = unknown
         resource.unknown["transport.min_tls_enforced_by"] = unknown
 
+    def unreadable(
+        self,
+        project: str,
+        name: str,
+        at: datetime,
+        unknown: Unknown,
+        call: str,
+        request: dict[str, Any],
+        props: Mapping[str, Any],
+    ) -> StorageResource:
+        """A bucket whose answer arrived but could not be read at all: every needed group unknown."""
+        resource = self.identity(project, name, at)
+        groups = self.groups()
+        for group in groups:
+            resource.unknown[group] = unknown
+        raw = orjson.dumps(props, default=str)
+        resource.evidence.append(
+            Evidence(
+                call=call,
+                at=at,
+                attributes=groups,
+                request=request,
+                response=raw_excerpt(raw),
+                error=unknown.reason,
+            )
+        )
+        return resource
+
     def failed(
         self, project: str, name: str, at: datetime, exc: BaseException, request: dict[str, Any]
     ) -> StorageResource:
-        """A bucket whose own GET failed: every needed group unknown with the reason."""
+        """A bucket whose own GET failed: every needed group unknown with the reason.
+
+        A malformed answer keeps its first bytes (`raw_excerpt`) as the evidence's response.
+        """
         resource = self.identity(project, name, at)
         groups = self.groups()
         unknown = describe_error(exc, GET_CALL)
         for group in groups:
             resource.unknown[group] = unknown
+        malformed = malformed_cause(exc)
         resource.evidence.append(
-            Evidence(call=GET_CALL, at=at, attributes=groups, request=request, error=_error_text(exc))
+            Evidence(
+                call=GET_CALL,
+                at=at,
+                attributes=groups,
+                request=request,
+                response=raw_excerpt(malformed.body) if malformed is not None else None,
+                error=_error_text(exc),
+            )
         )
         return resource
 
@@ -448,6 +709,7 @@ class BucketRecordBuilder:
 # --- the scanner --------------------------------------------------------------------------------
 
 _DONE = object()
+_T = TypeVar("_T")
 
 
 class GcsScanner(Scanner):
@@ -472,7 +734,13 @@ class GcsScanner(Scanner):
         super().__init__(needs, catalog, concurrency)
         self.projects = list(dict.fromkeys(projects))
         self.timeout = timeout
-        self.retry: Retry = (retry or DEFAULT_RETRY).with_timeout(retry_deadline)
+        base = (retry or DEFAULT_RETRY).with_timeout(retry_deadline)
+        transient = cast(Callable[[Exception], bool], base._predicate)
+        # A malformed 2xx answer is retried like a 5xx: a proxy or a cut connection may have
+        # broken it, and the next attempt may be whole.
+        self.retry: Retry = base.with_predicate(
+            lambda exc: isinstance(exc, MalformedAnswer) or bool(transient(exc))
+        )
         self.api_endpoint = api_endpoint
         self.page_size = page_size
         self.builder = BucketRecordBuilder(needs, catalog, tls_policy)
@@ -562,6 +830,24 @@ class GcsScanner(Scanner):
             provider="gcp", account=project, scope="project", code=code, reason=reason, at=_now()
         )
 
+    def _get(self, path: str, query: dict[str, str], parse: Callable[[bytes], _T]) -> _T:
+        """GET a JSON API path and parse its raw answer; errors and malformed answers are retried.
+
+        Every attempt is bounded by `timeout` (connect and read) and all attempts by the retry
+        deadline. The raw bytes are parsed here rather than by the client library, so an empty or
+        garbled answer is a `MalformedAnswer` carrying its bytes, never a silently empty resource.
+        """
+        connection = self._client()._connection
+
+        def attempt() -> _T:
+            body = connection.api_request(
+                method="GET", path=path, query_params=query, expect_json=False, timeout=self.timeout
+            )
+            return parse(body if isinstance(body, bytes) else str(body).encode())
+
+        result: _T = self.retry(attempt)()
+        return result
+
     def _list_project(
         self,
         project: str,
@@ -570,34 +856,33 @@ class GcsScanner(Scanner):
         pending: list[Future[None]],
         stop: threading.Event,
     ) -> None:
-        client = self._client()
-        iterator = client.list_buckets(
-            project=project,
-            projection=PROJECTION,
-            page_size=self.page_size,
-            timeout=self.timeout,
-            retry=self.retry,
-            return_partial_success=True,
-        )
-        pages = iterator.pages
         listed = 0
         page_number = 0
+        token: str | None = None
+        seen_tokens: set[str] = set()
+
+        def stopped(code: UnknownCode, reason: str) -> CoverageGap:
+            # Say what was not listed: every bucket of this page and of the pages after it.
+            if page_number > 1:
+                reason = f"listing stopped at page {page_number} after {listed} buckets: {reason}"
+            not_listed = "its buckets" if page_number == 1 else f"its buckets from page {page_number} on"
+            return self._gap(project, code, f"{reason}; not listed: {not_listed}")
+
         while not stop.is_set():
-            token = iterator.next_page_token
+            page_number += 1
+            query = {"project": project, "projection": PROJECTION, "returnPartialSuccess": "true"}
+            if self.page_size:
+                query["maxResults"] = str(self.page_size)
+            if token is not None:
+                query["pageToken"] = token
             try:
-                page = next(pages)
-            except StopIteration:
-                return
+                page = self._get("/b", query, parse_list_page)
             except Exception as exc:
                 self.calls.add(LIST_CALL)
                 unknown = describe_error(exc, LIST_CALL)
-                reason = unknown.reason
-                if page_number:
-                    reason = f"listing stopped at page {page_number + 1} after {listed} buckets: {reason}"
-                emit(self._gap(project, unknown.code, reason))
+                emit(stopped(unknown.code, unknown.reason))
                 return
             self.calls.add(LIST_CALL)
-            page_number += 1
             at = _now()
             request: dict[str, Any] = {
                 "project": project,
@@ -607,13 +892,50 @@ class GcsScanner(Scanner):
             }
             if self.page_size:
                 request["maxResults"] = self.page_size
-            for bucket in page:
+            for index, entry in enumerate(page.items, 1):
+                name = entry.get("name") if isinstance(entry, dict) else None
+                if not isinstance(name, str) or not name:
+                    emit(
+                        self._gap(
+                            project,
+                            UnknownCode.ERROR,
+                            f"{MALFORMED}: entry {index} of listing page {page_number} names no bucket "
+                            f"({_short_repr(orjson.dumps(entry))}) ({LIST_CALL}); not listed: that bucket",
+                        )
+                    )
+                    continue
                 listed += 1
-                emit(self.builder.build(project, bucket._properties, at, LIST_CALL, request))
-            for resource_name in getattr(page, "unreachable", None) or []:
-                name = str(resource_name).rsplit("/buckets/", 1)[-1]
+                emit(self._build_listed(project, name, entry, at, request))
+            for resource_name in page.unreachable:
+                name = resource_name.rsplit("/buckets/", 1)[-1]
                 listed += 1
                 pending.append(followups.submit(self._unreachable, project, name, emit))
+            if page.next_page_token is None:
+                return
+            if page.next_page_token in seen_tokens:
+                page_number += 1
+                emit(
+                    stopped(
+                        UnknownCode.ERROR,
+                        f"{MALFORMED}: nextPageToken {page.next_page_token!r} repeats an earlier page's "
+                        f"({LIST_CALL})",
+                    )
+                )
+                return
+            seen_tokens.add(page.next_page_token)
+            token = page.next_page_token
+
+    def _build_listed(
+        self, project: str, name: str, entry: dict[str, Any], at: datetime, request: dict[str, Any]
+    ) -> StorageResource:
+        try:
+            return self.builder.build(project, entry, at, LIST_CALL, request)
+        except Exception as exc:  # a record is never lost to an entry it cannot read
+            unknown = Unknown(
+                code=UnknownCode.ERROR,
+                reason=f"{MALFORMED}: listing entry unreadable ({type(exc).__name__}: {exc}) ({LIST_CALL})",
+            )
+            return self.builder.unreadable(project, name, at, unknown, LIST_CALL, request, entry)
 
     def _unreachable(self, project: str, name: str, emit: Callable[[InventoryRecord], None]) -> None:
         """A bucket the listing could not reach: GET it when any group is needed."""
@@ -621,15 +943,29 @@ class GcsScanner(Scanner):
             emit(self.builder.identity(project, name, _now()))
             return
         request = {"bucket": name, "projection": PROJECTION}
-        bucket = storage.Bucket(self._client(), name=name)
         try:
-            bucket.reload(projection=PROJECTION, timeout=self.timeout, retry=self.retry)
+            props = self._get(f"/b/{quote(name, safe='')}", {"projection": PROJECTION}, _bucket_parser(name))
         except Exception as exc:
             self.calls.add(GET_CALL)
             emit(self.builder.failed(project, name, _now(), exc, request))
             return
         self.calls.add(GET_CALL)
-        emit(self.builder.build(project, bucket._properties, _now(), GET_CALL, request))
+        try:
+            record = self.builder.build(project, props, _now(), GET_CALL, request)
+        except Exception as exc:  # a record is never lost to an answer it cannot read
+            unknown = Unknown(
+                code=UnknownCode.ERROR,
+                reason=f"{MALFORMED}: bucket resource unreadable ({type(exc).__name__}: {exc}) ({GET_CALL})",
+            )
+            record = self.builder.unreadable(project, name, _now(), unknown, GET_CALL, request, props)
+        emit(record)
+
+
+def _bucket_parser(name: str) -> Callable[[bytes], dict[str, Any]]:
+    def parse(body: bytes) -> dict[str, Any]:
+        return parse_bucket(body, name)
+
+    return parse
 
 
 def _now() -> datetime:
@@ -650,7 +986,7 @@ def _now() -> datetime:
 @common_scan_options
 @click.option(
     "--tls-policy",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path),
     default=None,
     help="YAML/JSON mapping project id -> its effective gcp.restrictTLSVersion policy "
     "(see docs/scanners/gcp.md). Without it the minimum TLS version is unknown.",

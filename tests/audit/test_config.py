@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from auditor.audit.config import AuditConfig, demo_config, format_duration, load_config, parse_duration
+from auditor.audit.config import (
+    AuditConfig,
+    Outputs,
+    demo_config,
+    format_duration,
+    load_config,
+    parse_duration,
+)
 from auditor.audit.job import scan_invocations
 from auditor.errors import InputError
 
@@ -85,3 +92,45 @@ def test_empty_and_unreadable_files(tmp_path: Path) -> None:
     assert load_config(empty, environ={}).name == "default"
     with pytest.raises(InputError, match="cannot read"):
         load_config(tmp_path / "missing.yaml", environ={})
+
+
+def test_allow_empty_is_a_gate_setting(tmp_path: Path) -> None:
+    config_file = tmp_path / "auditor.yaml"
+    config_file.write_text("name: x\nfail_on: high\n")
+    assert load_config(config_file, environ={}).allow_empty is False
+    config_file.write_text("name: x\nallow_empty: true\n")
+    config = load_config(config_file, environ={})
+    assert config.allow_empty is True and config.redacted()["allow_empty"] is True
+    config_file.write_text("name: x\nallow_empty: sometimes\n")
+    with pytest.raises(InputError, match=r"auditor\.yaml:2: allow_empty"):
+        load_config(config_file, environ={})
+
+
+def test_digest_of_a_config_without_allow_empty_is_unchanged() -> None:
+    """Runs recorded before `allow_empty` existed keep comparing equal: the key counts only when set."""
+    config = AuditConfig(
+        name="stable", outputs=Outputs(directory=Path("/srv/auditor/reports")), params={"zone": "eu"}
+    )
+    # The digest auditor computed for this configuration before `allow_empty` was added.
+    assert config.digest() == "f72ccd8bdf646e11f8d46fae31e15edbed0347ce2ccca8048c68bd632c674827"
+    assert config.model_copy(update={"allow_empty": True}).digest() != config.digest()
+
+
+def test_validate_config_writes_nothing_and_names_the_problem(tmp_path: Path) -> None:
+    from auditor.audit.job import validate_config
+
+    inventory = tmp_path / "inv.jsonl"
+    inventory.write_text("")
+    config_file = tmp_path / "auditor.yaml"
+    config_file.write_text(
+        f"inventories: [{inventory}]\noutputs: {{directory: out}}\nwaivers: w.yaml\nparams: {{zone: eu}}\n"
+    )
+    config = load_config(config_file, environ={})
+    with pytest.raises(InputError, match="waivers file not found"):
+        validate_config(config)
+    (tmp_path / "w.yaml").write_text("waivers: []\n")
+    validate_config(config)
+    (tmp_path / "out").write_text("a file where the output directory goes")
+    with pytest.raises(InputError, match="not a directory"):
+        validate_config(config)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["auditor.yaml", "inv.jsonl", "out", "w.yaml"]

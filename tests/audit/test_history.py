@@ -38,9 +38,14 @@ def check_document(inventory: Path, waivers: Path | None = None) -> dict[str, An
 
 
 def synthetic_document(
-    run_id: str, at: datetime, findings: list[tuple[str, str, str, list[str]]]
+    run_id: str,
+    at: datetime,
+    findings: list[tuple[str, str, str, list[str]]],
+    *,
+    gaps: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """A minimal document: findings as (policy id, resource id, status, soc2 controls)."""
+    """A minimal document: findings as (policy id, resource id, status, soc2 controls), all in AWS
+    account "1"; `gaps` are findings-JSON coverage gaps."""
     by_status = {s: sum(1 for f in findings if f[2] == s) for s in ("pass", "fail", "error", "waived")}
     return {
         "run": {
@@ -49,7 +54,11 @@ def synthetic_document(
             "started_at": at.isoformat(),
             "finished_at": (at + timedelta(minutes=1)).isoformat(),
             "counts": {"findings": len(findings), "by_status": by_status},
-            "coverage": {"resources": len({f[1] for f in findings}), "accounts": [], "gaps": []},
+            "coverage": {
+                "resources": len({f[1] for f in findings}),
+                "accounts": [{"provider": "aws", "account": "1"}] if findings else [],
+                "gaps": gaps or [],
+            },
             "gate": {
                 "fail_on": "info",
                 "allow_incomplete": False,
@@ -265,3 +274,161 @@ def test_postgres_url_is_normalized_to_psycopg3() -> None:
     with pytest.raises(InputError) as err:
         normalize_url("not a url with secret")
     assert "secret" not in str(err.value)
+
+
+# --- not seen is not fixed ---------------------------------------------------------------------
+
+GAP_ACCOUNT = "111122223333"
+
+
+def account_gap(account: str = GAP_ACCOUNT, scope: str = "account") -> dict[str, Any]:
+    """A findings-JSON coverage gap: the account could not be scanned."""
+    return {
+        "record": "gap",
+        "provider": "aws",
+        "account": account,
+        "scope": scope,
+        "code": "access_denied",
+        "reason": f"AccessDenied: sts:AssumeRole on arn:aws:iam::{account}:role/auditor-read",
+        "at": "2026-01-06T06:00:00Z",
+    }
+
+
+def unscannable(inventory: Path, target: Path, account: str = GAP_ACCOUNT) -> Path:
+    """`inventory` as if `account` could not be scanned: its resources gone, a gap in their place."""
+    records = [
+        r for r in read_records(inventory) if not (r.get("record") == "resource" and r["account"] == account)
+    ]
+    return write_records(target, [*records, account_gap(account)])
+
+
+def test_an_account_that_becomes_a_gap_is_not_assessed_not_fixed(
+    store: History, demo_inventory: Path, tmp_path: Path
+) -> None:
+    full = store.record(check_document(demo_inventory), job="j", config_digest="x")
+    failing = {
+        (r.policy_id, r.resource_id)
+        for r in store.finding_rows(full.id)
+        if r.status == "fail" and r.account == GAP_ACCOUNT
+    }
+    assert len(failing) >= 2  # 8 in the demo
+    gap = store.record(
+        check_document(unscannable(demo_inventory, tmp_path / "gap.jsonl")), job="j", config_digest="x"
+    )
+    diff = store.diff(full, gap)
+    assert diff.fixed == []
+    assert {(c.policy_id, c.resource_id) for c in diff.not_assessed} == failing
+    assert all(c.before == "fail" and c.after is None for c in diff.not_assessed)
+    assert {(c.gap.account, c.gap.scope) for c in diff.not_assessed if c.gap} == {(GAP_ACCOUNT, "account")}
+    assert [(g.provider, g.account, g.scope, g.code) for g in diff.new_gaps] == [
+        ("aws", GAP_ACCOUNT, "account", "access_denied")
+    ]
+    assert diff.closed_gaps == []  # the demo's own gap (777788889999) is in both runs
+    data = diff.to_json_dict()
+    assert data["fixed"] == [] and len(data["not_assessed"]) == len(failing)
+    assert data["not_assessed"][0]["gap"]["account"] == GAP_ACCOUNT
+    assert [g["account"] for g in data["coverage_gaps"]["new"]] == [GAP_ACCOUNT]
+    assert data["coverage_gaps"]["closed"] == []
+    lines = diff.text_lines()
+    assert (
+        "fixed: 0" in lines and f"not assessed: {len(failing)}" in lines and "new coverage gaps: 1" in lines
+    )
+    assert not any(line.strip().startswith("fail -> absent") for line in lines)
+    assert sum(line.strip().startswith("fail -> not assessed") for line in lines) == len(failing)
+    assert any(GAP_ACCOUNT in line and "AccessDenied" in line for line in lines)
+
+    # The gap closes: the account is seen again, its failures are new, the gap is listed as closed.
+    again = store.record(check_document(demo_inventory), job="j", config_digest="x")
+    back = store.diff(gap, again)
+    assert [(g.account, g.scope) for g in back.closed_gaps] == [(GAP_ACCOUNT, "account")]
+    assert back.new_gaps == [] and back.not_assessed == [] and back.fixed == []
+    assert {(c.policy_id, c.resource_id) for c in back.new_failures} == failing
+    assert "closed coverage gaps: 1" in back.text_lines()
+
+
+def test_a_deleted_resource_in_a_fully_scanned_account_is_fixed(
+    store: History, demo_inventory: Path, tmp_path: Path
+) -> None:
+    full = store.record(check_document(demo_inventory), job="j", config_digest="x")
+    records = [r for r in read_records(demo_inventory) if r.get("name") != "acme-dr-copy"]
+    deleted = store.record(
+        check_document(write_records(tmp_path / "deleted.jsonl", records)), job="j", config_digest="x"
+    )
+    diff = store.diff(full, deleted)
+    assert (*DR_COPY, "fail", None) in [(c.policy_id, c.resource_id, c.before, c.after) for c in diff.fixed]
+    assert diff.not_assessed == [] and diff.new_gaps == [] and diff.closed_gaps == []
+
+
+def test_region_and_unattributed_gaps_in_the_store(store: History) -> None:
+    """A region gap hides the resources of its region only; a gap on a credential label (no account
+    either run saw) hides every account of its provider that the later run did not see."""
+
+    def doc(
+        run_id: str, day: int, findings: list[tuple[str, str, str]], gaps: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        document = synthetic_document(
+            run_id, T0 + timedelta(days=day), [(p, r, s, []) for p, r, s in findings], gaps=gaps
+        )
+        for finding in document["findings"]:
+            finding["resource"]["regions"] = [
+                "us-east-1" if "-us" in finding["resource"]["id"] else "eu-west-1"
+            ]
+        return document
+
+    a = store.record(
+        doc(
+            "a",
+            0,
+            [
+                ("p.x", "arn:aws:s3:::b-eu", "fail"),
+                ("p.x", "arn:aws:s3:::b-us", "fail"),
+                ("p.x", "arn:aws:s3:::keep", "fail"),
+            ],
+            [],
+        ),
+        job="j",
+        config_digest="x",
+    )
+    b = store.record(
+        doc("b", 1, [("p.x", "arn:aws:s3:::keep", "fail")], [account_gap("1", "region:us-east-1")]),
+        job="j",
+        config_digest="x",
+    )
+    diff = store.diff(a, b)
+    assert [c.resource_id for c in diff.not_assessed] == ["arn:aws:s3:::b-us"]
+    assert [c.resource_id for c in diff.fixed] == ["arn:aws:s3:::b-eu"]  # deleted, its region was scanned
+    assert [c.resource_id for c in diff.still_failing] == ["arn:aws:s3:::keep"]
+    # Nothing scanned: the only gap names the credential profile "default", not an account.
+    c = store.record(doc("c", 2, [], [account_gap("default")]), job="j", config_digest="x")
+    blind = store.diff(a, c)
+    assert blind.fixed == [] and len(blind.not_assessed) == 3
+    assert {x.gap.account for x in blind.not_assessed if x.gap} == {"default"}
+
+
+def test_drift_rules_without_a_store() -> None:
+    from auditor.audit.history import FindingRow
+    from auditor.drift import CoverageGap, LaterCoverage, classify_change
+
+    assert classify_change("fail", "error") == "newly_unknown"  # unknown is never fixed
+    assert classify_change("fail", None) == "fixed"
+    assert classify_change("fail", None, assessed=False) == "not_assessed"
+    assert classify_change("pass", None, assessed=False) is None
+
+    def row(account: str, rid: str, status: str = "fail") -> FindingRow:
+        return FindingRow("p.x", rid, "azure", account, rid.rsplit("/", 1)[-1], status, "high", False, {})
+
+    earlier = [row("sub-a", "/sub-a/c1"), row("sub-b", "/sub-b/c2"), row("sub-b", "/sub-b/c3")]
+    later = [row("sub-b", "/sub-b/c3", "error")]
+    coverage = LaterCoverage(
+        [CoverageGap("azure", "sub-a", "containers", "access_denied", "listing failed")],
+        seen_accounts={("azure", "sub-b")},
+        known_accounts={("azure", "sub-a"), ("azure", "sub-b")},
+    )
+    out = diff_rows(earlier, later, coverage)
+    assert [r.resource_id for r, _, _ in out["not_assessed"]] == ["/sub-a/c1"]  # listing failed
+    assert [r.resource_id for r, _, _ in out["fixed"]] == ["/sub-b/c2"]  # deleted, account fully listed
+    assert [(r.resource_id, was, now) for r, was, now in out["newly_unknown"]] == [
+        ("/sub-b/c3", "fail", "error")
+    ]
+    # Without the later run's coverage (the old behaviour) the hidden failure would count as fixed.
+    assert [r.resource_id for r, _, _ in diff_rows(earlier, later)["fixed"]] == ["/sub-a/c1", "/sub-b/c2"]

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -402,3 +403,217 @@ def test_audit_scans_the_configured_clouds(
     assert failed.exit_code == 2 and "clouds.gcp" in failed.stderr
     assert len(list((tmp_path / "out" / "bundles").iterdir())) == 1  # the failed run left no bundle
     assert not list((tmp_path / "out").glob(".run-*"))
+
+
+# --- incomplete runs, bad input, leftovers of killed runs ------------------------------------------
+
+
+def no_aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No AWS credentials anywhere (no keys, no profile files, no instance metadata) and every
+    endpoint an unused loopback port: the AWS scanner can reach nothing."""
+    import socket
+
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+
+
+def last_line(result: Result) -> str:
+    return result.stderr.strip().splitlines()[-1]
+
+
+def test_audit_without_credentials_records_the_run_and_says_why(
+    tmp_path: Path, run_cli: RunCli, demo_inventory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    no_aws_credentials(monkeypatch, tmp_path)
+    aws = {"accounts": ["111122223333"], "role": "auditor-read", "options": {"max-attempts": 1}}
+    config = write_config(tmp_path, demo_inventory, inventories=[], clouds={"aws": aws})
+    result = run_cli("audit", "--config", config)
+    assert result.exit_code == 3, result.stderr
+    assert last_line(result).startswith(
+        "incomplete: 0 resources evaluated; 1 coverage gap: aws 111122223333 "
+    )
+    # The record that the run happened: findings, every report, a bundle and a history entry.
+    out = tmp_path / "out"
+    document = findings(out / "findings.json")
+    assert document["run"]["gate"]["exit_code"] == 3 and document["run"]["gate"]["nothing_evaluated"]
+    assert [g["account"] for g in document["run"]["coverage"]["gaps"]] == ["111122223333"]
+    for name in ("report.html", "report.json", "summary.md"):
+        assert (out / name).is_file(), name
+    assert len(list((out / "bundles").iterdir())) == 1
+    listed = json.loads(run_cli("history", "--config", config, "list", "--format", "json").stdout)
+    assert [r["exit_code"] for r in listed] == [3]
+
+    # --allow-empty accepts the emptiness, not the gap; both switches together make it 0.
+    empty_ok = run_cli("audit", "--config", config, "--allow-empty")
+    assert empty_ok.exit_code == 3, empty_ok.stderr
+    assert last_line(empty_ok).startswith("incomplete: 1 coverage gap: aws 111122223333 ")
+    both = run_cli("audit", "--config", config, "--allow-empty", "--allow-incomplete")
+    assert both.exit_code == 0, both.stderr
+    assert "incomplete" not in both.stderr
+
+
+def test_audit_of_an_empty_inventory_is_incomplete_unless_allowed(tmp_path: Path, run_cli: RunCli) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    config = write_config(tmp_path, empty)
+    result = run_cli("audit", "--config", config, "--allow-incomplete")
+    assert result.exit_code == 3, result.stderr
+    assert last_line(result) == "incomplete: 0 resources evaluated (the inventory holds no resources)"
+    assert findings(tmp_path / "out" / "findings.json")["run"]["gate"]["exit_code"] == 3
+
+    # A baseline recomputes the gate: nothing evaluated stays incomplete.
+    created = run_cli(
+        "baseline",
+        "create",
+        "--findings",
+        tmp_path / "out" / "findings.json",
+        "--output",
+        tmp_path / "b.yaml",
+    )
+    assert created.exit_code == 0, created.stderr
+    baselined = run_cli("audit", "--config", config, "--baseline", tmp_path / "b.yaml")
+    assert baselined.exit_code == 3, baselined.stderr
+    assert findings(tmp_path / "out" / "findings.json")["run"]["gate"]["exit_code"] == 3
+
+    assert run_cli("audit", "--config", config, "--allow-empty").exit_code == 0
+    config = write_config(tmp_path, empty, allow_empty=True)
+    allowed = run_cli("audit", "--config", config)
+    assert allowed.exit_code == 0, allowed.stderr
+    assert findings(tmp_path / "out" / "findings.json")["run"]["gate"]["allow_empty"] is True
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        pytest.param({"waivers": "missing-waivers.yaml"}, "waivers file not found", id="waivers-missing"),
+        pytest.param({"baseline": "missing-baseline.yaml"}, "baseline file not found", id="baseline-missing"),
+        pytest.param({"params": {"zoen": "eu"}}, "zoen", id="unknown-param"),
+        pytest.param({"policies": ["no-such-policies"]}, "not found", id="policies-missing"),
+        pytest.param({"inventories": ["no-such.jsonl"]}, "inventory file not found", id="inventory-missing"),
+        pytest.param({"inventories": []}, "nothing to audit", id="nothing-to-audit"),
+        pytest.param(
+            {"clouds": {"aws": {"options": {"max-attempts": 99}}}}, "clouds.aws", id="scanner-option"
+        ),
+        pytest.param(
+            {"clouds": {"gcp": {"projects": ["p"], "tls_policy": "no-tls.yaml"}}},
+            "clouds.gcp.tls_policy not found",
+            id="tls-policy-missing",
+        ),
+        pytest.param({"signing": {"private_key": "no.key"}}, "signing key", id="signing-key-missing"),
+    ],
+)
+def test_config_errors_write_nothing(
+    tmp_path: Path, run_cli: RunCli, demo_inventory: Path, extra: dict[str, Any], message: str
+) -> None:
+    config = write_config(
+        tmp_path, demo_inventory, history={"database_url": f"sqlite:///{tmp_path / 'db' / 'h.db'}"}, **extra
+    )
+    result = run_cli("audit", "--config", config)
+    assert result.exit_code == 2, result.stderr
+    assert message in result.stderr
+    assert not (tmp_path / "out").exists()  # no output directory
+    assert not (tmp_path / "db").exists()  # and no history database
+
+
+def test_bad_inventory_line_found_midway_leaves_nothing(tmp_path: Path, run_cli: RunCli) -> None:
+    inventory = tmp_path / "inv.jsonl"
+    inventory.write_text('{"record": "resource", "provider": "aws"\n')
+    config = write_config(tmp_path, inventory, outputs={"directory": "out/nested"})
+    result = run_cli("audit", "--config", config)
+    assert result.exit_code == 2, result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_input_keeps_an_existing_output_directory(
+    tmp_path: Path, run_cli: RunCli, demo_inventory: Path
+) -> None:
+    config = write_config(tmp_path, demo_inventory)
+    assert run_cli("audit", "--config", config).exit_code == 1
+    before = sorted(p.name for p in (tmp_path / "out").iterdir())
+    inventory = tmp_path / "inv.jsonl"
+    inventory.write_text('{"record": "resource"\n')
+    result = run_cli("audit", "--config", write_config(tmp_path, inventory))
+    assert result.exit_code == 2, result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == before
+    listed = json.loads(run_cli("history", "--config", config, "list", "--format", "json").stdout)
+    assert len(listed) == 1
+
+
+def dead_pid() -> int:
+    """The id of a process that has exited (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait(timeout=60)
+    return child.pid
+
+
+def test_leftovers_of_a_killed_run_are_removed_on_the_next_run(
+    tmp_path: Path, run_cli: RunCli, demo_inventory: Path
+) -> None:
+    from auditor.atomicfile import owner_tag
+
+    out = tmp_path / "out"
+    (out / "bundles").mkdir(parents=True)
+    dead, live = owner_tag(dead_pid()), owner_tag(os.getppid())
+    hour_ago = 2 * 3600
+    stale = {
+        f".report.html.{dead}.abcd1234.tmp": 0,  # its process is gone
+        f".findings.json.{dead}.k2m9_x0q.tmp": 0,
+        ".summary.md.abcd1234.tmp": hour_ago,  # no owner tag (older version): untouched for 2 hours
+        f".run-0123456789ab.{dead}.partial/inventory.jsonl": 0,  # a bundle's staging directory
+        f"bundles/.20260101T060000Z-1a2b3c4d.tar.gz.{dead}.abcd1234.tmp": 0,
+        f".scans-{dead}.abcd1234/aws.jsonl": 0,
+        ".findings.abcd1234.spool": hour_ago,
+    }
+    kept = {
+        f".report.html.{live}.abcd1234.tmp": 0,  # a live process may still be writing it
+        f".report.html.{dead.split('-')[0]}-another-host.abcd1234.tmp": 0,  # recent, pid not checkable
+        ".summary.md.efgh5678.tmp": 0,  # no owner tag and recent
+        f".findings.csv.{dead}.abcd1234.tmp": 0,  # csv is not one of this job's outputs
+        ".report.html.notes": hour_ago,  # foreign files, whatever their age
+        "notes.txt": hour_ago,
+        f".run-0123456789ab.{dead}.keep/file": 0,
+    }
+    now = time.time()
+    for name, age in {**stale, **kept}.items():
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("left over")
+        os.utime(path, (now - age - 5, now - age - 5))
+        if path.parent != out and path.parent != out / "bundles":
+            os.utime(path.parent, (now - age - 5, now - age - 5))
+
+    result = run_cli("audit", "--config", write_config(tmp_path, demo_inventory))
+    assert result.exit_code == 1, result.stderr
+    for name in stale:
+        top = out / name.split("/")[0] if not name.startswith("bundles/") else out / name
+        assert not top.exists(), name
+    for name in kept:
+        assert (out / name).exists(), name
+    assert "temporary file(s) left by killed runs" in result.stderr
+    # This run's own temporaries are gone too: only its outputs and what it must keep remain.
+    assert not list(out.glob(f".*{owner_tag()}*"))
+
+
+def test_atomic_output_names_its_owner_and_never_removes_fresh_files(tmp_path: Path) -> None:
+    from auditor.atomicfile import atomic_output, owner_tag, remove_stale_temps
+
+    target = tmp_path / "report.html"
+    started = time.time()
+    with atomic_output(target) as handle:
+        handle.write(b"x")
+        (temp,) = tmp_path.glob(".report.html.*.tmp")
+        assert f".report.html.{owner_tag()}." in temp.name
+        # A temporary touched after the cleaning run started is never stale, even of a dead pid.
+        fresh = tmp_path / f".report.html.{owner_tag(dead_pid())}.abcd1234.tmp"
+        fresh.write_text("new")
+        assert remove_stale_temps(target, started=started) == []
+    assert target.read_bytes() == b"x" and fresh.exists() and not temp.exists()

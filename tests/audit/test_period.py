@@ -14,7 +14,7 @@ from auditor.audit.config import parse_duration
 from auditor.audit.history import History
 from auditor.audit.period import build_period_report, find_gaps, render_period_html
 
-from .test_history import synthetic_document
+from .test_history import account_gap, synthetic_document
 
 RunCli = Callable[..., Result]
 DAY = timedelta(days=1)
@@ -201,3 +201,118 @@ def test_gap_arithmetic() -> None:
         timedelta(0),
     )
     assert [g.missed_runs for g in three_days] == [3]
+
+
+# --- coverage: a run that saw nothing, or not everything, is no complete test --------------------
+
+FINDINGS = [
+    ("transport.plaintext-refused", "arn:aws:s3:::b1", "pass", ["CC6.7"]),
+    ("encryption.at-rest-aes256", "arn:aws:s3:::b1", "pass", ["CC6.1", "C1.1"]),
+]
+
+
+def test_a_run_that_scanned_nothing_is_not_a_complete_run(store: History) -> None:
+    """Two runs of two expected, the second without credentials: no resource, only a gap."""
+    store.record(synthetic_document("ok", JAN, FINDINGS), job="nightly", config_digest="x")
+    store.record(
+        synthetic_document("blind", JAN + DAY, [], gaps=[account_gap("default")]),
+        job="nightly",
+        config_digest="x",
+    )
+    report = build_period_report(store, date(2026, 1, 1), date(2026, 1, 2), now=JAN + 30 * DAY)
+    assert report["summary"]["runs"] == 2 and report["summary"]["expected_runs"] == 2
+    assert report["gaps"] == []  # no run was missed ...
+    assert report["summary"]["complete"] is False  # ... but one saw nothing
+    assert report["coverage"] == {
+        "complete_runs": 1,
+        "runs_with_coverage_gaps": 1,
+        "runs_with_nothing_evaluated": 1,
+        "incomplete_runs": ["blind"],
+    }
+    assert [(r["id"], r["resources"], r["complete"]) for r in report["runs"]] == [
+        ("ok", 1, True),
+        ("blind", 0, False),
+    ]
+    assert report["runs"][1]["coverage_gaps"][0]["account"] == "default"
+    for cid in ("CC6.7", "CC6.1", "CC9.2"):
+        entry = control(report, cid)
+        assert entry["timeline"][1]["status"] == "nothing_evaluated"
+        assert entry["runs_with_nothing_evaluated"] == 1
+    transport = control(report, "CC6.7")
+    assert transport["effective_runs"] == 1 and transport["effective_share"] == 0.5
+    assert transport["runs_by_status"] == {"effective": 1, "nothing_evaluated": 1}
+    assert transport["status_at_end"] == "nothing_evaluated"
+    assert report["summary"]["controls_effective_in_every_run"] == 0
+
+
+def test_a_run_with_gaps_is_incomplete_for_the_controls_its_policies_map(store: History) -> None:
+    store.record(synthetic_document("d1", JAN, FINDINGS), job="nightly", config_digest="x")
+    partial = synthetic_document(
+        "d2",
+        JAN + DAY,
+        [*FINDINGS, ("residency.data-in-zone", "arn:aws:s3:::b1", "fail", ["C1.1"])],
+        gaps=[account_gap("777788889999")],
+    )
+    # The run's policies: transport and residency ran (CC6.7, C1.1, CC6.1); none maps CC9.2.
+    partial["run"]["policies"] = [
+        {"id": "transport.plaintext-refused", "controls": {"soc2": ["CC6.7"]}},
+        {"id": "encryption.at-rest-aes256", "controls": {"soc2": ["CC6.1", "C1.1"]}},
+        {"id": "residency.data-in-zone", "controls": {"soc2": ["C1.1"]}},
+    ]
+    store.record(partial, job="nightly", config_digest="x")
+    store.record(synthetic_document("d3", JAN + 2 * DAY, FINDINGS), job="nightly", config_digest="x")
+    report = build_period_report(store, date(2026, 1, 1), date(2026, 1, 3), now=JAN + 30 * DAY)
+    assert report["summary"]["complete"] is False and report["gaps"] == []
+    assert report["coverage"]["runs_with_coverage_gaps"] == 1
+    assert report["coverage"]["runs_with_nothing_evaluated"] == 0
+    assert report["coverage"]["incomplete_runs"] == ["d2"]
+
+    transport = control(report, "CC6.7")
+    assert [e["status"] for e in transport["timeline"]] == ["effective", "incomplete", "effective"]
+    assert transport["effective_runs"] == 2 and transport["runs"] == 3
+    assert transport["runs_with_coverage_gaps"] == 1 and transport["runs_with_nothing_evaluated"] == 0
+    confidentiality = control(report, "C1.1")  # a failure seen under a gap is still a failure
+    assert [e["status"] for e in confidentiality["timeline"]] == ["effective", "failing", "effective"]
+    assert confidentiality["runs_with_coverage_gaps"] == 1
+    assert confidentiality["last_fix"] == (JAN + 2 * DAY).isoformat()
+    untested = control(report, "CC9.2")  # no policy of the run maps it: the gap does not touch it
+    assert untested["runs_with_coverage_gaps"] == 0
+    assert {e["status"] for e in untested["timeline"]} == {"not_tested"}
+
+    page = render_period_html(report)
+    assert 'id="incomplete-runs"' in page and "1 run(s) were not a complete test" in page
+    assert "777788889999" in page and 'class="cell incomplete"' in page
+    assert "Not complete." in page
+
+
+def test_an_incomplete_run_does_not_close_a_failure(store: History) -> None:
+    failing = [("transport.plaintext-refused", "arn:aws:s3:::b1", "fail", ["CC6.7"])]
+    store.record(synthetic_document("f1", JAN, failing), job="nightly", config_digest="x")
+    # The failing bucket's account could not be scanned: what was seen passes, nothing is fixed.
+    store.record(
+        synthetic_document(
+            "f2",
+            JAN + DAY,
+            [("transport.plaintext-refused", "arn:aws:s3:::b2", "pass", ["CC6.7"])],
+            gaps=[account_gap("2")],
+        ),
+        job="nightly",
+        config_digest="x",
+    )
+    report = build_period_report(store, date(2026, 1, 1), date(2026, 1, 2), now=JAN + 30 * DAY)
+    transport = control(report, "CC6.7")
+    assert [e["status"] for e in transport["timeline"]] == ["failing", "incomplete"]
+    assert transport["last_fix"] is None and transport["failing_at_end"] is True
+    assert transport["effective_runs"] == 0
+
+
+def test_complete_runs_keep_the_period_complete(store: History) -> None:
+    for day in range(3):
+        store.record(
+            synthetic_document(f"c{day}", JAN + day * DAY, FINDINGS), job="nightly", config_digest="x"
+        )
+    report = build_period_report(store, date(2026, 1, 1), date(2026, 1, 3), now=JAN + 30 * DAY)
+    assert report["summary"]["complete"] is True
+    assert report["coverage"]["incomplete_runs"] == [] and report["coverage"]["complete_runs"] == 3
+    assert control(report, "CC6.7")["runs_by_status"] == {"effective": 3}
+    assert 'id="incomplete-runs"' not in render_period_html(report)

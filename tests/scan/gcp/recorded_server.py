@@ -17,7 +17,8 @@ A fixture file describes one project::
    "faults": [{"op": "list"|"get", "page": 2, "bucket": "x", "status": 429, "times": 1,
                "message": "..."}]}
 
-A fault without "times" fires on every matching request. Self-contained (stdlib only) so the
+A fault without "times" fires on every matching request. A fault with a "body" answers that JSON
+document with its status (e.g. 200 and a listing page without items), instead of an error body. Self-contained (stdlib only) so the
 benchmark can load it by path.
 """
 
@@ -78,7 +79,12 @@ class Fault:
     bucket: str | None = None
     times: int | None = None
     message: str | None = None
+    body: Any = None
     fired: int = 0
+
+    def answer(self) -> tuple[int, Any]:
+        """The status and JSON document this fault answers with."""
+        return self.status, self.body if self.body is not None else error_body(self.status, self.message)
 
     def matches(self, op: str, page: int | None, bucket: str | None) -> bool:
         """Whether this fault answers the request (and has not used up its count)."""
@@ -190,7 +196,7 @@ class RecordedGcsServer:
                     return fault
         return None
 
-    def handle(self, path: str, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+    def handle(self, path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
         """Answer one GET: (status, JSON body)."""
 
         def arg(name: str) -> str | None:
@@ -220,7 +226,7 @@ class RecordedGcsServer:
         max_results: str | None,
         projection: str,
         partial: str | None,
-    ) -> tuple[int, dict[str, Any]]:
+    ) -> tuple[int, Any]:
         if not project_id:
             return 400, error_body(400, "Required parameter: project")
         project = self.projects.get(project_id)
@@ -241,7 +247,7 @@ class RecordedGcsServer:
         page_number = offset // size + 1 if size else 1
         fault = self._fault(project, "list", page_number, None)
         if fault is not None:
-            return fault.status, error_body(fault.status, fault.message)
+            return fault.answer()
         items = [_project(b, projection) for b in project.buckets[offset : offset + size]]
         body: dict[str, Any] = {"kind": "storage#buckets"}
         if items:
@@ -252,7 +258,7 @@ class RecordedGcsServer:
             body["unreachable"] = list(project.unreachable)
         return 200, body
 
-    def _get(self, name: str, projection: str) -> tuple[int, dict[str, Any]]:
+    def _get(self, name: str, projection: str) -> tuple[int, Any]:
         for project in self.projects.values():
             resource = project.get.get(name) or next(
                 (b for b in project.buckets if b.get("name") == name), None
@@ -261,7 +267,7 @@ class RecordedGcsServer:
                 continue
             fault = self._fault(project, "get", None, name)
             if fault is not None:
-                return fault.status, error_body(fault.status, fault.message)
+                return fault.answer()
             return 200, _project(resource, projection)
         return 404, error_body(404, f"The specified bucket does not exist: {name}")
 
