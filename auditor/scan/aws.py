@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import click
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from auditor.errors import InputError
 from auditor.inventory import InventoryRecord
@@ -48,7 +48,7 @@ from auditor.scan.aws_accounts import (
     client_config,
     read_accounts_file,
 )
-from auditor.scan.aws_calls import AccountClients, now
+from auditor.scan.aws_calls import AccountClients, bounded, now
 from auditor.scan.base import AttributeNeeds, Scanner, ScanSummary, scanner_context
 from auditor.scan.command import common_scan_options, finish_scan
 
@@ -79,6 +79,11 @@ def _arn_region(value: str | None) -> str | None:
 
 def _is_aws_s3_alias(key: str) -> bool:
     return key == "alias/aws/s3" or key.endswith(":alias/aws/s3")
+
+
+def _members(problem: Unknown) -> Unknown:
+    """`problem` as partial knowledge: the recorded list holds known members, others may be missing."""
+    return Unknown(code=problem.code, reason=problem.reason, partial="members")
 
 
 def _bucket_of(arn: str) -> str:
@@ -129,12 +134,12 @@ class AwsScanner(Scanner):
     def _scan_account(self, account: AccountClients) -> Iterator[InventoryRecord]:
         window = self.concurrency * 4  # bounded in-flight work: memory does not grow with the estate
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="auditor-aws") as pool:
-            pending: set[Future[StorageResource | None]] = set()
+            pending: set[Future[InventoryRecord | None]] = set()
             for entry in self._list_buckets(account):
                 if isinstance(entry, CoverageGap):
                     yield entry
                     continue
-                pending.add(pool.submit(self._scan_bucket, account, entry))
+                pending.add(pool.submit(self._scan_bucket_safely, account, entry))
                 if len(pending) >= window:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     yield from self._results(done)
@@ -143,26 +148,25 @@ class AwsScanner(Scanner):
                 yield from self._results(done)
 
     @staticmethod
-    def _results(done: Iterable[Future[StorageResource | None]]) -> Iterator[StorageResource]:
+    def _results(done: Iterable[Future[InventoryRecord | None]]) -> Iterator[InventoryRecord]:
         for future in done:
             record = future.result()
             if record is not None:
                 yield record
 
     def _list_buckets(self, account: AccountClients) -> Iterator[dict[str, Any] | CoverageGap]:
-        client = account.client("s3", None)
         token: str | None = None
         first = True
         while True:
             params: dict[str, Any] = {"MaxBuckets": LIST_PAGE_SIZE}
             if token:
                 params["ContinuationToken"] = token
-            page = self._list_page(account, client, params)
+            page = self._list_page(account, params)
             if isinstance(page, CoverageGap):
                 yield page
                 return
-            buckets = page.get("Buckets", [])
-            yield from buckets
+            buckets = page["Buckets"]
+            yield from self._named(account, buckets)
             token = page.get("ContinuationToken")
             if token:
                 first = False
@@ -170,28 +174,60 @@ class AwsScanner(Scanner):
             if first and len(buckets) >= LIST_PAGE_SIZE:
                 # A full page without a ContinuationToken: moto truncates there instead of paging.
                 # One unpaginated listing settles it (real S3 allows it up to 10,000 buckets).
-                full = self._list_page(account, client, {})
+                full = self._list_page(account, {})
                 if isinstance(full, CoverageGap):
                     yield full
                     return
-                seen = {b["Name"] for b in buckets}
-                yield from (b for b in full.get("Buckets", []) if b["Name"] not in seen)
+                seen = {b.get("Name") for b in buckets}
+                yield from self._named(account, [b for b in full["Buckets"] if b.get("Name") not in seen])
             return
 
-    def _list_page(
-        self, account: AccountClients, client: Any, params: dict[str, Any]
-    ) -> dict[str, Any] | CoverageGap:
-        self.calls.add("s3:ListBuckets")
+    @staticmethod
+    def _named(
+        account: AccountClients, entries: list[dict[str, Any]]
+    ) -> Iterator[dict[str, Any] | CoverageGap]:
+        for entry in entries:
+            if entry.get("Name"):
+                yield entry
+            else:  # a listing entry without a name cannot be scanned, and must not vanish
+                yield CoverageGap(
+                    provider="aws",
+                    account=account.account.account_id,
+                    scope="buckets",
+                    code=UnknownCode.ERROR,
+                    reason=f"malformed answer: a bucket entry without a Name: {bounded(repr(entry), 200)}"
+                    " (s3:ListBuckets)",
+                    at=now(),
+                )
+
+    def _list_page(self, account: AccountClients, params: dict[str, Any]) -> dict[str, Any] | CoverageGap:
+        # An empty or garbled 200 is a gap, never an account without buckets (`<Buckets/>` is).
+        answer, _ = account.call(None, "s3", "ListBuckets", ["buckets"], **params)
+        if answer.response is not None:
+            return answer.response
+        unknown = answer.unknown or classify_error(
+            answer.error or RuntimeError("no answer"), "s3:ListBuckets"
+        )
+        return CoverageGap(
+            provider="aws",
+            account=account.account.account_id,
+            scope="buckets",
+            code=unknown.code,
+            reason=unknown.reason,
+            at=now(),
+        )
+
+    def _scan_bucket_safely(self, account: AccountClients, entry: dict[str, Any]) -> InventoryRecord | None:
+        """`_scan_bucket`, with an unexpected failure recorded as a gap for that bucket alone."""
         try:
-            return dict(client.list_buckets(**params))
-        except (ClientError, BotoCoreError) as exc:
-            unknown = classify_error(exc, "s3:ListBuckets")
+            return self._scan_bucket(account, entry)
+        except Exception as exc:  # one bad answer never stops the rest of the scan
             return CoverageGap(
                 provider="aws",
                 account=account.account.account_id,
-                scope="buckets",
-                code=unknown.code,
-                reason=unknown.reason,
+                scope=f"bucket:{entry.get('Name')}",
+                code=UnknownCode.ERROR,
+                reason=f"{type(exc).__name__}: {bounded(str(exc))} (scanning the bucket)",
                 at=now(),
             )
 
@@ -277,7 +313,9 @@ class AwsScanner(Scanner):
             answer, call = account.call(region, "s3", "GetBucketReplication", attributes, Bucket=name)
             evidence.append(call)
             if answer.unknown is not None:
-                unknown["location.regions"] = unknown["location.replicas"] = answer.unknown
+                # The replicas are unknown whole; the primary region is still a known member.
+                unknown["location.replicas"] = answer.unknown
+                unknown["location.regions"] = _members(answer.unknown)
             elif answer.response is not None:
                 replicas = self._replicas(account, answer.response, evidence, unknown)
         else:
@@ -311,7 +349,9 @@ class AwsScanner(Scanner):
             evidence.append(call)
             replicas.append(Replica(region=region, kind="replication", target=target))
             if problem is not None:
-                unknown.setdefault("location.regions", problem)
+                # Every destination is listed (region null when unresolved); `regions` holds the
+                # primary and each resolved replica region: known members, others may be missing.
+                unknown.setdefault("location.regions", _members(problem))
         return replicas
 
     def _destination_region(
@@ -342,33 +382,34 @@ class AwsScanner(Scanner):
     ) -> Encryption | None:
         answer, call = account.call(region, "s3", "GetBucketEncryption", ["encryption"], Bucket=name)
         evidence.append(call)
+        not_configured = Encryption(
+            enabled=False,
+            algorithm=None,
+            scheme=None,
+            key_management=None,
+            key_id=None,
+            key_location=None,
+        )
         if answer.absent:
             call.response = {**(call.response or {}), "auditor_note": SSE_DEFAULT_NOTE}
-            return Encryption(
-                enabled=False,
-                algorithm=None,
-                scheme=None,
-                key_management=None,
-                key_id=None,
-                key_location=None,
-            )
+            return not_configured
         if answer.unknown is not None or answer.response is None:
             unknown["encryption"] = answer.unknown or Unknown(code=UnknownCode.ERROR, reason="no answer")
             return None
-        rules = answer.response.get("ServerSideEncryptionConfiguration", {}).get("Rules", [])
+        rules = answer.response["ServerSideEncryptionConfiguration"]["Rules"]
         default = next(
             (
                 r["ApplyServerSideEncryptionByDefault"]
                 for r in rules
-                if r.get("ApplyServerSideEncryptionByDefault")
+                if isinstance(r, dict) and r.get("ApplyServerSideEncryptionByDefault")
             ),
             None,
         )
         if default is None:
-            unknown["encryption"] = Unknown(
-                code=UnknownCode.ERROR, reason="encryption rules without a default"
-            )
-            return None
+            # Rules without ApplyServerSideEncryptionByDefault (e.g. only BucketKeyEnabled, as real
+            # S3 answers for some buckets) set no default encryption: the same as no configuration.
+            call.response = {**(call.response or {}), "auditor_note": SSE_DEFAULT_NOTE}
+            return not_configured
         algorithm = str(default.get("SSEAlgorithm"))
         if algorithm == "AES256":
             return Encryption(
@@ -526,7 +567,9 @@ class AwsScanner(Scanner):
         if answer.unknown is not None or answer.response is None:
             unknown["tags"] = answer.unknown or Unknown(code=UnknownCode.ERROR, reason="no answer")
             return None
-        return {str(t["Key"]): str(t["Value"]) for t in answer.response.get("TagSet", [])}
+        return {
+            str(t.get("Key")): str(t.get("Value") or "") for t in answer.response["TagSet"] if t.get("Key")
+        }
 
 
 def _parse_regions(values: tuple[str, ...]) -> list[str] | None:

@@ -16,83 +16,18 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError
 
 from auditor.errors import InputError
-from auditor.model import CoverageGap, Unknown, UnknownCode
+from auditor.model import CoverageGap
+from auditor.scan.aws_calls import classify_error as classify_error
+from auditor.scan.aws_calls import client_config as client_config
+from auditor.scan.aws_calls import instrument, invoke
 from auditor.scan.base import CallCounter
 
 SessionHook = Callable[[boto3.Session], None]
 ACCOUNT_ID = re.compile(r"^\d{12}$")
 ROLE_SESSION_NAME = "auditor-scan"
-
-_DENIED_CODES = frozenset(
-    {
-        "AccessDenied",
-        "AccessDeniedException",
-        "AllAccessDisabled",
-        "AuthorizationError",
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "InvalidAccessKeyId",
-        "InvalidClientTokenId",
-        "InvalidToken",
-        "SignatureDoesNotMatch",
-        "UnauthorizedOperation",
-        "UnrecognizedClientException",
-        "AWSOrganizationsNotInUseException",
-    }
-)
-_THROTTLED_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "SlowDown",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "ServiceUnavailable",
-        "BandwidthLimitExceeded",
-        "PriorRequestNotComplete",
-    }
-)
-
-
-def classify_error(error: Exception, operation: str) -> Unknown:
-    """Map a failed AWS call to an `Unknown`: denied, throttled (retries spent), timeout or error."""
-    # Imported here: botocore's timeout classes are the only BotoCoreErrors with their own code.
-    from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
-
-    if isinstance(error, ClientError):
-        details = error.response.get("Error", {})
-        code = str(details.get("Code") or "Unknown")
-        message = str(details.get("Message") or "")
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if code in _DENIED_CODES or status == 403:
-            kind = UnknownCode.ACCESS_DENIED
-        elif code in _THROTTLED_CODES or status in (429, 503):
-            kind = UnknownCode.THROTTLED
-        else:
-            kind = UnknownCode.ERROR
-        return Unknown(code=kind, reason=f"{code}: {message} ({operation})")
-    if isinstance(error, ConnectTimeoutError | ReadTimeoutError):
-        return Unknown(code=UnknownCode.TIMEOUT, reason=f"{type(error).__name__}: {error} ({operation})")
-    return Unknown(code=UnknownCode.ERROR, reason=f"{type(error).__name__}: {error} ({operation})")
-
-
-def client_config(
-    concurrency: int, retry_mode: str, max_attempts: int, connect_timeout: float, read_timeout: float
-) -> Config:
-    """The botocore settings of every client: retries, timeouts and a pool sized to the workers."""
-    return Config(
-        retries={"mode": retry_mode, "total_max_attempts": max_attempts},
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-        max_pool_connections=max(10, concurrency),
-        user_agent_extra="auditor-scan",
-    )
 
 
 @dataclass(frozen=True)
@@ -187,30 +122,56 @@ class AccountResolver:
         """The session's configured region, or the resolver's default."""
         return str(session.region_name or self.default_region)
 
+    def _call(
+        self, session: boto3.Session, service: str, operation: str, **params: Any
+    ) -> tuple[dict[str, Any] | None, Exception | None]:
+        client = instrument(session.client(service, region_name=self.region_of(session), config=self.config))
+        self.calls.add(f"{service}:{operation}")
+        response, error, _ = invoke(client, operation, params)
+        return response, error
+
     def _identify(self, label: str, session: boto3.Session) -> AccountSession | CoverageGap:
-        sts = session.client("sts", region_name=self.region_of(session), config=self.config)
-        self.calls.add("sts:GetCallerIdentity")
-        try:
-            identity = sts.get_caller_identity()
-        except (ClientError, BotoCoreError) as exc:
-            return self._gap(label, exc, "sts:GetCallerIdentity")
+        """The session's account (sts:GetCallerIdentity), or a gap named `label`."""
+        identity, error = self._call(session, "sts", "GetCallerIdentity")
+        if identity is None:
+            return self._gap(label, error, "sts:GetCallerIdentity")
         arn = str(identity["Arn"])
         return AccountSession(label, session, str(identity["Account"]), partition_of(arn), arn)
 
-    def _gap(self, account: str, error: Exception, operation: str, scope: str = "account") -> CoverageGap:
-        unknown = classify_error(error, operation)
+    def _gap(
+        self,
+        account: str,
+        error: Exception | None,
+        operation: str,
+        scope: str = "account",
+        context: str = "",
+    ) -> CoverageGap:
+        unknown = classify_error(error or RuntimeError("no answer"), operation)
         return CoverageGap(
-            provider="aws", account=account, scope=scope, code=unknown.code, reason=unknown.reason, at=_now()
+            provider="aws",
+            account=account,
+            scope=scope,
+            code=unknown.code,
+            reason=f"{context}{unknown.reason}",
+            at=_now(),
         )
 
+    def _profile(self) -> str | None:
+        return self.source.profiles[0] if self.source.profiles else None
+
     def _base_session(self) -> AccountSession | CoverageGap:
-        """The session that assumes the role: the one --profile (or the default chain), identified."""
-        profile = self.source.profiles[0] if self.source.profiles else None
+        """The session that assumes the role: the one --profile (or the default chain), identified.
+
+        A gap names the profile (``profile:NAME``, ``profile:default`` for the default chain):
+        no account id is known before GetCallerIdentity answers.
+        """
+        profile = self._profile()
+        label = profile_label(profile)
         try:
             base_session = self._session(profile_name=profile) if profile else self._session()
         except BotoCoreError as exc:
-            return self._gap(profile or "default", exc, "boto3.Session")
-        return self._identify(profile or "default", base_session)
+            return self._gap(label, exc, "boto3.Session")
+        return self._identify(label, base_session)
 
     def organization_account_ids(self) -> Iterator[str | CoverageGap]:
         """The ACTIVE accounts of the organization (or a gap), listed with the base credentials.
@@ -219,15 +180,19 @@ class AccountResolver:
         """
         base = self._base_session()
         if isinstance(base, CoverageGap):
-            yield base
+            yield base.model_copy(update={"scope": "organization"})
             return
         yield from self._organization_accounts(base)
 
     def sessions(self) -> Iterator[AccountSession | CoverageGap]:
-        """Every account to scan, identified, or a gap saying why it cannot be."""
+        """Every account to scan, identified, or a gap saying why it cannot be.
+
+        Gaps name the account id whenever it can be known (the --accounts file, the role ARN,
+        the organization listing); otherwise the profile, as ``profile:NAME``.
+        """
         if not self.source.role:
             for profile in self.source.profiles or (None,):
-                label = profile or "default"
+                label = profile_label(profile)
                 try:
                     session = self._session(profile_name=profile) if profile else self._session()
                 except BotoCoreError as exc:
@@ -237,7 +202,7 @@ class AccountResolver:
             return
         base = self._base_session()
         if isinstance(base, CoverageGap):
-            yield base
+            yield from self._base_gaps(base)
             return
         if self.source.organization:
             accounts = self._organization_accounts(base)
@@ -256,17 +221,22 @@ class AccountResolver:
                 continue
             yield self._assume(base, account_id)
 
+    def _base_gaps(self, base: CoverageGap) -> Iterator[CoverageGap]:
+        """The base credentials failed: a gap per account they were to reach, when those are known."""
+        known = self.source.accounts or tuple(filter(None, (_account_of_role(self.source.role),)))
+        if not known:  # --organization: the accounts themselves cannot be listed
+            yield base.model_copy(update={"scope": "organization"})
+            return
+        context = f"base credentials {base.account}: "
+        for account_id in known:
+            yield base.model_copy(update={"account": account_id, "reason": f"{context}{base.reason}"})
+
     def _organization_accounts(self, base: AccountSession) -> Iterator[str | CoverageGap]:
-        client = base.session.client(
-            "organizations", region_name=self.region_of(base.session), config=self.config
-        )
         token: str | None = None
         while True:
-            self.calls.add("organizations:ListAccounts")
-            try:
-                page = client.list_accounts(**({"NextToken": token} if token else {}))
-            except (ClientError, BotoCoreError) as exc:
-                yield self._gap(base.account_id, exc, "organizations:ListAccounts", scope="organization")
+            page, error = self._call(base.session, "organizations", "ListAccounts", **_token(token))
+            if page is None:
+                yield self._gap(base.account_id, error, "organizations:ListAccounts", scope="organization")
                 return
             for account in page.get("Accounts", []):
                 # `Status` is being replaced by `State`; either says ACTIVE for a live account.
@@ -280,12 +250,11 @@ class AccountResolver:
     def _assume(self, base: AccountSession, account_id: str) -> AccountSession | CoverageGap:
         assert self.source.role is not None
         role_arn = role_arn_for(self.source.role, account_id, base.partition)
-        sts = base.session.client("sts", region_name=self.region_of(base.session), config=self.config)
-        self.calls.add("sts:AssumeRole")
-        try:
-            answer = sts.assume_role(RoleArn=role_arn, RoleSessionName=ROLE_SESSION_NAME)
-        except (ClientError, BotoCoreError) as exc:
-            return self._gap(account_id, exc, f"sts:AssumeRole {role_arn}")
+        answer, error = self._call(
+            base.session, "sts", "AssumeRole", RoleArn=role_arn, RoleSessionName=ROLE_SESSION_NAME
+        )
+        if answer is None:
+            return self._gap(account_id, error, f"sts:AssumeRole {role_arn}")
         credentials = answer["Credentials"]
         session = self._session(
             aws_access_key_id=credentials["AccessKeyId"],
@@ -294,6 +263,19 @@ class AccountResolver:
             region_name=base.session.region_name,
         )
         return self._identify(account_id, session)
+
+
+def profile_label(profile: str | None) -> str:
+    """How a gap names credentials whose account id is not known: ``profile:NAME``.
+
+    ``profile:default`` is the standard boto3 credential chain (environment, default profile,
+    instance role) used when no --profile is given.
+    """
+    return f"profile:{profile or 'default'}"
+
+
+def _token(token: str | None) -> dict[str, str]:
+    return {"NextToken": token} if token else {}
 
 
 def _account_of_role(role: str | None) -> str | None:
