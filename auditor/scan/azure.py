@@ -9,12 +9,14 @@ are listed on the blob data plane (azure-storage-blob) and, where that is not re
 
 from __future__ import annotations
 
+import email.utils
+import json
 import os
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from enum import Enum
@@ -24,10 +26,12 @@ from urllib.parse import urlparse
 
 import click
 import requests
-from azure.core.credentials import AccessToken
 from azure.core.exceptions import (
     AzureError,
+    ClientAuthenticationError,
+    DecodeError,
     HttpResponseError,
+    IncompleteReadError,
     ServiceRequestError,
     ServiceRequestTimeoutError,
     ServiceResponseError,
@@ -58,17 +62,37 @@ from auditor.model import (
     Unknown,
     UnknownCode,
 )
+from auditor.scan.azure_credentials import (
+    ACCESS_TOKEN_ENV,
+    ACCOUNT_KEYS_ENV,
+    StaticTokenCredential,
+    default_credential,
+    parse_account_keys,
+    redact,
+    register_secret,
+    valid_shared_key,
+)
 from auditor.scan.base import AttributeNeeds, Scanner, ScanSummary, scanner_context
 from auditor.scan.command import common_scan_options, finish_scan
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
+    from azure.core.pipeline import PipelineRequest, PipelineResponse
 
     from auditor.policy.zones import ZoneCatalog
 
+__all__ = [
+    "ACCESS_TOKEN_ENV",
+    "ACCOUNT_KEYS_ENV",
+    "AzureScanner",
+    "StaticTokenCredential",
+    "command",
+    "default_credential",
+    "parse_account_keys",
+    "unknown_from",
+]
+
 DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
-ACCESS_TOKEN_ENV = "AUDITOR_AZURE_ACCESS_TOKEN"
-ACCOUNT_KEYS_ENV = "AUDITOR_AZURE_ACCOUNT_KEYS"
 RESOURCES_API_VERSION = "2021-04-01"
 ACCOUNT_KEY_SCOPE = "$account-encryption-key"
 
@@ -90,41 +114,159 @@ _OP_ARM_GET = "storage:BlobContainers.Get"
 _OP_SCOPES = "storage:EncryptionScopes.List"
 _OP_VAULT = "resources:Resources.List"
 
-
-class StaticTokenCredential:
-    """A TokenCredential returning one pre-acquired bearer token (`az account get-access-token`)."""
-
-    def __init__(self, token: str, lifetime: int = 3600) -> None:
-        self._token = token
-        self._expires_on = int(time.time()) + lifetime
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        """The token, whatever the scopes (it is only valid for the audience it was issued for)."""
-        return AccessToken(self._token, self._expires_on)
+# How much of an answer that could not be parsed is kept as evidence.
+RAW_EVIDENCE_BYTES = 2048
+# Statuses retried on both planes (with the Retry-After a service sends, up to `retry_after_max`).
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
-def parse_account_keys(text: str) -> dict[str, str]:
-    """Shared keys in the AZURITE_ACCOUNTS format, 'name:key1[:key2];name2:key', as {name: key1}."""
-    keys: dict[str, str] = {}
-    for entry in text.split(";"):
-        entry = entry.strip()
-        if not entry:
+class _Malformed(Exception):
+    """An answer that arrived whole but parses to nothing the API can mean."""
+
+
+class _LastAnswer(threading.local):
+    """The last HTTP answer this thread received, kept so an unparsable one can become evidence."""
+
+    status: int | None = None
+    body: bytes | None = None
+
+    def clear(self) -> None:
+        self.status, self.body = None, None
+
+    def on_request(self, request: PipelineRequest[Any]) -> None:
+        """`raw_request_hook`: a new request forgets the previous answer."""
+        self.clear()
+
+    def on_response(self, response: PipelineResponse[Any, Any]) -> None:
+        """`raw_response_hook`: remember the status and body of every answer."""
+        http = response.http_response
+        self.status = http.status_code
+        try:
+            self.body = http.body()
+        except Exception:  # a streamed or broken body: nothing to keep
+            self.body = None
+
+    def evidence(self) -> dict[str, Any]:
+        """The last answer, bounded to RAW_EVIDENCE_BYTES and with secrets redacted."""
+        body = self.body
+        if body is None:
+            return {"status": self.status, "bytes": None, "body": None}
+        head = body[:RAW_EVIDENCE_BYTES].decode("utf-8", errors="backslashreplace")
+        return {
+            "status": self.status,
+            "bytes": len(body),
+            "body": redact(head),
+            "truncated": len(body) > RAW_EVIDENCE_BYTES,
+        }
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds a service asks to wait (`retry-after-ms`, `x-ms-retry-after-ms`, `Retry-After`)."""
+    for name, scale in (("retry-after-ms", 0.001), ("x-ms-retry-after-ms", 0.001), ("Retry-After", 1.0)):
+        value = headers.get(name)
+        if not value:
             continue
-        name, sep, rest = entry.partition(":")
-        if not sep or not name or not rest:
-            raise InputError(
-                ACCOUNT_KEYS_ENV, f"expected 'account:key;...', got an entry without a key: {name!r}"
-            )
-        keys[name.strip()] = rest.split(":", 1)[0].strip()
-    return keys
+        try:
+            return max(0.0, float(value) * scale)
+        except ValueError:
+            pass
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            continue
+        return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return None
+
+
+class _ArmRetry(RetryPolicy[Any, Any]):
+    """azure-core's retry, with the wait a `Retry-After` asks for bounded by `retry_after_max`.
+
+    A service asking for a longer wait ends the retries (the call reports `throttled`) instead of
+    holding a worker for as long as it asks.
+    """
+
+    def __init__(self, *, retry_after_max: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._retry_after_max = retry_after_max
+
+    def is_retry(self, settings: dict[str, Any], response: PipelineResponse[Any, Any]) -> bool:
+        wait = self.get_retry_after(response)
+        if wait is not None and wait > self._retry_after_max:
+            return False
+        return bool(super().is_retry(settings, response))
+
+    def _sleep_for_retry(self, response: PipelineResponse[Any, Any], transport: Any) -> bool:
+        wait = self.get_retry_after(response)
+        if wait:
+            transport.sleep(min(wait, self._retry_after_max))
+            return True
+        return False
+
+
+class _BlobRetry(ExponentialRetry):
+    """The data plane's retry: like ARM's, 408/429/500/502/503/504 and connection errors are retried.
+
+    azure-storage-blob's own policy does not retry 429 and waits whole seconds; this one honours
+    `Retry-After` (bounded by `retry_after_max`) and backs off `backoff * 2**n` capped at `backoff_max`.
+    """
+
+    def __init__(
+        self, *, retry_total: int, backoff: float, backoff_max: float, retry_after_max: float
+    ) -> None:
+        super().__init__(initial_backoff=0, increment_base=0, retry_total=retry_total, random_jitter_range=0)
+        self._backoff = backoff
+        self._backoff_max = backoff_max
+        self._retry_after_max = retry_after_max
+
+    def get_backoff_time(self, settings: dict[str, Any]) -> float:
+        return float(min(self._backoff * 2 ** max(int(settings["count"]) - 1, 0), self._backoff_max))
+
+    def _pause(self, settings: dict[str, Any], transport: Any) -> None:
+        backoff = self.get_backoff_time(settings)
+        if backoff > 0:
+            transport.sleep(backoff)
+
+    def send(self, request: PipelineRequest[Any]) -> PipelineResponse[Any, Any]:
+        settings = self.configure_retries(request)
+        transport: Any = request.context.transport
+        while True:
+            try:
+                response = self.next.send(request)
+            except ClientAuthenticationError:
+                raise  # a signing or token failure does not heal by retrying
+            except AzureError as err:
+                if not self.increment(settings, request=request.http_request, error=err):
+                    raise
+                self._pause(settings, transport)
+                continue
+            if response.http_response.status_code in RETRY_STATUSES:
+                wait = _retry_after(response.http_response.headers)
+                if (wait is None or wait <= self._retry_after_max) and self.increment(
+                    settings, request=request.http_request, response=response.http_response
+                ):
+                    if wait is not None:
+                        transport.sleep(wait)
+                    else:
+                        self._pause(settings, transport)
+                    continue
+            break
+        if settings["history"]:
+            response.context["history"] = settings["history"]
+        response.http_response.location_mode = settings["mode"]
+        return response
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _first_line(text: str) -> str:
+    text = text.strip()
+    return text.splitlines()[0] if text else ""
+
+
 def _error_text(exc: BaseException) -> tuple[str, str]:
-    """(error code, one-line message) of an Azure SDK exception."""
+    """(error code, one-line message) of an Azure SDK exception, with secrets redacted."""
     code: str | None = None
     message: str | None = None
     if isinstance(exc, HttpResponseError):
@@ -136,17 +278,39 @@ def _error_text(exc: BaseException) -> tuple[str, str]:
             code = str(getattr(raw_code, "value", raw_code)) if raw_code else None
         code = code or (f"HTTP{exc.status_code}" if exc.status_code else None)
     message = message or str(getattr(exc, "message", None) or exc)
-    return code or type(exc).__name__, message.strip().splitlines()[0] if message.strip() else ""
+    return redact(code or type(exc).__name__), redact(_first_line(message))
+
+
+def _is_malformed(exc: BaseException) -> bool:
+    """True if `exc` says an answer arrived but could not be understood (not a transport error)."""
+    if isinstance(exc, IncompleteReadError):
+        return False  # the connection broke mid-answer
+    return isinstance(exc, _Malformed | DecodeError) or not isinstance(exc, AzureError)
+
+
+def malformed_unknown(exc: BaseException, operation: str) -> Unknown:
+    """The `Unknown` an answer that could not be parsed (or parsed to nothing) makes."""
+    detail = _first_line(str(exc))[:200]
+    detail = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    return Unknown(
+        code=UnknownCode.ERROR,
+        reason=redact(f"MalformedAnswer: malformed/empty answer to {operation} ({detail}) ({operation})"),
+    )
 
 
 def unknown_from(exc: BaseException, operation: str) -> Unknown:
     """The `Unknown` an SDK exception makes of the attributes it prevented reading."""
+    if _is_malformed(exc):
+        return malformed_unknown(exc, operation)
     code, message = _error_text(exc)
     status = exc.status_code if isinstance(exc, HttpResponseError) else None
     timed_out = isinstance(exc, ServiceRequestTimeoutError | ServiceResponseTimeoutError) or (
         isinstance(exc, ServiceRequestError | ServiceResponseError) and "timed out" in str(exc).lower()
     )
-    if timed_out or status in (408, 504):
+    if isinstance(exc, ClientAuthenticationError) and status is None:
+        # No HTTP answer at all: the credential produced no token (nothing configured, CLI logged out).
+        kind = UnknownCode.NO_CREDENTIALS
+    elif timed_out or status in (408, 504):
         kind = UnknownCode.TIMEOUT
     elif status in (401, 403):
         kind = UnknownCode.ACCESS_DENIED
@@ -158,6 +322,8 @@ def unknown_from(exc: BaseException, operation: str) -> Unknown:
 
 
 def _evidence_error(exc: BaseException) -> str:
+    if _is_malformed(exc):
+        return malformed_unknown(exc, "the call").reason
     code, message = _error_text(exc)
     return f"{code}: {message}"
 
@@ -258,6 +424,7 @@ class AzureScanner(Scanner):
         retry_total: int = 4,
         retry_backoff: float = 0.8,
         retry_backoff_max: float = 30.0,
+        retry_after_max: float = 60.0,
         connection_timeout: float = 10.0,
         read_timeout: float = 60.0,
     ) -> None:
@@ -269,12 +436,22 @@ class AzureScanner(Scanner):
         self.verify: str | bool = ca_bundle or True
         self.blob_credential = blob_credential
         self.account_keys = dict(account_keys or {})
+        for key in self.account_keys.values():
+            register_secret(key)
         self.container_page_size = container_page_size
         self.retry_total = retry_total
         self.retry_backoff = retry_backoff
         self.retry_backoff_max = retry_backoff_max
+        self.retry_after_max = retry_after_max
         self.connection_timeout = connection_timeout
         self.read_timeout = read_timeout
+        # The longest one logical call (every retry and wait included) can take: no wait in the scan
+        # is longer than this, so a server that never answers cannot hold the scan.
+        self.call_bound = (
+            (retry_total + 1) * (connection_timeout + read_timeout)
+            + retry_total * max(retry_backoff_max, retry_after_max)
+            + 5.0
+        )
 
         self.want_location = needs.wants("location")
         self.want_encryption = needs.wants("encryption")
@@ -293,6 +470,8 @@ class AzureScanner(Scanner):
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
         self._clients: dict[str, StorageManagementClient] = {}
+        self._clients_lock = threading.Lock()
+        self._answer = _LastAnswer()
         self._vault_lock = threading.Lock()
         self._vaults: dict[tuple[str, str], Future[tuple[str | None, Unknown | None, Evidence]]] = {}
 
@@ -308,21 +487,26 @@ class AzureScanner(Scanner):
         )
 
     def _arm(self, subscription: str) -> StorageManagementClient:
-        client = self._clients.get(subscription)
-        if client is None:
-            client = StorageManagementClient(
-                self.credential,
-                subscription,
-                base_url=self.arm_endpoint,
-                credential_scopes=[f"{self.arm_endpoint}/.default"],
-                transport=self._transport(),
-                retry_policy=RetryPolicy(
-                    retry_total=self.retry_total,
-                    retry_backoff_factor=self.retry_backoff,
-                    retry_backoff_max=self.retry_backoff_max,
-                ),
-            )
-            self._clients[subscription] = client
+        with self._clients_lock:
+            client = self._clients.get(subscription)
+            if client is None:
+                client = StorageManagementClient(
+                    self.credential,
+                    subscription,
+                    base_url=self.arm_endpoint,
+                    credential_scopes=[f"{self.arm_endpoint}/.default"],
+                    transport=self._transport(),
+                    retry_policy=_ArmRetry(
+                        retry_total=self.retry_total,
+                        retry_backoff_factor=self.retry_backoff,
+                        retry_backoff_max=self.retry_backoff_max,
+                        retry_after_max=self.retry_after_max,
+                        timeout=self.call_bound,
+                    ),
+                    raw_request_hook=self._answer.on_request,
+                    raw_response_hook=self._answer.on_response,
+                )
+                self._clients[subscription] = client
         return client
 
     def _blob_client(self, facts: _Facts) -> tuple[BlobServiceClient | None, str | None, str]:
@@ -340,6 +524,8 @@ class AzureScanner(Scanner):
             key = self.account_keys.get(facts.name)
             if key is None:
                 return None, url, f"no shared key for account '{facts.name}' in {ACCOUNT_KEYS_ENV}"
+            if not valid_shared_key(key):
+                return None, url, f"the shared key for account '{facts.name}' is not base64"
             credential = {"account_name": facts.name, "account_key": key}
         else:
             credential = self.credential
@@ -347,24 +533,34 @@ class AzureScanner(Scanner):
             url,
             credential=credential,
             transport=self._transport(),
-            retry_policy=ExponentialRetry(
-                initial_backoff=max(1, round(self.retry_backoff)),
-                increment_base=2,
+            retry_policy=_BlobRetry(
                 retry_total=self.retry_total,
-                random_jitter_range=1,
+                backoff=self.retry_backoff,
+                backoff_max=self.retry_backoff_max,
+                retry_after_max=self.retry_after_max,
             ),
+            raw_request_hook=self._answer.on_request,
+            raw_response_hook=self._answer.on_response,
         )
         return client, url, ""
 
     # --- the scan --------------------------------------------------------------------------------
 
     def scan(self) -> Iterator[InventoryRecord]:
-        """Yield every container (or account) and coverage gap as it completes."""
-        records: queue.Queue[object] = queue.Queue(maxsize=max(256, self.concurrency * 16))
+        """Yield every container (or account) and coverage gap as it completes.
+
+        The driver thread lists accounts and hands each to a worker; workers turn every failure
+        into unknowns or coverage gaps, so the scan ends when the driver has returned and the
+        queue is drained, whatever any one answer was.
+        """
+        records: queue.Queue[InventoryRecord] = queue.Queue(maxsize=max(256, self.concurrency * 16))
         stop = threading.Event()
+        finished = threading.Event()
         failures: list[BaseException] = []
 
-        def emit(record: object) -> None:
+        def emit(record: InventoryRecord) -> None:
+            if isinstance(record, CoverageGap):
+                record.reason = redact(record.reason)
             while not stop.is_set():
                 try:
                     records.put(record, timeout=0.2)
@@ -374,20 +570,24 @@ class AzureScanner(Scanner):
 
         def drive() -> None:
             try:
-                self._drive(emit, stop, failures)
-            except BaseException as exc:
+                self._drive(emit, stop)
+            except BaseException as exc:  # a bug or an interrupt: surfaced to the consumer
                 failures.append(exc)
             finally:
-                emit(_DONE)
+                finished.set()
 
         driver = threading.Thread(target=drive, name="azure-scan", daemon=True)
         driver.start()
         try:
             while True:
-                item = records.get()
-                if item is _DONE:
-                    break
-                yield item  # type: ignore[misc]
+                try:
+                    item = records.get(timeout=0.1)
+                except queue.Empty:
+                    # Every record is queued before `finished` is set, so empty-after-finished is the end.
+                    if finished.is_set() and records.empty():
+                        break
+                    continue
+                yield item
             if failures:
                 raise failures[0]
         finally:
@@ -397,44 +597,49 @@ class AzureScanner(Scanner):
                 client.close()
             self._session.close()
 
-    def _drive(
-        self, emit: Callable[[object], None], stop: threading.Event, failures: list[BaseException]
-    ) -> None:
+    def _drive(self, emit: Callable[[InventoryRecord], None], stop: threading.Event) -> None:
         slots = threading.BoundedSemaphore(self.concurrency * 2)
-
-        def done(future: Future[None]) -> None:
-            slots.release()
-            exc = future.exception()
-            if exc is not None:
-                failures.append(exc)
-                stop.set()
-
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="azure-account") as pool:
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="azure-account")
+        try:
             for subscription in self.subscriptions:
                 for raw, listed_at in self._list_accounts(subscription, emit):
+                    while not slots.acquire(timeout=0.2):
+                        if stop.is_set():
+                            return
                     if stop.is_set():
+                        slots.release()
                         return
-                    slots.acquire()
-                    future = pool.submit(self._scan_account, subscription, raw, listed_at, emit)
-                    future.add_done_callback(done)
+                    future = pool.submit(self._scan_account_guarded, subscription, raw, listed_at, emit)
+                    future.add_done_callback(lambda _: slots.release())
+        finally:
+            # Workers end by themselves (every call is bounded); a stopped scan drops queued ones.
+            pool.shutdown(wait=True, cancel_futures=stop.is_set())
 
     def _list_accounts(
-        self, subscription: str, emit: Callable[[object], None]
+        self, subscription: str, emit: Callable[[InventoryRecord], None]
     ) -> Iterator[tuple[dict[str, Any], datetime]]:
         """Every storage account of a subscription; a listing failure becomes a coverage gap."""
         listed = 0
+        pages_read = 0
+        self._answer.clear()
         try:
             pages = self._arm(subscription).storage_accounts.list().by_page()
             for page in pages:
                 self.calls.add(_OP_ACCOUNTS)
+                pages_read += 1
                 at = _now()
-                for account in page:
+                self._check_arm_page(_OP_ACCOUNTS)
+                entries = [_jsonable(dict(account)) for account in page]
+                for entry in entries:
                     listed += 1
-                    yield _jsonable(dict(account)), at
-        except AzureError as exc:
+                    yield entry, at
+                self._answer.clear()
+        except Exception as exc:
             self.calls.add(_OP_ACCOUNTS)
             unknown = unknown_from(exc, _OP_ACCOUNTS)
             reason = unknown.reason
+            if _is_malformed(exc) and self._answer.body is not None:
+                reason = f"{reason}; answer of {len(self._answer.body)} bytes on page {pages_read or 1}"
             if listed:
                 reason = f"storage account listing stopped after {listed} accounts: {reason}"
             emit(
@@ -448,18 +653,66 @@ class AzureScanner(Scanner):
                 )
             )
 
+    def _check_arm_page(self, operation: str) -> None:
+        """Raise `_Malformed` unless the answer just read is an ARM list page: {"value": [...]}."""
+        body = self._answer.body
+        if body is None:
+            return  # nothing captured (no hook on this path): trust the SDK's parse
+        try:
+            document = json.loads(body)
+        except ValueError as exc:
+            raise _Malformed(f"not JSON: {exc}") from exc
+        if not isinstance(document, dict) or not isinstance(document.get("value"), list):
+            raise _Malformed(f"{operation} answered without a 'value' list")
+
+    def _scan_account_guarded(
+        self,
+        subscription: str,
+        raw: dict[str, Any],
+        listed_at: datetime,
+        emit: Callable[[InventoryRecord], None],
+    ) -> None:
+        """`_scan_account`, with anything it did not foresee made a coverage gap for the account."""
+        emitted: set[str] = set()
+        name = raw.get("name") if isinstance(raw, dict) else None
+        account_id = raw.get("id") if isinstance(raw, dict) else None
+        try:
+            if not isinstance(name, str) or not name or not isinstance(account_id, str) or not account_id:
+                raise _Malformed("a storage account entry without a name or id")
+            self._scan_account(subscription, raw, listed_at, emit, emitted)
+        except Exception as exc:
+            unknown = unknown_from(exc, _OP_ACCOUNTS)
+            what = f"storage account {account_id or name or '(unnamed entry)'}"
+            extent = (
+                f"scanned only in part ({len(emitted)} containers recorded)" if emitted else "not scanned"
+            )
+            emit(
+                CoverageGap(
+                    provider="azure",
+                    account=subscription,
+                    scope="containers" if emitted else "account",
+                    code=unknown.code,
+                    reason=f"{what} {extent}: {unknown.reason}",
+                    at=_now(),
+                )
+            )
+
     def _scan_account(
-        self, subscription: str, raw: dict[str, Any], listed_at: datetime, emit: Callable[[object], None]
+        self,
+        subscription: str,
+        raw: dict[str, Any],
+        listed_at: datetime,
+        emit: Callable[[InventoryRecord], None],
+        emitted: set[str],
     ) -> None:
         facts = self._account_facts(subscription, raw, listed_at)
         scopes = self._encryption_scopes(facts) if self.want_keys else None
-        emitted: set[str] = set()
 
         def emit_page(containers: list[_Container]) -> None:
             for container in containers:
                 if container.name not in emitted:
-                    emitted.add(container.name)
                     emit(self._container_record(facts, container, scopes))
+                    emitted.add(container.name)
 
         failures: list[tuple[str, Unknown]] = []
         attempts: list[Evidence] = []
@@ -514,15 +767,19 @@ class AzureScanner(Scanner):
         request: dict[str, Any] = {"endpoint": url, "include": ["metadata"] if self.want_tags else []}
         if self.container_page_size:
             request["maxresults"] = self.container_page_size
-        pages = client.list_containers(
-            include_metadata=self.want_tags, results_per_page=self.container_page_size
-        ).by_page()
         number = 0
+        self._answer.clear()
         try:
+            pages = client.list_containers(
+                include_metadata=self.want_tags, results_per_page=self.container_page_size
+            ).by_page()
             for page in pages:
                 self.calls.add(_OP_BLOB_LIST)
                 number += 1
                 at = _now()
+                body = self._answer.body
+                if body is not None and b"EnumerationResults" not in body[:1024]:
+                    raise _Malformed("the answer is not an EnumerationResults document")
                 batch: list[_Container] = []
                 for props in page:
                     scope = props.encryption_scope
@@ -555,21 +812,31 @@ class AzureScanner(Scanner):
                         )
                     )
                 emit_page(batch)
-        except AzureError as exc:
+                self._answer.clear()
+        except Exception as exc:
             return self._listing_failure(_OP_BLOB_LIST, exc, request, number + 1)
         return None, Evidence(call=_OP_BLOB_LIST, at=_now(), attributes=[])
 
     def _listing_failure(
-        self, operation: str, exc: AzureError, request: dict[str, Any], page: int
+        self, operation: str, exc: Exception, request: dict[str, Any], page: int
     ) -> tuple[Unknown, Evidence]:
         """A container listing that failed on `page`: why, and the evidence of the failed call."""
         self.calls.add(operation)
-        return unknown_from(exc, operation), Evidence(
+        return self._failure(exc, operation, ["tags", "access", "encryption"], {**request, "page": page})
+
+    def _failure(
+        self, exc: Exception, operation: str, attributes: list[str], request: dict[str, Any] | None
+    ) -> tuple[Unknown, Evidence]:
+        """Why a call failed, and its evidence: the error, plus the raw answer when it was unreadable."""
+        unknown = unknown_from(exc, operation)
+        malformed = _is_malformed(exc)
+        return unknown, Evidence(
             call=operation,
             at=_now(),
-            attributes=["tags", "access", "encryption"],
-            request={**request, "page": page},
-            error=_evidence_error(exc),
+            attributes=attributes,
+            request=request,
+            response=self._answer.evidence() if malformed else None,
+            error=unknown.reason if malformed else _evidence_error(exc),
         )
 
     def _list_arm(
@@ -592,17 +859,20 @@ class AzureScanner(Scanner):
             kwargs["maxpagesize"] = str(self.container_page_size)
             request["$maxpagesize"] = self.container_page_size
         number = 0
+        self._answer.clear()
         try:
             for page in client.blob_containers.list(facts.resource_group, facts.name, **kwargs).by_page():
                 self.calls.add(_OP_ARM_LIST)
                 number += 1
                 at = _now()
+                self._check_arm_page(_OP_ARM_LIST)
                 batch = [
                     self._arm_container(facts, _jsonable(dict(item)), at, {**request, "page": number})
                     for item in page
                 ]
+                self._answer.clear()
                 emit_page(batch)
-        except AzureError as exc:
+        except Exception as exc:
             return self._listing_failure(_OP_ARM_LIST, exc, request, number + 1)
         return None, Evidence(call=_OP_ARM_LIST, at=_now(), attributes=[])
 
@@ -610,7 +880,9 @@ class AzureScanner(Scanner):
         self, facts: _Facts, item: dict[str, Any], at: datetime, request: dict[str, Any]
     ) -> _Container:
         props = item.get("properties") or {}
-        name = str(item.get("name"))
+        name = item.get("name")
+        if not isinstance(name, str) or not name or not isinstance(props, dict):
+            raise _Malformed("a container entry without a name or properties")
         container = _Container(
             name=name,
             metadata=None,
@@ -634,46 +906,71 @@ class AzureScanner(Scanner):
             return container
         # The ARM container list leaves metadata out; the per-container GET has it.
         get_request = {**{k: v for k, v in request.items() if k != "page"}, "container": name}
+        self._answer.clear()
         try:
             self.calls.add(_OP_ARM_GET)
             group = facts.resource_group or ""  # _list_arm returns early without one
             got = self._arm(facts.subscription).blob_containers.get(group, facts.name, name)
+            if got is None:
+                raise _Malformed("no container in the answer")
             answer = _jsonable(dict(got))
-            container.metadata = dict((answer.get("properties") or {}).get("metadata") or {})
+            got_props = answer.get("properties")
+            if answer.get("name") != name or not isinstance(got_props, dict):
+                raise _Malformed(f"the answer is not container '{name}' with properties")
+            metadata = got_props.get("metadata") or {}
+            if not isinstance(metadata, dict):
+                raise _Malformed("metadata is not a mapping")
+            container.metadata = {str(k): str(v) for k, v in metadata.items()}
             container.evidence.append(
                 Evidence(
                     call=_OP_ARM_GET, at=_now(), attributes=["tags"], request=get_request, response=answer
                 )
             )
-        except AzureError as exc:
-            container.unknown["tags"] = unknown_from(exc, _OP_ARM_GET)
-            container.evidence.append(
-                Evidence(
-                    call=_OP_ARM_GET,
-                    at=_now(),
-                    attributes=["tags"],
-                    request=get_request,
-                    error=_evidence_error(exc),
-                )
-            )
+        except Exception as exc:
+            unknown, evidence = self._failure(exc, _OP_ARM_GET, ["tags"], get_request)
+            container.unknown["tags"] = unknown
+            container.evidence.append(evidence)
+        finally:
+            self._answer.clear()
         return container
 
     # --- account settings ------------------------------------------------------------------------
 
     def _account_facts(self, subscription: str, raw: dict[str, Any], listed_at: datetime) -> _Facts:
-        props: dict[str, Any] = raw.get("properties") or {}
+        props_raw = raw.get("properties")
+        props: dict[str, Any] = props_raw if isinstance(props_raw, dict) else {}
         account_id = str(raw.get("id") or "")
-        endpoints = props.get("primaryEndpoints") or {}
+        endpoints = props.get("primaryEndpoints")
+        blob_endpoint = endpoints.get("blob") if isinstance(endpoints, dict) else None
+        allow_public = props.get("allowBlobPublicAccess")
+        raw_tags = raw.get("tags")
         facts = _Facts(
             subscription=subscription,
             account_id=account_id,
             name=str(raw.get("name")),
             resource_group=_parse_resource_group(account_id),
             raw=raw,
-            blob_endpoint=endpoints.get("blob"),
-            allow_public=props.get("allowBlobPublicAccess"),
-            tags={str(k): str(v) for k, v in (raw.get("tags") or {}).items()},
+            blob_endpoint=blob_endpoint if isinstance(blob_endpoint, str) and blob_endpoint else None,
+            allow_public=allow_public if isinstance(allow_public, bool) else None,
+            tags={str(k): str(v) for k, v in raw_tags.items()} if isinstance(raw_tags, dict) else {},
         )
+        malformed = f"MalformedAnswer: malformed/empty answer to {_OP_ACCOUNTS}"
+        if props_raw is not None and not isinstance(props_raw, dict):
+            for group in ("location", "encryption", "transport", "access"):
+                facts.unknown[group] = Unknown(
+                    code=UnknownCode.ERROR,
+                    reason=f"{malformed} (properties is not an object) ({_OP_ACCOUNTS})",
+                )
+        if raw_tags is not None and not isinstance(raw_tags, dict):
+            facts.unknown["tags"] = Unknown(
+                code=UnknownCode.ERROR, reason=f"{malformed} (tags is not an object) ({_OP_ACCOUNTS})"
+            )
+        if allow_public is not None and not isinstance(allow_public, bool):
+            facts.unknown["access.public_access_blocked"] = Unknown(
+                code=UnknownCode.ERROR,
+                reason=f"{malformed} (allowBlobPublicAccess is {type(allow_public).__name__}) "
+                f"({_OP_ACCOUNTS})",
+            )
         groups = [
             g
             for g, wanted in (
@@ -694,12 +991,26 @@ class AzureScanner(Scanner):
                 response=raw,
             )
         )
+        # A field of an unexpected shape makes its group unknown, never the account's other groups.
         if self.want_location:
-            self._account_location(facts, raw, props)
+            try:
+                self._account_location(facts, raw, props)
+            except Exception as exc:
+                facts.location = None
+                facts.unknown["location"] = malformed_unknown(exc, _OP_ACCOUNTS)
         if self.want_transport:
-            self._account_transport(facts, props, listed_at)
+            try:
+                self._account_transport(facts, props, listed_at)
+            except Exception as exc:
+                facts.transport = None
+                facts.unknown["transport"] = malformed_unknown(exc, _OP_ACCOUNTS)
         if self.want_encryption:
-            resolved = self._account_encryption(facts, props)
+            try:
+                resolved = self._account_encryption(facts, props)
+            except Exception as exc:
+                resolved = self._unresolved_keys(
+                    malformed_unknown(exc, _OP_ACCOUNTS).reason, UnknownCode.ERROR
+                )
             facts.encryption = resolved.encryption
             facts.unknown.update(resolved.unknown)
             facts.evidence.extend(resolved.evidence)
@@ -713,29 +1024,68 @@ class AzureScanner(Scanner):
                 reason=f"MissingLocation: the account has no location ({_OP_ACCOUNTS})",
             )
             return
-        primary = str(location_raw).lower().replace(" ", "")
-        sku = str((raw.get("sku") or {}).get("name") or "")
+        if not isinstance(location_raw, str):
+            raise _Malformed(f"location is {type(location_raw).__name__}")
+        primary = location_raw.lower().replace(" ", "")
+        sku_raw = raw.get("sku")
+        sku_name = sku_raw.get("name") if isinstance(sku_raw, dict) else None
+        sku = sku_name if isinstance(sku_name, str) else ""
         regions = [primary]
         replicas: list[Replica] = []
-        if self.catalog.azure_is_geo_redundant(sku):
+        # In every case below the primary is known to hold the data, so `regions` keeps it and the
+        # unknown is partial ("members"): a policy can still fail on a known region outside its zone.
+        if not sku:
+            facts.unknown["location.regions"] = Unknown(
+                code=UnknownCode.ERROR,
+                reason=f"MalformedAnswer: malformed/empty answer to {_OP_ACCOUNTS} (no sku.name, so "
+                f"the replication and its regions are unknown) ({_OP_ACCOUNTS})",
+                partial="members",
+            )
+        elif self.catalog.azure_is_geo_redundant(sku):
             secondary_raw = props.get("secondaryLocation")
-            secondary = str(secondary_raw).lower() if secondary_raw else self.catalog.azure_pair(primary)
-            target = (props.get("secondaryEndpoints") or {}).get("blob")
-            replicas.append(Replica(region=secondary, kind="geo-secondary", target=target))
-            if secondary is None:
+            endpoints = props.get("secondaryEndpoints")
+            target = endpoints.get("blob") if isinstance(endpoints, dict) else None
+            if secondary_raw is not None and not isinstance(secondary_raw, str):
+                replicas.append(
+                    Replica(
+                        region=None, kind="geo-secondary", target=target if isinstance(target, str) else None
+                    )
+                )
                 facts.unknown["location.regions"] = Unknown(
                     code=UnknownCode.ERROR,
-                    reason=f"NoPairedRegion: SKU {sku} keeps a copy in the paired region, but ARM "
-                    f"returned no secondaryLocation and the zone catalog has no pair for '{primary}' "
-                    f"({_OP_ACCOUNTS})",
+                    reason=f"MalformedAnswer: malformed/empty answer to {_OP_ACCOUNTS} (secondaryLocation "
+                    f"is {type(secondary_raw).__name__}) ({_OP_ACCOUNTS})",
+                    partial="members",
                 )
-            elif secondary != primary:
-                regions.append(secondary)
+            else:
+                secondary = (
+                    secondary_raw.lower().replace(" ", "")
+                    if secondary_raw
+                    else self.catalog.azure_pair(primary)
+                )
+                replicas.append(
+                    Replica(
+                        region=secondary,
+                        kind="geo-secondary",
+                        target=target if isinstance(target, str) else None,
+                    )
+                )
+                if secondary is None:
+                    facts.unknown["location.regions"] = Unknown(
+                        code=UnknownCode.ERROR,
+                        reason=f"NoPairedRegion: SKU {sku} keeps a copy in the paired region, but ARM "
+                        f"returned no secondaryLocation and the zone catalog has no pair for '{primary}' "
+                        f"({_OP_ACCOUNTS})",
+                        partial="members",
+                    )
+                elif secondary != primary:
+                    regions.append(secondary)
         elif sku.lower() not in {s.lower() for s in self.catalog.azure.local_skus}:
             facts.unknown["location.regions"] = Unknown(
                 code=UnknownCode.NOT_SUPPORTED,
                 reason=f"UnknownSku: SKU '{sku}' is in neither the geo-redundant nor the local SKU list "
                 f"of the zone catalog ({_OP_ACCOUNTS})",
+                partial="members",
             )
         facts.location = Location(
             raw=str(location_raw), type="region", primary=primary, regions=regions, replicas=replicas
@@ -852,9 +1202,29 @@ class AzureScanner(Scanner):
             try:
                 future.set_result(self._lookup_vault(subscription, host))
             except BaseException as exc:
+                # _lookup_vault turns every failure into an answer; this is a bug or an interrupt,
+                # and the threads waiting on this vault must not wait for ever.
                 future.set_exception(exc)
                 raise
-        return future.result()
+        request = {"subscription": subscription, "vault": host}
+        try:
+            return future.result(timeout=self.call_bound)
+        except FutureTimeout:
+            unknown = Unknown(
+                code=UnknownCode.TIMEOUT,
+                reason=f"Timeout: the lookup of vault '{host}' took longer than {self.call_bound:.0f} s "
+                f"({_OP_VAULT})",
+            )
+        except Exception as exc:
+            unknown = unknown_from(exc, _OP_VAULT)
+        evidence = Evidence(
+            call=_OP_VAULT,
+            at=_now(),
+            attributes=["encryption.key_location"],
+            request=request,
+            error=unknown.reason,
+        )
+        return None, unknown, evidence
 
     def _lookup_vault(self, subscription: str, host: str) -> tuple[str | None, Unknown | None, Evidence]:
         vault = host.split(".", 1)[0]
@@ -862,6 +1232,7 @@ class AzureScanner(Scanner):
         query = f"resourceType eq '{kind}' and name eq '{vault}'"
         request = {"subscription": subscription, "$filter": query}
         self.calls.add(_OP_VAULT)
+        self._answer.clear()
         try:
             response = self._arm(subscription).send_request(
                 HttpRequest(
@@ -873,19 +1244,16 @@ class AzureScanner(Scanner):
             if response.status_code != 200:
                 raise HttpResponseError(response=response, error_format=ARMErrorFormat)
             body = response.json()
-        except AzureError as exc:
-            return (
-                None,
-                unknown_from(exc, _OP_VAULT),
-                Evidence(
-                    call=_OP_VAULT,
-                    at=_now(),
-                    attributes=["encryption.key_location"],
-                    request=request,
-                    error=_evidence_error(exc),
-                ),
-            )
-        found = [r for r in body.get("value") or [] if str(r.get("name", "")).lower() == vault]
+            if not isinstance(body, dict) or not isinstance(body.get("value"), list):
+                raise _Malformed("the resources listing has no 'value' list")
+            found = [
+                r for r in body["value"] if isinstance(r, dict) and str(r.get("name", "")).lower() == vault
+            ]
+        except Exception as exc:
+            unknown, evidence = self._failure(exc, _OP_VAULT, ["encryption.key_location"], request)
+            return None, unknown, evidence
+        finally:
+            self._answer.clear()
         evidence = Evidence(
             call=_OP_VAULT,
             at=_now(),
@@ -912,6 +1280,7 @@ class AzureScanner(Scanner):
             "account": facts.name,
         }
         by_name: dict[str, dict[str, Any]] = {}
+        self._answer.clear()
         try:
             if facts.resource_group is None:
                 raise AzureError(f"no resource group in '{facts.account_id}'")
@@ -921,22 +1290,18 @@ class AzureScanner(Scanner):
                 .by_page()
             ):
                 self.calls.add(_OP_SCOPES)
+                self._check_arm_page(_OP_SCOPES)
                 for scope in page:
                     raw = _jsonable(dict(scope))
-                    by_name[str(raw.get("name"))] = raw
-        except AzureError as exc:
+                    scope_name = raw.get("name")
+                    if not isinstance(scope_name, str) or not scope_name:
+                        raise _Malformed("an encryption scope without a name")
+                    by_name[scope_name] = raw
+                self._answer.clear()
+        except Exception as exc:
             self.calls.add(_OP_SCOPES)
-            return _Scopes(
-                by_name,
-                unknown_from(exc, _OP_SCOPES),
-                Evidence(
-                    call=_OP_SCOPES,
-                    at=_now(),
-                    attributes=["encryption"],
-                    request=request,
-                    error=_evidence_error(exc),
-                ),
-            )
+            unknown, evidence = self._failure(exc, _OP_SCOPES, ["encryption"], request)
+            return _Scopes(by_name, unknown, evidence)
         return _Scopes(
             by_name,
             None,
@@ -1125,17 +1490,6 @@ def _microsoft_managed() -> _KeyEncryption:
         {},
         [],
     )
-
-
-def default_credential() -> TokenCredential:
-    """The scan's credential: a pre-acquired ARM token from the environment, else DefaultAzureCredential."""
-    token = os.environ.get(ACCESS_TOKEN_ENV)
-    if token:
-        return StaticTokenCredential(token)
-    from azure.identity import DefaultAzureCredential
-
-    credential: TokenCredential = DefaultAzureCredential()
-    return credential
 
 
 @click.command("azure")

@@ -124,6 +124,14 @@ def test_geo_sku_in_a_region_without_pair_makes_regions_unknown(full: FullScan) 
     assert [r.region for r in record.location.replicas] == [None]
 
 
+def test_geo_sku_without_a_known_secondary_records_the_primary_as_partial_members(full: FullScan) -> None:
+    record = full.resources["itngrs/itdata"]
+    assert record.location is not None and record.location.regions == ["italynorth"]
+    regions = record.unknown["location.regions"]
+    assert regions.partial == "members"  # italynorth is known to hold the data; the secondary is not
+    assert full.resources["euwlrs/plain"].unknown.get("location.regions") is None
+
+
 @pytest.mark.parametrize(
     ("key", "version"),
     [("euwtls10/data", "TLS1_0"), ("euwlrs/plain", "TLS1_2"), ("sealrs/sgdata", "TLS1_3")],
