@@ -11,13 +11,35 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
 
-from auditor.evaluate import CompiledPolicy, Evaluator, WaiverBook, compile_policies, gate_exit_code
-from auditor.findings import Finding, Severity
+from auditor import __version__
+from auditor.document import (
+    SCHEMA_VERSION,
+    AccountRef,
+    CoverageInfo,
+    FindingsSpool,
+    GapRecord,
+    GateInfo,
+    PolicyInfo,
+    RunInfo,
+    StatusCounts,
+    ToolInfo,
+    WaiversInfo,
+    WaiverUse,
+    ZoneInfo,
+)
+from auditor.evaluate import (
+    CompiledPolicy,
+    Evaluator,
+    RunTotals,
+    WaiverBook,
+    compile_policies,
+    gate_exit_code,
+)
+from auditor.findings import Finding, Severity, Status
 from auditor.inventory import read_inventory
 from auditor.policy.loader import load_policies, load_waivers, load_zones, shipped_policies_dir
-from auditor.report.findings_json import FindingsSpool, run_info
+from auditor.policy.zones import ZoneCatalog
 
 # The exit code of an incomplete run (README: exit codes, a public contract).
 EXIT_INCOMPLETE = 3
@@ -41,7 +63,7 @@ class CheckOptions:
 class CheckResult:
     """The run object, the spooled findings (close it when done) and the gate's exit code."""
 
-    run: dict[str, Any]
+    run: RunInfo
     spool: FindingsSpool
     exit_code: int
 
@@ -51,6 +73,11 @@ def prepare_check(options: CheckOptions) -> tuple[list[CompiledPolicy], WaiverBo
 
     Bad input raises InputError, so callers can validate everything before writing anything.
     """
+    compiled, waivers, _ = _prepare(options)
+    return compiled, waivers
+
+
+def _prepare(options: CheckOptions) -> tuple[list[CompiledPolicy], WaiverBook | None, ZoneCatalog]:
     paths = options.policy_paths or [shipped_policies_dir()]
     loaded = load_policies(paths)
     catalog = load_zones(paths)
@@ -58,7 +85,7 @@ def prepare_check(options: CheckOptions) -> tuple[list[CompiledPolicy], WaiverBo
     waivers = (
         WaiverBook(load_waivers(options.waivers), options.today or date.today()) if options.waivers else None
     )
-    return compiled, waivers
+    return compiled, waivers, catalog
 
 
 def run_check(
@@ -69,7 +96,7 @@ def run_check(
 ) -> CheckResult:
     """Evaluate; bad input raises InputError before anything is written."""
     started = datetime.now(UTC)
-    compiled, waivers = prepare_check(options)
+    compiled, waivers, catalog = _prepare(options)
     evaluator = Evaluator(compiled, waivers, options.fail_on)
     spool = FindingsSpool(spool_dir)
     try:
@@ -90,18 +117,115 @@ def run_check(
         started_at=started,
         inventory=str(options.inventory),
         policies=compiled,
-        parameters={name: value for c in compiled for name, value in c.parameters.items()},
-        totals=evaluator.totals,
+        totals=totals,
         waivers=waivers,
         waivers_file=str(options.waivers) if options.waivers else None,
-        fail_on=options.fail_on.value,
-        allow_incomplete=options.allow_incomplete,
-        exit_code=exit_code,
+        gate=GateInfo(
+            fail_on=options.fail_on,
+            allow_incomplete=options.allow_incomplete,
+            failures=totals.gate_failures,
+            errors=totals.gate_errors,
+            exit_code=exit_code,
+            allow_empty=options.allow_empty,
+            nothing_evaluated=nothing_evaluated,
+        ),
+        catalog=catalog,
     )
-    gate = run["gate"]
-    gate["allow_empty"] = options.allow_empty
-    gate["nothing_evaluated"] = nothing_evaluated
     return CheckResult(run=run, spool=spool, exit_code=exit_code)
+
+
+def run_info(
+    *,
+    run_id: str,
+    started_at: datetime,
+    inventory: str,
+    policies: list[CompiledPolicy],
+    totals: RunTotals,
+    waivers: WaiverBook | None,
+    waivers_file: str | None,
+    gate: GateInfo,
+    catalog: ZoneCatalog | None = None,
+) -> RunInfo:
+    """The document's `run`: what ran, on what, with which result and coverage, and each policy's
+    text and the residency zone as evaluated, so reports never read policy files again."""
+    parameters = {name: value for c in policies for name, value in c.parameters.items()}
+    run = RunInfo(
+        schema_version=SCHEMA_VERSION,
+        id=run_id,
+        tool=ToolInfo(name="auditor", version=__version__),
+        started_at=started_at.isoformat(),
+        finished_at=datetime.now(UTC).isoformat(),
+        inventory=inventory,
+        parameters=parameters,
+        policies=[_policy_info(p, totals) for p in policies],
+        counts=StatusCounts(
+            findings=sum(totals.status.values()),
+            by_status={s: totals.status.get(s.value, 0) for s in Status},
+            by_severity={
+                Severity(sev): {Status(s): n for s, n in c.items()}
+                for sev, c in sorted(totals.by_severity.items())
+            },
+        ),
+        coverage=CoverageInfo(
+            resources=totals.resources,
+            resources_by_provider=dict(totals.resources_by_provider),
+            accounts=[AccountRef(provider=p, account=a) for p, a in sorted(totals.accounts)],
+            regions=dict(sorted(totals.regions.items())),
+            unknown_attributes={
+                path: dict(codes) for path, codes in sorted(totals.unknown_attributes.items())
+            },
+            gaps=[GapRecord.model_validate(g.model_dump(mode="json")) for g in totals.gaps],
+        ),
+        waivers=WaiversInfo(
+            file=waivers_file,
+            entries=[
+                WaiverUse(
+                    id=use.waiver.key,
+                    policy=use.waiver.waiver.policy,
+                    expires=use.waiver.waiver.expires.isoformat(),
+                    expired=waivers is not None and use.waiver.waiver.expires < waivers.today,
+                    applied=use.applied,
+                    expired_matches=use.expired_matches,
+                    source=use.waiver.where,
+                )
+                for use in (waivers.uses if waivers else [])
+            ],
+        ),
+        gate=gate,
+    )
+    zone = run.zone_name
+    if catalog is not None and zone is not None and zone in catalog.zones:
+        run.zone = _zone_info(catalog, zone)
+    return run
+
+
+def _policy_info(compiled: CompiledPolicy, totals: RunTotals) -> PolicyInfo:
+    policy = compiled.policy
+    return PolicyInfo(
+        id=policy.id,
+        title=policy.title,
+        severity=policy.severity,
+        family=policy.family,
+        source=compiled.loaded.where,
+        parameters=compiled.parameters,
+        controls=policy.controls,
+        counts={Status(s): n for s, n in totals.by_policy.get(policy.id, {}).items()},
+        description=policy.description,
+        expected=policy.expected or "",
+        remediation={str(provider): text for provider, text in policy.remediation.items()},
+        references=list(policy.references),
+    )
+
+
+def _zone_info(catalog: ZoneCatalog, zone: str) -> ZoneInfo:
+    providers = catalog.providers
+    inside = {p: sorted(catalog.regions_in_zone(zone, p)) for p in providers}
+    return ZoneInfo(
+        id=zone,
+        title=catalog.zones[zone].title,
+        inside=inside,
+        outside={p: sorted(set(section.regions) - set(inside[p])) for p, section in providers.items()},
+    )
 
 
 def empty_run_exit_code(exit_code: int, nothing_evaluated: bool, allow_empty: bool) -> int:
@@ -116,48 +240,42 @@ def empty_run_exit_code(exit_code: int, nothing_evaluated: bool, allow_empty: bo
     return exit_code
 
 
-def incomplete_reason(run: dict[str, Any]) -> str | None:
+def incomplete_reason(run: RunInfo) -> str | None:
     """Why a run's gate is 3: one line starting `incomplete:`, or None when it is not 3.
 
     Names only what the gate's switches did not allow: nothing evaluated (unless allow_empty),
     error findings and coverage gaps (unless allow_incomplete). Works on the findings document's
     `run` object, so it explains a baselined audit run too.
     """
-    gate = run["gate"]
-    if gate.get("exit_code") != EXIT_INCOMPLETE:
+    gate = run.gate
+    if gate.exit_code != EXIT_INCOMPLETE:
         return None
-    coverage = run["coverage"]
-    gaps: list[dict[str, Any]] = list(coverage.get("gaps") or [])
-    allow_incomplete = bool(gate.get("allow_incomplete"))
+    gaps = run.coverage.gaps
     parts: list[str] = []
-    if gate.get("nothing_evaluated") and not gate.get("allow_empty"):
-        resources = int(coverage.get("resources", 0))
+    if gate.nothing_evaluated and not gate.allow_empty:
+        resources = run.coverage.resources
         if resources:
             parts.append(f"0 resources evaluated (no policy applies to any of the {resources} resources)")
         elif gaps:
             parts.append("0 resources evaluated")
         else:
             parts.append("0 resources evaluated (the inventory holds no resources)")
-    errors = int(gate.get("errors", 0))
-    if errors and not allow_incomplete:
-        parts.append(f"{errors} error finding{'s' if errors != 1 else ''} at or above {gate['fail_on']}")
-    if gaps and not allow_incomplete:
+    errors = gate.errors
+    if errors and not gate.allow_incomplete:
+        parts.append(f"{errors} error finding{'s' if errors != 1 else ''} at or above {gate.fail_on.value}")
+    if gaps and not gate.allow_incomplete:
         first = gaps[0]
         noun = "coverage gap" if len(gaps) == 1 else "coverage gaps"
         parts.append(
-            f"{len(gaps)} {noun}: {first.get('provider')} {first.get('account')} {first.get('scope')}: "
-            f"{first.get('code')}: {first.get('reason')}"
+            f"{len(gaps)} {noun}: {first.provider} {first.account} {first.scope}: "
+            f"{first.code}: {first.reason}"
         )
     return "incomplete: " + "; ".join(parts or ["the gate is incomplete"])
 
 
-def empty_run_hint(run: dict[str, Any]) -> str:
+def empty_run_hint(run: RunInfo) -> str:
     """` (pass --allow-empty ...)` when the run is 3 because nothing was evaluated, else ''."""
-    gate = run["gate"]
-    if (
-        gate.get("exit_code") == EXIT_INCOMPLETE
-        and gate.get("nothing_evaluated")
-        and not gate.get("allow_empty")
-    ):
+    gate = run.gate
+    if gate.exit_code == EXIT_INCOMPLETE and gate.nothing_evaluated and not gate.allow_empty:
         return " (pass --allow-empty if an empty run is expected)"
     return ""

@@ -21,7 +21,6 @@ from auditor.errors import InputError
 from auditor.evaluate import compile_policies, parse_param_args
 from auditor.findings import Finding, Severity, Status
 from auditor.policy.loader import load_policies, load_zones, shipped_policies_dir
-from auditor.scan import SCANNER_COMMANDS
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_BAD_INPUT, EXIT_INCOMPLETE = 0, 1, 2, 3
 
@@ -77,14 +76,18 @@ def _module_exists(target: str) -> bool:
 
 
 class ScanGroup(AuditorGroup):
-    """`auditor scan <cloud>`: loads the cloud's module only when it is used."""
+    """`auditor scan <source>`: one command per registered source, its module loaded only when used."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(SCANNER_COMMANDS)
+        from auditor.sources import source_names
+
+        return sorted(source_names())
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        target = SCANNER_COMMANDS.get(name)
-        return _load_command(target) if target is not None else None
+        from auditor.sources import sources
+
+        source = sources().get(name)
+        return _load_command(source.command) if source is not None else None
 
 
 def _policy_paths(paths: tuple[Path, ...]) -> list[Path]:
@@ -170,7 +173,7 @@ def check(
 ) -> None:
     """Evaluate policies over an inventory and gate on the result."""
     from auditor.check import CheckOptions, empty_run_hint, incomplete_reason, run_check
-    from auditor.report.findings_json import write_findings_document
+    from auditor.document import write_findings_document
 
     options = CheckOptions(
         inventory=inventory_path,
@@ -230,7 +233,7 @@ def policy_validate(paths: tuple[Path, ...]) -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path, file_okay=False))
 def policy_test(paths: tuple[Path, ...]) -> None:
     """Run the YAML test cases in each directory's tests/ against its policies."""
-    from auditor.policy.testing import run_policy_tests
+    from auditor.policy_testing import run_policy_tests
 
     passed = failed = 0
     for path in paths:

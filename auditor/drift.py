@@ -179,22 +179,3 @@ def gap_changes(
     opened = [g for k, g in sorted(new.items()) if k not in old]
     closed = [g for k, g in sorted(old.items()) if k not in new]
     return opened, closed
-
-
-def document_coverage(earlier: Mapping[str, Any], later: Mapping[str, Any]) -> LaterCoverage:
-    """The later run's blind spots, from two findings-JSON documents (`{"run", "findings"}`)."""
-    later_coverage = later["run"].get("coverage", {})
-    seen = {(a["provider"], a["account"]) for a in later_coverage.get("accounts", [])}
-    seen |= {(f["resource"]["provider"], f["resource"]["account"]) for f in later["findings"]}
-    known = {(a["provider"], a["account"]) for a in earlier["run"].get("coverage", {}).get("accounts", [])}
-    known |= {(f["resource"]["provider"], f["resource"]["account"]) for f in earlier["findings"]}
-    return LaterCoverage(
-        (CoverageGap.from_json(g) for g in later_coverage.get("gaps", [])),
-        seen_accounts=seen,
-        known_accounts=known,
-    )
-
-
-def document_gaps(document: Mapping[str, Any]) -> list[CoverageGap]:
-    """The coverage gaps of a findings-JSON document."""
-    return [CoverageGap.from_json(g) for g in document["run"].get("coverage", {}).get("gaps", [])]

@@ -14,26 +14,24 @@ from typing import Any
 
 from auditor.errors import InputError
 from auditor.findings import (
-    FALSE,
-    TRUE,
-    UNKNOWN,
     AppliedWaiver,
     Finding,
     Observation,
     ResourceRef,
     Severity,
     Status,
+    Truth,
 )
 from auditor.inventory import InventoryRecord
 from auditor.model import CoverageGap, StorageResource, normalize_tag_key
 from auditor.policy.compiler import Getter, PolicyCompiler, Predicate, attribute_getter
-from auditor.policy.language import Parameter, Policy
+from auditor.policy.language import Policy, as_written
 from auditor.policy.loader import LoadedPolicy, LoadedWaiver, policy_leaves
 from auditor.policy.zones import ZoneCatalog
 
-_STATUS_OF_STATE = {TRUE: Status.PASS, FALSE: Status.FAIL, UNKNOWN: Status.ERROR}
+_STATUS_OF_STATE = {Truth.TRUE: Status.PASS, Truth.FALSE: Status.FAIL, Truth.UNKNOWN: Status.ERROR}
 _DECISION_MEMORY = 50_000  # remembered outcomes per policy; cleared when full, so memory stays flat
-Decision = tuple[int | None, tuple[Observation, ...], tuple[str, ...]]
+Decision = tuple[Truth | None, tuple[Observation, ...], tuple[str, ...]]
 
 
 def _overlaps(a: str, b: str) -> bool:
@@ -96,10 +94,10 @@ class CompiledPolicy:
         """`decide` without remembered outcomes."""
         if self.scope_where is not None:
             scope_state, scope_obs = self.scope_where(resource)
-            if scope_state == FALSE:
+            if scope_state is Truth.FALSE:
                 return None, (), ()
-            if scope_state == UNKNOWN:
-                return UNKNOWN, scope_obs, ("whether the policy applies could not be decided",)
+            if scope_state is Truth.UNKNOWN:
+                return Truth.UNKNOWN, scope_obs, ("whether the policy applies could not be decided",)
         state, observations = self.condition(resource)
         return state, observations, ()
 
@@ -134,22 +132,15 @@ class CompiledPolicy:
         return selected
 
 
-def _convert_param(name: str, raw: str, spec: Parameter, catalog: ZoneCatalog, where: str) -> Any:
-    where = f"{where}={raw}" if where.startswith("--param") else where
-    if spec.type == "list":
-        return [item.strip() for item in raw.split(",") if item.strip()]
-    if spec.type == "integer":
-        try:
-            return int(raw)
-        except ValueError as exc:
-            raise InputError(where, f"'{name}' takes an integer") from exc
-    if spec.type == "boolean":
-        if raw.lower() not in ("true", "false"):
-            raise InputError(where, f"'{name}' takes true or false")
-        return raw.lower() == "true"
-    if spec.type == "zone" and raw not in catalog.zones:
-        raise InputError(where, f"unknown zone '{raw}' (known: {', '.join(sorted(catalog.zones))})")
-    return raw
+def _default(entry: LoadedPolicy, name: str) -> Any:
+    """A parameter's default in its type (the loader checked it; a zone's name is checked later)."""
+    spec = entry.policy.parameters[name]
+    if spec.default is None:
+        return None
+    try:
+        return spec.value_of(name, spec.default)
+    except ValueError as exc:
+        raise entry.doc.error((*entry.loc, "parameters", name, "default"), f"default: {exc}") from exc
 
 
 def parse_param_args(args: Iterable[str]) -> dict[str, str]:
@@ -184,11 +175,16 @@ def compile_policies(
         values: dict[str, Any] = {}
         for name, spec in policy.parameters.items():
             if name not in params:
-                values[name] = spec.default
-            elif isinstance(params[name], str):
-                values[name] = _convert_param(name, params[name], spec, catalog, where(name))
+                values[name] = _default(entry, name)
             else:
-                values[name] = params[name]
+                raw = params[name]
+                try:
+                    values[name] = spec.value_of(name, raw, catalog.zones)
+                except ValueError as exc:
+                    located = where(name)
+                    if located.startswith("--param") and isinstance(raw, str):
+                        located = f"{located}={raw}"
+                    raise InputError(located, str(exc)) from exc
             if spec.type == "zone" and values[name] not in catalog.zones:
                 raise entry.doc.error(
                     (*entry.loc, "parameters", name), f"unknown zone {values[name]!r} for parameter '{name}'"
@@ -200,7 +196,7 @@ def compile_policies(
         leaves = list(policy_leaves(entry))
         attributes = frozenset(leaf.attribute for leaf, _ in leaves)
         expected = policy.expected or " and ".join(
-            f"{leaf.attribute} {leaf.op} {leaf.value!r}" for leaf, _ in leaves
+            f"{leaf.attribute} {leaf.op} {as_written(leaf.value)!r}" for leaf, _ in leaves
         )
         compiled.append(CompiledPolicy(entry, values, condition, scope_where, attributes, expected))
     return compiled
@@ -355,7 +351,7 @@ class Evaluator:
         compiled: CompiledPolicy,
         resource: StorageResource,
         ref: ResourceRef,
-        state: int,
+        state: Truth,
         observations: tuple[Observation, ...],
         evidence: list[dict[str, Any]],
         notes: tuple[str, ...],

@@ -6,8 +6,9 @@ A finding serializes to the public findings-JSON contract (docs/findings-json.md
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import StrEnum
+from enum import Enum, StrEnum
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -15,7 +16,52 @@ import orjson
 if TYPE_CHECKING:
     from auditor.model import Unknown
 
-TRUE, FALSE, UNKNOWN = 1, 0, -1
+
+class Truth(Enum):
+    """The value of a condition under three-valued (Kleene) logic: unknown is never true or false."""
+
+    TRUE = "true"
+    FALSE = "false"
+    UNKNOWN = "unknown"
+
+    @classmethod
+    def of(cls, value: bool) -> Truth:
+        """TRUE or FALSE for a Python bool."""
+        return cls.TRUE if value else cls.FALSE
+
+    def negate(self) -> Truth:
+        """Kleene not: not unknown is unknown."""
+        return _NEGATION[self]
+
+    def and_(self, other: Truth) -> Truth:
+        """Kleene and: FALSE wins over UNKNOWN, which wins over TRUE."""
+        return Truth.all_of((self, other))
+
+    def or_(self, other: Truth) -> Truth:
+        """Kleene or: TRUE wins over UNKNOWN, which wins over FALSE."""
+        return Truth.any_of((self, other))
+
+    @staticmethod
+    def all_of(values: Iterable[Truth]) -> Truth:
+        """Kleene `all`: FALSE if any is FALSE, else UNKNOWN if any is UNKNOWN, else TRUE."""
+        return _junction(values, deciding=Truth.FALSE, otherwise=Truth.TRUE)
+
+    @staticmethod
+    def any_of(values: Iterable[Truth]) -> Truth:
+        """Kleene `any`: TRUE if any is TRUE, else UNKNOWN if any is UNKNOWN, else FALSE."""
+        return _junction(values, deciding=Truth.TRUE, otherwise=Truth.FALSE)
+
+
+_NEGATION = {Truth.TRUE: Truth.FALSE, Truth.FALSE: Truth.TRUE, Truth.UNKNOWN: Truth.UNKNOWN}
+
+
+def _junction(values: Iterable[Truth], deciding: Truth, otherwise: Truth) -> Truth:
+    undecided = False
+    for value in values:
+        if value is deciding:
+            return deciding
+        undecided = undecided or value is Truth.UNKNOWN
+    return Truth.UNKNOWN if undecided else otherwise
 
 
 class Status(StrEnum):
@@ -63,7 +109,7 @@ class Observation:
     value: Any
     unknown: Unknown | None
     expected: str
-    state: int
+    state: Truth
 
     def describe(self) -> str:
         """'path = value, expected ...' or 'path unknown (code: reason)'.
@@ -180,7 +226,7 @@ class Finding:
         unknown = {
             obs.attribute: f"{obs.attribute}: {obs.unknown.code.value}: {obs.unknown.reason}"
             for obs in self.observations
-            if obs.unknown is not None and obs.state == UNKNOWN
+            if obs.unknown is not None and obs.state is Truth.UNKNOWN
         }
         return [*self.notes, *unknown.values()]
 

@@ -18,6 +18,7 @@ from auditor.atomicfile import atomic_output
 from auditor.errors import InputError
 from auditor.inputfile import MAX_LINE_BYTES, open_input, read_lines
 from auditor.model import CoverageGap, StorageResource
+from auditor.sources import check_provider, normalize_record
 
 InventoryRecord = StorageResource | CoverageGap
 
@@ -69,8 +70,10 @@ def parse_record(line: bytes | str, where: str) -> InventoryRecord:
     check_duplicate_keys(line if isinstance(line, bytes) else line.encode(), data, where)
     try:
         if data.get("record", "resource") == "gap":
-            return CoverageGap.model_validate(data)
-        resource = StorageResource.model_validate(data)
+            gap = CoverageGap.model_validate(data)
+            check_provider(gap.provider, where)
+            return gap
+        resource = normalize_record(StorageResource.model_validate(data), where)
         resource.keep_evidence_json(data.get("evidence") or [])
         return resource
     except ValidationError as exc:

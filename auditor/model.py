@@ -18,7 +18,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from functools import cached_property
 from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -26,12 +26,16 @@ from pydantic import (
     Field,
     PrivateAttr,
     SerializerFunctionWrapHandler,
+    StringConstraints,
     model_serializer,
-    model_validator,
 )
 
-Provider = Literal["aws", "gcp", "azure"]
-PROVIDERS: tuple[Provider, ...] = ("aws", "gcp", "azure")
+from auditor.strict import StrictModel
+
+# The source a record came from: a registered source name (auditor.sources). The model only
+# checks its shape, so it knows no source; inventory.parse_record and every scanner check it is
+# registered (and apply that source's normalization), without importing any cloud SDK.
+Provider = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*$")]
 ResourceKind = Literal["bucket", "container", "account"]
 RESOURCE_KINDS: tuple[ResourceKind, ...] = ("bucket", "container", "account")
 LocationType = Literal["region", "dual-region", "multi-region", "zone"]
@@ -51,14 +55,10 @@ class UnknownCode(StrEnum):
     ERROR = "error"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 PartialKnowledge = Literal["members", "at_least"]
 
 
-class Unknown(_Strict):
+class Unknown(StrictModel):
     """An attribute that could not be read (fully), and why.
 
     ``partial`` says the recorded value still carries knowledge: ``members`` means the recorded
@@ -83,7 +83,7 @@ class Unknown(_Strict):
         return data
 
 
-class Evidence(_Strict):
+class Evidence(StrictModel):
     """One API call behind one or more attributes: what was asked, when, and what came back."""
 
     call: str = Field(description="API operation, e.g. 's3:GetBucketEncryption'.")
@@ -94,7 +94,7 @@ class Evidence(_Strict):
     error: str | None = None
 
 
-class Replica(_Strict):
+class Replica(StrictModel):
     """A copy of the data at rest outside the primary location."""
 
     region: str | None = Field(description="Region of the copy; null when it could not be resolved.")
@@ -102,7 +102,7 @@ class Replica(_Strict):
     target: str | None = None
 
 
-class Location(_Strict):
+class Location(StrictModel):
     """Where the data lives at rest."""
 
     raw: str | None = Field(description="The location value exactly as the API returned it.")
@@ -112,7 +112,7 @@ class Location(_Strict):
     replicas: list[Replica]
 
 
-class Encryption(_Strict):
+class Encryption(StrictModel):
     """Encryption at rest and who owns the key."""
 
     enabled: bool | None
@@ -127,7 +127,7 @@ class Encryption(_Strict):
     source: str | None = Field(default=None, description="URL documenting a provider default.")
 
 
-class ProviderTlsFloor(_Strict):
+class ProviderTlsFloor(StrictModel):
     """A TLS minimum the provider enforces on all its endpoints, with where that is documented."""
 
     version: str
@@ -135,7 +135,7 @@ class ProviderTlsFloor(_Strict):
     source: str
 
 
-class Transport(_Strict):
+class Transport(StrictModel):
     """How the data can be reached in transit."""
 
     plaintext_refused: bool | None
@@ -148,7 +148,7 @@ class Transport(_Strict):
     )
 
 
-class Access(_Strict):
+class Access(StrictModel):
     """Public exposure controls."""
 
     public_access_blocked: bool | None
@@ -167,7 +167,7 @@ def normalize_tag_key(key: str) -> str:
     return _TAG_KEY_FOLD.sub("-", key.casefold())
 
 
-class StorageResource(_Strict):
+class StorageResource(StrictModel):
     """One audited data store: an S3 bucket, a GCS bucket, or an Azure blob container / account."""
 
     record: Literal["resource"] = "resource"
@@ -201,16 +201,6 @@ class StorageResource(_Strict):
         """Remember the already-validated JSON form of `evidence` (see inventory.parse_record)."""
         self._evidence_json = raw
 
-    @model_validator(mode="after")
-    def _derive_s3_transport(self) -> StorageResource:
-        # The transport verdict of an S3 bucket is derived from its raw bucket policy here, once,
-        # so a scanner, a fixture and a policy test case can never disagree with their evidence.
-        if self.provider == "aws" and self.transport is not None:
-            from auditor.s3_policy import apply_bucket_policy
-
-            apply_bucket_policy(self)
-        return self
-
     @cached_property
     def normalized_tags(self) -> dict[str, str] | None:
         """Tags with keys folded by `normalize_tag_key` (first spelling wins on collision)."""
@@ -239,7 +229,7 @@ class StorageResource(_Strict):
         return None
 
 
-class CoverageGap(_Strict):
+class CoverageGap(StrictModel):
     """A part of the estate that could not be scanned at all (an account, a project, a region)."""
 
     record: Literal["gap"] = "gap"

@@ -62,7 +62,7 @@ def build_inventory(path: Path, copies: int) -> int:
 def evaluate(inventory: Path, findings: Path) -> float:
     """`auditor check` in-process; returns seconds."""
     from auditor.check import CheckOptions, run_check
-    from auditor.report.findings_json import write_findings_document
+    from auditor.document import write_findings_document
 
     start = time.perf_counter()
     options = CheckOptions(inventory=inventory, params={"zone": "eu"}, waivers=WAIVERS, today=TODAY)
@@ -97,7 +97,7 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, help="keep the inventory, findings and report in this directory")
     args = parser.parse_args()
 
-    from auditor.report.document import load_document
+    from auditor.document import load_document
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="auditor-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -111,9 +111,9 @@ def main() -> int:
         start = time.perf_counter()
         document = load_document(findings)
         parsed = time.perf_counter() - start
-        counts = document["run"]["counts"]["by_status"]
+        counts = {str(status): n for status, n in document.run.counts.by_status.items()}
         print(
-            f"findings: {len(document['findings'])} ({counts}); "
+            f"findings: {len(document.findings)} ({counts}); "
             f"findings JSON {findings.stat().st_size / 1e6:.1f} MB, read and checked in {parsed:.1f} s"
         )
         del document

@@ -30,10 +30,11 @@ sys.path.insert(0, str(HERE.parent))
 from latency_proxy import start_proxy  # noqa: E402
 from scan_aws import deny_plaintext, start_moto  # noqa: E402
 
-from auditor.audit.config import AuditConfig, AwsCloud, Clouds, Scale  # noqa: E402
-from auditor.scale import scan_configured  # noqa: E402
+from auditor.audit.config import AuditConfig, Clouds, Scale  # noqa: E402
+from auditor.audit.job import scan_configured  # noqa: E402
 from auditor.scale.executors import DaskExecutor, Executor, InProcessExecutor  # noqa: E402
 from auditor.scale.merge import merge_parts  # noqa: E402
+from auditor.scan.aws_source import AwsCloud  # noqa: E402
 
 ROLE = "arn:aws:iam::{account_id}:role/Auditor"
 REGIONS = ["eu-west-1", "eu-central-1", "us-east-1", "us-west-2"]
@@ -136,8 +137,8 @@ def main() -> int:
         # Set before any LocalCluster starts: its workers inherit it, as a host's own configuration.
         os.environ["AWS_ENDPOINT_URL"] = proxy.url
         config = AuditConfig(
-            clouds=Clouds(
-                aws=AwsCloud(role=ROLE, accounts=accounts, options={"concurrency": args.concurrency})
+            clouds=Clouds.model_validate(
+                {"aws": AwsCloud(role=ROLE, accounts=accounts, options={"concurrency": args.concurrency})}
             ),
             scale=Scale(attempts=1),
         )

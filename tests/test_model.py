@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,12 @@ def test_tag_keys_fold(key: str, folded: str) -> None:
     assert normalize_tag_key(key) == folded
 
 
+def _read(record: dict[str, Any]) -> StorageResource:
+    resource = parse_record(json.dumps(record), "x:1")
+    assert isinstance(resource, StorageResource)
+    return resource
+
+
 def test_s3_transport_is_derived_from_the_bucket_policy() -> None:
     policy = {
         "Statement": [
@@ -78,7 +85,8 @@ def test_s3_transport_is_derived_from_the_bucket_policy() -> None:
         "min_tls_enforced_by": "provider-floor",
         "bucket_policy": policy,
     }
-    resource = StorageResource.model_validate({**BASE, "transport": transport})
+    # The verdict is derived where records come in (the inventory reader), not by the model.
+    resource = _read({**BASE, "transport": transport})
     assert resource.transport is not None and resource.transport.plaintext_refused is True
 
 
@@ -90,7 +98,7 @@ def test_unreadable_bucket_policy_makes_plaintext_unknown() -> None:
         "min_tls_enforced_by": "provider-floor",
         "bucket_policy": None,
     }
-    resource = StorageResource.model_validate(
+    resource = _read(
         {
             **BASE,
             "transport": transport,

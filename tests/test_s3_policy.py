@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from auditor.inventory import read_inventory, write_inventory
+from auditor.inventory import parse_record, read_inventory, write_inventory
 from auditor.model import StorageResource, UnknownCode
-from auditor.s3_policy import analyse_bucket_policy
+from auditor.scan.aws_bucket_policy import analyse_bucket_policy
 
 ARN = "arn:aws:s3:::data"
 
@@ -124,7 +124,8 @@ DENIED = {"code": "access_denied", "reason": "AccessDenied: Access Denied (s3:Ge
 def s3_resource(
     unknown: dict[str, Any], *, floor: dict[str, Any] | None = FLOOR, min_tls: str = "1.2", policy: Any = None
 ) -> StorageResource:
-    return StorageResource.model_validate(
+    # Read as an inventory line: where records come in, the AWS source derives the transport fields.
+    return _read(
         {
             "provider": "aws",
             "kind": "bucket",
@@ -142,6 +143,12 @@ def s3_resource(
             "unknown": unknown,
         }
     )
+
+
+def _read(data: dict[str, Any]) -> StorageResource:
+    record = parse_record(json.dumps(data), "test.jsonl:1")
+    assert isinstance(record, StorageResource)
+    return record
 
 
 def test_unreadable_policy_leaves_the_provider_floor_as_a_lower_bound() -> None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from auditor.atomicfile import atomic_output
-from auditor.findings import Severity
+from auditor.document import BaselineUse, FindingsDocument
+from auditor.findings import Status
 from auditor.policy.yamlfile import load_yaml
 
 
@@ -58,28 +59,28 @@ def load_baseline(path: Path) -> BaselineFile:
         raise doc.validation_error(exc) from exc
 
 
-def baseline_from_document(document: dict[str, Any]) -> BaselineFile:
+def baseline_from_document(document: FindingsDocument) -> BaselineFile:
     """A baseline of every `fail` finding in a findings document (waived ones need no baseline)."""
     entries: dict[tuple[str, str], BaselineEntry] = {}
-    for finding in document.get("findings", []):
-        if finding.get("status") != "fail":
+    for finding in document.findings:
+        if finding.status is not Status.FAIL:
             continue
-        resource = finding["resource"]
-        key = (finding["policy_id"], resource["id"])
+        resource = finding.resource
+        key = finding.key
         entries.setdefault(
             key,
             BaselineEntry(
                 policy=key[0],
                 resource=key[1],
-                provider=resource.get("provider"),
-                account=resource.get("account"),
-                name=resource.get("name"),
-                severity=finding.get("severity"),
+                provider=resource.provider,
+                account=resource.account,
+                name=resource.name,
+                severity=finding.severity.value,
             ),
         )
     return BaselineFile(
         created_at=datetime.now(UTC).replace(microsecond=0).isoformat(),
-        source_run=document.get("run", {}).get("id"),
+        source_run=document.run.id,
         entries=sorted(entries.values(), key=lambda e: (e.policy, e.resource)),
     )
 
@@ -97,32 +98,31 @@ def write_baseline(baseline: BaselineFile, path: Path) -> None:
         handle.write((header + body).encode())
 
 
-def apply_baseline(document: dict[str, Any], baseline: BaselineFile, *, source: str) -> int:
+def apply_baseline(document: FindingsDocument, baseline: BaselineFile, *, source: str) -> int:
     """Mark baselined failures in `document` and recompute its gate; returns how many were marked.
 
     The gate counts, per the foundation contract, failures and errors at or above `fail_on`;
     baselined failures no longer count. Errors are never baselined: unknown is not accepted.
     """
     keys = baseline.keys()
-    run = document["run"]
-    gate = run["gate"]
-    threshold = Severity(gate["fail_on"])
+    run = document.run
+    gate = run.gate
+    threshold = gate.fail_on
     marked = failures = errors = 0
-    for finding in document["findings"]:
-        at_threshold = Severity(finding["severity"]).at_least(threshold)
-        if finding["status"] == "fail":
-            if (finding["policy_id"], finding["resource"]["id"]) in keys:
-                finding["baselined"] = True
+    for finding in document.findings:
+        at_threshold = finding.severity.at_least(threshold)
+        if finding.status is Status.FAIL:
+            if finding.key in keys:
+                finding.baselined = True
                 marked += 1
             elif at_threshold:
                 failures += 1
-        elif finding["status"] == "error" and at_threshold:
+        elif finding.status is Status.ERROR and at_threshold:
             errors += 1
-    gaps = run["coverage"].get("gaps", [])
-    gate["failures"] = failures
-    gate["errors"] = errors
-    gate["baseline"] = {"file": source, "entries": len(keys), "baselined": marked}
-    gate["exit_code"] = gate_code(failures, errors, len(gaps), bool(gate["allow_incomplete"]))
+    gate.failures = failures
+    gate.errors = errors
+    gate.baseline = BaselineUse(file=source, entries=len(keys), baselined=marked)
+    gate.exit_code = gate_code(failures, errors, len(run.coverage.gaps), gate.allow_incomplete)
     return marked
 
 

@@ -351,7 +351,7 @@ def baseline() -> None:
 def baseline_create(findings_path: Path, output: Path) -> None:
     """Write every current failure (policy id + resource id) to a baseline file."""
     from auditor.audit.baseline import baseline_from_document, write_baseline
-    from auditor.report.document import load_document
+    from auditor.document import load_document
 
     document = load_document(findings_path)  # bounded read, checked shape, one-line errors
     result = baseline_from_document(document)

@@ -12,15 +12,18 @@ import os
 import re
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, create_model, field_serializer, field_validator
 
 from auditor.errors import InputError
 from auditor.findings import Severity
+from auditor.frameworks import available_frameworks
 from auditor.policy.loader import shipped_root
 from auditor.policy.yamlfile import load_yaml
+from auditor.sources import SourceSection, sources
+from auditor.strict import StrictModel
 
 DATABASE_URL_ENV = "AUDITOR_DATABASE_URL"
 SIGNING_KEY_ENV = "AUDITOR_SIGNING_KEY"
@@ -35,7 +38,6 @@ EXECUTION_KEYS = ("executor", "scheduler", "scale")
 _SCHEDULER_URL = re.compile(r"^(tcp|tls|ws|wss|inproc|ucx)://[^\s/]+$")
 ReportFormat = Literal["json", "html", "sarif", "junit", "markdown", "csv"]
 DEFAULT_FORMATS: tuple[ReportFormat, ...] = ("html", "sarif", "junit", "markdown")
-OptionValue = str | int | float | bool | list[str]
 
 # File names of the reports in the output directory (stable, so CI steps can find them).
 REPORT_FILES: dict[str, str] = {
@@ -75,52 +77,27 @@ def format_duration(value: timedelta) -> str:
     return f"{seconds}s"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SourceSections(StrictModel):
+    """The sources to scan (`clouds:`), one optional section per registered source; leave one out
+    to skip it. The concrete model, `Clouds`, is built from the source registry."""
+
+    def configured(self) -> dict[str, SourceSection]:
+        """The sections given, by source name, in registry order."""
+        return {name: value for name in type(self).model_fields if (value := getattr(self, name)) is not None}
 
 
-class AwsCloud(_Strict):
-    """AWS: which accounts to scan. Credentials come from the boto3 chain, never from this file."""
-
-    profiles: list[str] = Field(default_factory=list, description="Named profiles to scan.")
-    role: str | None = Field(None, description="Role ARN (template with {account_id}) or name to assume.")
-    accounts: list[str] = Field(default_factory=list, description="Account ids to assume `role` into.")
-    organization: bool = Field(False, description="Assume `role` into every ACTIVE organization account.")
-    regions: list[str] = Field(default_factory=list, description="Only buckets in these regions.")
-    options: dict[str, OptionValue] = Field(
-        default_factory=dict, description="Any other `auditor scan aws` option, without the leading --."
-    )
+def _clouds_model() -> type[SourceSections]:
+    fields: dict[str, Any] = {name: (source.section | None, None) for name, source in sources().items()}
+    return create_model("Clouds", __base__=SourceSections, __doc__=SourceSections.__doc__, **fields)
 
 
-class GcpCloud(_Strict):
-    """Google Cloud: which projects to scan, and the endpoint (Private Service Connect, emulator)."""
-
-    projects: list[str] = Field(min_length=1)
-    api_endpoint: str | None = None
-    tls_policy: Path | None = None
-    options: dict[str, OptionValue] = Field(default_factory=dict)
+if TYPE_CHECKING:
+    Clouds = SourceSections
+else:
+    Clouds = _clouds_model()
 
 
-class AzureCloud(_Strict):
-    """Azure: which subscriptions to scan, and the endpoints (sovereign clouds)."""
-
-    subscriptions: list[str] = Field(min_length=1)
-    arm_endpoint: str | None = None
-    blob_endpoint_template: str | None = None
-    ca_bundle: Path | None = None
-    blob_credential: Literal["token", "shared-key", "none"] | None = None
-    options: dict[str, OptionValue] = Field(default_factory=dict)
-
-
-class Clouds(_Strict):
-    """The clouds to scan; leave one out to skip it."""
-
-    aws: AwsCloud | None = None
-    gcp: GcpCloud | None = None
-    azure: AzureCloud | None = None
-
-
-class Outputs(_Strict):
+class Outputs(StrictModel):
     """Where reports and bundles go, and in which formats."""
 
     directory: Path = DEFAULT_OUTPUT_DIR
@@ -128,11 +105,21 @@ class Outputs(_Strict):
     paths: dict[ReportFormat, Path] = Field(
         default_factory=dict, description="Per-format path overriding <directory>/<default name>."
     )
-    frameworks: list[str] = Field(default_factory=lambda: ["gdpr", "soc2", "iso27001"])
+    frameworks: list[str] = Field(
+        default_factory=list,
+        description="Frameworks the reports map findings to. Default: every frameworks/<name>.yaml found "
+        "(the policy directories', then the shipped ones).",
+    )
     bundle: Literal["directory", "tar.gz", "none"] = "directory"
 
+    @field_serializer("frameworks")
+    def _frameworks(self, value: list[str]) -> list[str]:
+        # Unset, the effective configuration (and its digest) names the shipped frameworks, as it did
+        # when the default was their list: runs recorded before keep comparing equal.
+        return value or [f.name for f in available_frameworks()]
 
-class History(_Strict):
+
+class HistorySettings(StrictModel):
     """The run history database (SQLAlchemy URL) and retention."""
 
     database_url: str | None = Field(None, description="Default: sqlite under the output directory.")
@@ -149,13 +136,13 @@ class History(_Strict):
         return value
 
 
-class Signing(_Strict):
+class Signing(StrictModel):
     """Ed25519 key that signs each bundle's manifest (or $AUDITOR_SIGNING_KEY)."""
 
     private_key: Path | None = None
 
 
-class Schedule(_Strict):
+class Schedule(StrictModel):
     """How often the job is meant to run: a longer pause is a gap in the period report."""
 
     interval: timedelta = timedelta(days=1)
@@ -167,7 +154,7 @@ class Schedule(_Strict):
         return parse_duration(value)
 
 
-class Scale(_Strict):
+class Scale(StrictModel):
     """How the units of a scan run (see docs/scale-out.md): retries, the per-account cap, parts."""
 
     parts_directory: Path | None = Field(
@@ -185,7 +172,7 @@ class Scale(_Strict):
     )
 
 
-class AuditConfig(_Strict):
+class AuditConfig(StrictModel):
     """auditor.yaml (see docs/audit.md)."""
 
     version: Literal[1] = 1
@@ -204,7 +191,7 @@ class AuditConfig(_Strict):
     )
     baseline: Path | None = None
     outputs: Outputs = Field(default_factory=Outputs)
-    history: History = Field(default_factory=History)
+    history: HistorySettings = Field(default_factory=HistorySettings)
     signing: Signing = Field(default_factory=Signing)
     schedule: Schedule = Field(default_factory=Schedule)
     executor: ExecutorName = Field("in-process", description="Where scan units run (--executor).")
@@ -312,10 +299,9 @@ def _resolve_paths(config: AuditConfig, base: Path) -> None:
     config.outputs.paths = {k: p for k, v in config.outputs.paths.items() if (p := _resolve(base, v))}
     config.signing.private_key = _resolve(base, config.signing.private_key)
     config.scale.parts_directory = _resolve(base, config.scale.parts_directory)
-    if config.clouds.gcp is not None:
-        config.clouds.gcp.tls_policy = _resolve(base, config.clouds.gcp.tls_policy)
-    if config.clouds.azure is not None:
-        config.clouds.azure.ca_bundle = _resolve(base, config.clouds.azure.ca_bundle)
+    for section in config.clouds.configured().values():
+        for name in section.file_fields:
+            setattr(section, name, _resolve(base, getattr(section, name)))
 
 
 def apply_environment(config: AuditConfig, environ: dict[str, str] | None = None) -> AuditConfig:

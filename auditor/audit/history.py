@@ -35,6 +35,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from auditor.audit.config import redact_url
+from auditor.document import FindingsDocument, check_document, plain
 from auditor.drift import SECTIONS, CoverageGap, LaterCoverage, classify_change, gap_changes
 from auditor.errors import InputError
 
@@ -341,17 +342,24 @@ class History:
 
     def record(
         self,
-        document: dict[str, Any],
+        document: FindingsDocument | Mapping[str, Any],
         *,
         job: str,
         config_digest: str,
         bundle: str | None = None,
         manifest_sha256: str | None = None,
     ) -> RunSummary:
-        """Store one run and all its findings in one transaction."""
-        run = document["run"]
+        """Store one run and all its findings in one transaction.
+
+        `document` is the typed findings document, or its JSON object (as `document` returns it);
+        the history keeps the JSON form.
+        """
+        if isinstance(document, FindingsDocument):
+            run = plain(document.run)
+            findings: Sequence[Mapping[str, Any]] = [plain(f) for f in document.findings]
+        else:
+            run, findings = document["run"], document["findings"]
         by_status = run["counts"]["by_status"]
-        findings = document["findings"]
         row = {
             "id": run["id"],
             "job": job,
@@ -485,8 +493,12 @@ class History:
             for (data,) in conn.execute(query):
                 yield orjson.loads(data)
 
+    def findings_document(self, run_id: str) -> FindingsDocument:
+        """The run's findings document, typed and checked like a findings file."""
+        return check_document(self.document(run_id), f"history run {run_id}")
+
     def document(self, run_id: str) -> dict[str, Any]:
-        """The run's findings JSON document (`{"run": ..., "findings": [...]}`)."""
+        """The run's findings JSON document as a JSON object (`{"run": ..., "findings": [...]}`)."""
         with self.engine.connect() as conn:
             found = conn.execute(select(runs_table.c.run_json).where(runs_table.c.id == run_id)).first()
         if found is None:
@@ -678,7 +690,7 @@ class History:
         return PruneResult(deleted=deleted, kept_as_baseline=sorted(keep.values(), key=lambda r: r.job))
 
 
-def _finding_row(run_id: str, seq: int, finding: dict[str, Any]) -> dict[str, Any]:
+def _finding_row(run_id: str, seq: int, finding: Mapping[str, Any]) -> dict[str, Any]:
     resource = finding["resource"]
     return {
         "run_id": run_id,

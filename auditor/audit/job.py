@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
 
 import click
 import orjson
@@ -36,9 +35,14 @@ from auditor.audit.bundle import (
 from auditor.audit.config import SIGNING_KEY_ENV, SIGNING_PASSPHRASE_ENV, AuditConfig, redact_url
 from auditor.audit.history import History, RunDiff
 from auditor.check import CheckOptions, empty_run_exit_code, incomplete_reason, prepare_check, run_check
+from auditor.document import AuditInfo, FindingsDocument, check_document, plain, write_document
 from auditor.errors import InputError
+from auditor.findings import Status
+from auditor.frameworks import available_frameworks, load_framework
 from auditor.inputfile import open_input
 from auditor.policy.loader import shipped_policies_dir
+from auditor.scale import Executor, ScaledScan, ScaleOptions, make_executor, scan_sources
+from auditor.scale.units import UnitRunner, run_unit
 
 Log = Callable[[str], None]
 FINDINGS_FILE = "findings.json"
@@ -63,7 +67,7 @@ class AuditOutcome:
     diff: RunDiff | None = None
     baselined: int = 0
     public_key: Path | None = None
-    document: dict[str, Any] = field(default_factory=dict)
+    document: FindingsDocument | None = None
     incomplete_reason: str | None = None
 
 
@@ -187,7 +191,8 @@ def validate_config(config: AuditConfig) -> None:
     not be a file; the report formats must be installed; the policies must load and compile with
     the parameters; the waivers must load; and each configured scanner must accept its options.
     """
-    if not config.inventories and not any((config.clouds.aws, config.clouds.gcp, config.clouds.azure)):
+    sections = config.clouds.configured()
+    if not config.inventories and not sections:
         raise InputError("auditor.yaml", "nothing to audit: configure clouds (or inventories), or use --demo")
     for inventory in config.inventories:
         _require_readable(inventory, "inventory file")
@@ -195,8 +200,11 @@ def validate_config(config: AuditConfig) -> None:
         (config.waivers, "waivers file"),
         (config.baseline, "baseline file"),
         (config.signing.private_key, "signing key"),
-        (config.clouds.gcp.tls_policy if config.clouds.gcp else None, "clouds.gcp.tls_policy"),
-        (config.clouds.azure.ca_bundle if config.clouds.azure else None, "clouds.azure.ca_bundle"),
+        *(
+            (getattr(section, name), f"clouds.{source}.{name}")
+            for source, section in sections.items()
+            for name in section.file_fields
+        ),
     ]
     key = config.signing.private_key
     if config.signing_key_from_env and key is not None and not key.is_file():
@@ -214,6 +222,11 @@ def validate_config(config: AuditConfig) -> None:
         if directory is not None and directory.exists() and not directory.is_dir():
             raise InputError(str(directory), "not a directory")
     _require_formats(config)
+    # Every framework the reports will show, read now: a bad one is found before anything is written.
+    for name in config.outputs.frameworks:
+        load_framework(name, config.policies, where="outputs.frameworks")
+    if not config.outputs.frameworks:
+        available_frameworks(config.policies)
     prepare_check(
         CheckOptions(
             inventory=Path(os.devnull),
@@ -232,23 +245,12 @@ def _require_readable(path: Path, what: str) -> None:
 
 
 def _check_scanner_options(config: AuditConfig) -> None:
-    """Parse each configured cloud's `auditor scan` arguments (without running the scan)."""
-    import importlib
-
-    from auditor.scan import SCANNER_COMMANDS
-
-    if not any((config.clouds.aws, config.clouds.gcp, config.clouds.azure)):
-        return
-    with tempfile.TemporaryDirectory(prefix="auditor-validate-") as tmp:
-        for cloud, args in scan_invocations(config, Path(tmp)):
-            module_name, _, attribute = SCANNER_COMMANDS[cloud].partition(":")
-            command = getattr(importlib.import_module(module_name), attribute)
-            try:
-                command.make_context(
-                    f"auditor scan {cloud}", [*args, "--output", str(Path(tmp) / "inventory.jsonl")]
-                )
-            except click.ClickException as exc:
-                raise InputError(f"clouds.{cloud}", exc.format_message()) from None
+    """Check each configured source's section as its scanner would (options, ids), scanning nothing."""
+    for source, section in config.clouds.configured().items():
+        try:
+            section.check()
+        except ValueError as exc:
+            raise InputError(f"clouds.{source}", str(exc)) from None
 
 
 def _remove_leftovers(config: AuditConfig, started: float, log: Log) -> None:
@@ -278,12 +280,10 @@ def _require_formats(config: AuditConfig) -> None:
             raise InputError("outputs.formats", f"report format '{fmt}' is not available in this install")
 
 
-def _document_bytes(document: dict[str, Any]) -> bytes:
+def _document_bytes(document: FindingsDocument) -> bytes:
     """The findings document in auditor's own layout (the run indented, one finding per line)."""
-    from auditor.report.base import ReportInput, get_renderer
-
     buffer = io.BytesIO()
-    get_renderer("json").render(ReportInput(findings=document), buffer)
+    write_document(document, buffer)
     return buffer.getvalue()
 
 
@@ -319,28 +319,26 @@ def _run(
         result.spool.write_document(buffer, result.run)
     finally:
         result.spool.close()
-    document: dict[str, Any] = orjson.loads(buffer.getvalue())
-    run = document["run"]
-    run["inventory"] = "inventory.jsonl"
+    document = check_document(orjson.loads(buffer.getvalue()), "findings.json")
+    run = document.run
+    run.inventory = "inventory.jsonl"
     baselined = 0
     if baseline is not None and config.baseline is not None:
         baselined = apply_baseline(document, baseline, source=config.baseline.name)
-        gate = run["gate"]  # the baseline recomputes the gate; nothing evaluated stays incomplete
-        gate["exit_code"] = empty_run_exit_code(
-            int(gate["exit_code"]), bool(gate.get("nothing_evaluated")), config.allow_empty
-        )
-    started = datetime.fromisoformat(run["started_at"]).astimezone(UTC)
-    bundle_name = f"{started:%Y%m%dT%H%M%SZ}-{run['id'][:8]}"
-    run["audit"] = {
-        "job": config.name,
-        "config_digest": config.digest(),
-        "inventory_sources": sources,
-        "bundle": None if config.outputs.bundle == "none" else bundle_name,
-        "signed_by": key_id(key.public_key()) if key is not None else None,
-    }
+        gate = run.gate  # the baseline recomputes the gate; nothing evaluated stays incomplete
+        gate.exit_code = empty_run_exit_code(gate.exit_code, gate.nothing_evaluated, config.allow_empty)
+    started = datetime.fromisoformat(run.started_at).astimezone(UTC)
+    bundle_name = f"{started:%Y%m%dT%H%M%SZ}-{run.id[:8]}"
+    run.audit = AuditInfo(
+        job=config.name,
+        config_digest=config.digest(),
+        inventory_sources=sources,
+        bundle=None if config.outputs.bundle == "none" else bundle_name,
+        signed_by=key_id(key.public_key()) if key is not None else None,
+    )
 
     previous = history.last_run(config.name)
-    previous_document = history.document(previous.id) if previous is not None else None
+    previous_document = history.findings_document(previous.id) if previous is not None else None
 
     findings_bytes = _document_bytes(document)
     findings_path = out / FINDINGS_FILE
@@ -357,15 +355,15 @@ def _run(
     bundle_path: Path | None = None
     manifest_digest: str | None = None
     meta = {
-        "id": run["id"],
+        "id": run.id,
         "job": config.name,
-        "started_at": run["started_at"],
-        "finished_at": run["finished_at"],
-        "exit_code": run["gate"]["exit_code"],
-        "fail_on": run["gate"]["fail_on"],
-        "counts": run["counts"]["by_status"],
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "exit_code": run.gate.exit_code,
+        "fail_on": run.gate.fail_on.value,
+        "counts": plain(run.counts)["by_status"],
         "baselined": baselined,
-        "config_digest": run["audit"]["config_digest"],
+        "config_digest": run.audit.config_digest,
         "previous_run": previous.id if previous is not None else None,
     }
     if config.outputs.bundle != "none":
@@ -378,14 +376,14 @@ def _run(
     current = history.record(
         document,
         job=config.name,
-        config_digest=run["audit"]["config_digest"],
+        config_digest=run.audit.config_digest,
         bundle=str(bundle_path) if bundle_path is not None else None,
         manifest_sha256=manifest_digest,
     )
     diff = history.diff(previous, current) if previous is not None else None
     outcome = AuditOutcome(
-        exit_code=int(run["gate"]["exit_code"]),
-        run_id=run["id"],
+        exit_code=run.gate.exit_code,
+        run_id=run.id,
         findings_path=findings_path,
         reports=reports,
         bundle=bundle_path,
@@ -403,17 +401,16 @@ def _run(
 def _collect_inventory(config: AuditConfig, target: Path, log: Log) -> list[str]:
     """Scan the configured clouds (unit by unit, through the configured executor) and join every
     inventory into `target`: the given inventories first, then the merged, sorted scan parts."""
-    from auditor.scale import scan_configured
     from auditor.scale.merge import merge_parts
 
     sources = [f"file:{p.name}" for p in config.inventories]
-    if not config.inventories and not any((config.clouds.aws, config.clouds.gcp, config.clouds.azure)):
+    if not config.inventories and not config.clouds.configured():
         raise InputError("auditor.yaml", "nothing to audit: configure clouds (or inventories), or use --demo")
     parts_root = config.scale.parts_directory or config.outputs.directory
     parts_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".scans-{owner_tag()}.", dir=parts_root) as tmp:
         scanned = scan_configured(config, Path(tmp), log=log)
-        sources.extend(f"scan:{cloud}" for cloud in scanned.plan.clouds)
+        sources.extend(f"scan:{source}" for source in scanned.plan.sources)
         with atomic_output(target) as handle:
             for part in config.inventories:
                 with part.open("rb") as source:
@@ -427,34 +424,43 @@ def _collect_inventory(config: AuditConfig, target: Path, log: Log) -> list[str]
     return sources
 
 
-def scan_invocations(config: AuditConfig, workdir: Path) -> list[tuple[str, list[str]]]:
-    """The `auditor scan <cloud>` arguments (without --output) covering each configured cloud whole."""
-    from auditor.scale.units import aws_args, azure_args, gcp_args, write_accounts_file
-
-    common: list[str] = []
-    for path in config.policies:
-        common.extend(["--policies", str(path)])
-    calls: list[tuple[str, list[str]]] = []
-    aws = config.clouds.aws
-    if aws is not None:
-        accounts = write_accounts_file(workdir / "aws-accounts.txt", aws.accounts) if aws.accounts else None
-        calls.append(("aws", aws_args(aws, common, accounts)))
-    gcp = config.clouds.gcp
-    if gcp is not None:
-        calls.append(("gcp", gcp_args(gcp, common, gcp.projects)))
-    azure = config.clouds.azure
-    if azure is not None:
-        calls.append(("azure", azure_args(azure, common, azure.subscriptions)))
-    return calls
+def scan_configured(
+    config: AuditConfig,
+    parts_dir: Path,
+    *,
+    executor: Executor | None = None,
+    runner: UnitRunner = run_unit,
+    progress: bool | None = None,
+    log: Log | None = None,
+) -> ScaledScan:
+    """Scan the configured sources unit by unit through the configured (or given) executor."""
+    chosen = executor or make_executor(
+        config.executor,
+        scheduler=config.scheduler,
+        threads=config.scale.threads,
+        local_workers=config.scale.local_workers,
+    )
+    options = ScaleOptions(
+        attempts=config.scale.attempts, units_per_account=config.scale.units_per_account, progress=progress
+    )
+    return scan_sources(
+        config.clouds.configured(),
+        parts_dir,
+        chosen,
+        policies=config.policies,
+        options=options,
+        runner=runner,
+        log=log,
+    )
 
 
 def _render_reports(
-    config: AuditConfig, document: dict[str, Any], inventory: Path, previous: dict[str, Any] | None
+    config: AuditConfig, document: FindingsDocument, inventory: Path, previous: FindingsDocument | None
 ) -> dict[str, Path]:
     from auditor.report.base import ReportInput, render_to_file
 
     report = ReportInput(
-        findings=document,
+        document=document,
         inventory_path=inventory,
         previous=previous,
         frameworks=list(config.outputs.frameworks),
@@ -488,12 +494,13 @@ def _add_inputs(config: AuditConfig, writer: BundleWriter) -> None:
 
 
 def _log_summary(config: AuditConfig, outcome: AuditOutcome, log: Log) -> None:
-    run = outcome.document["run"]
-    counts = run["counts"]["by_status"]
+    assert outcome.document is not None
+    run = outcome.document.run
+    counts = run.counts.by_status
     log(
-        f"run {outcome.run_id}: {run['coverage']['resources']} resources, "
-        f"{counts['fail']} fail ({outcome.baselined} baselined), {counts['error']} error, "
-        f"{counts['waived']} waived, {counts['pass']} pass"
+        f"run {outcome.run_id}: {run.coverage.resources} resources, "
+        f"{counts[Status.FAIL]} fail ({outcome.baselined} baselined), {counts[Status.ERROR]} error, "
+        f"{counts[Status.WAIVED]} waived, {counts[Status.PASS]} pass"
     )
     if outcome.diff is not None:
         d = outcome.diff
@@ -510,5 +517,5 @@ def _log_summary(config: AuditConfig, outcome: AuditOutcome, log: Log) -> None:
     if outcome.bundle is not None:
         log(f"evidence bundle: {outcome.bundle} (manifest sha256 {outcome.manifest_sha256})")
     log(f"history: {redact_url(config.database_url())}")
-    gate = run["gate"]
-    log(f"gate (fail-on {gate['fail_on']}): exit {gate['exit_code']}")
+    gate = run.gate
+    log(f"gate (fail-on {gate.fail_on}): exit {gate.exit_code}")

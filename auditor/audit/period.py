@@ -4,9 +4,10 @@ For each control of a framework: a timeline of its status per run, the share of 
 was effective, when it first failed and when it was fixed, and the gaps: stretches longer than
 the schedule interval (plus grace) with no run. A missed run is a gap, never compliant.
 
-Control status in one run, from the findings of the policies mapped to it:
-failing (any fail, baselined included) > unknown (any error) > exceptions (waived only) >
-effective (all pass) > not_tested (no policy maps to it).
+Control status in one run, from the findings of the policies mapped to it (`control_status` of
+auditor.frameworks, the same function as the report's control matrix): failing (any fail,
+baselined included) > unknown (any error) > exceptions (waived) > effective (all pass) >
+not_tested (no policy maps to it).
 
 Coverage decides whether a run is a test at all. Unknown is never compliant:
 
@@ -36,52 +37,8 @@ from auditor.audit.config import format_duration
 from auditor.audit.history import History, RunSummary
 from auditor.drift import CoverageGap
 from auditor.errors import InputError
-from auditor.policy.loader import shipped_policies_dir
-from auditor.policy.yamlfile import load_yaml
+from auditor.frameworks import ControlStatus, control_status, load_framework
 from auditor.report.html import finalize_visible
-
-EFFECTIVE_STATUSES = ("effective", "exceptions")
-NOT_A_TEST_STATUSES = ("incomplete", "nothing_evaluated")
-
-
-@dataclass(frozen=True)
-class Control:
-    """One control of a framework."""
-
-    id: str
-    title: str
-
-
-def load_framework(framework: str, policy_paths: list[Path] | None = None) -> tuple[str, list[Control]]:
-    """A framework's title and controls, from policies/frameworks/<name>.yaml (user dirs first)."""
-    candidates = [p / "frameworks" / f"{framework}.yaml" for p in (policy_paths or []) if p.is_dir()]
-    candidates.append(shipped_policies_dir() / "frameworks" / f"{framework}.yaml")
-    for path in candidates:
-        if path.is_file():
-            doc = load_yaml(path)
-            data = doc.data if isinstance(doc.data, dict) else {}
-            controls = data.get("controls")
-            if not isinstance(controls, list):
-                raise doc.error(("controls",), "a framework file lists its 'controls:'")
-            return str(data.get("title", framework)), [
-                Control(id=str(c["id"]), title=str(c.get("title", "")))
-                for c in controls
-                if isinstance(c, dict) and "id" in c
-            ]
-    known = sorted(p.stem for p in (shipped_policies_dir() / "frameworks").glob("*.yaml"))
-    raise InputError("--framework", f"unknown framework '{framework}' (known: {', '.join(known)})")
-
-
-def _control_status(counts: dict[str, int]) -> str:
-    if counts["fail"]:
-        return "failing"
-    if counts["error"]:
-        return "unknown"
-    if counts["waived"]:
-        return "exceptions"
-    if counts["pass"]:
-        return "effective"
-    return "not_tested"
 
 
 @dataclass(frozen=True)
@@ -150,7 +107,8 @@ def build_period_report(
     window_end = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
     current = now or datetime.now(UTC)
     observed_end = min(window_end, current)
-    title, catalog = load_framework(framework, policy_paths)
+    definition = load_framework(framework, policy_paths or [])
+    catalog = definition.controls
     chosen_job = _job_of_window(history, job, window_start, window_end)
     runs = history.list_runs(job=chosen_job, since=window_start, until=window_end, newest_first=False)
     before = history.list_runs(job=chosen_job, until=window_start, limit=1) if chosen_job else []
@@ -166,7 +124,7 @@ def build_period_report(
     start_state: dict[str, str] = {}
     if before:
         counts = _control_counts(history, before[0].id, framework, control_ids)
-        start_state = {cid: _control_status(c) for cid, c in counts.items()}
+        start_state = {cid: control_status(c).status.value for cid, c in counts.items()}
     extra = sorted({cid for _, counts in per_run for cid in counts} - set(control_ids))
     titles = {c.id: c.title for c in catalog}
 
@@ -182,7 +140,7 @@ def build_period_report(
         "report": "period",
         "tool": {"name": "auditor", "version": __version__},
         "generated_at": current.isoformat(),
-        "framework": {"id": framework, "title": title},
+        "framework": {"id": framework, "title": definition.title},
         "job": chosen_job,
         "window": {
             "from": start.isoformat(),
@@ -268,14 +226,13 @@ def _run_coverage(
     return RunCoverage(resources=run.resources, gaps=gaps, gap_controls=mapped)
 
 
-def _run_status(cid: str, counts: dict[str, int], coverage: RunCoverage) -> str:
-    """A control's status in one run, its coverage taken into account."""
-    if coverage.nothing_evaluated:
-        return "nothing_evaluated"
-    status = _control_status(counts)
-    if status in ("failing", "unknown") or not coverage.incomplete_for(cid):
-        return status
-    return "incomplete"
+def _run_status(cid: str, counts: dict[str, int], coverage: RunCoverage | None) -> ControlStatus:
+    """A control's status in one run, its coverage (when known) taken into account."""
+    if coverage is None:
+        return control_status(counts).status
+    return control_status(
+        counts, incomplete=coverage.incomplete_for(cid), nothing_evaluated=coverage.nothing_evaluated
+    ).status
 
 
 def _control_counts(
@@ -313,19 +270,19 @@ def _control_entry(
     for run, counts in per_run:
         c = counts.get(cid, {"fail": 0, "error": 0, "waived": 0, "pass": 0})
         cov = (coverage or {}).get(run.id)
-        status = _control_status(c) if cov is None else _run_status(cid, c, cov)
-        by_status[status] = by_status.get(status, 0) + 1
+        status = _run_status(cid, c, cov)
+        by_status[status.value] = by_status.get(status.value, 0) + 1
         if cov is not None and cov.incomplete_for(cid):
             with_gaps += 1
         if cov is not None and cov.nothing_evaluated:
             nothing += 1
-        timeline.append({"run": run.id, "at": run.started_at.isoformat(), "status": status, **c})
-        if status in EFFECTIVE_STATUSES:
+        timeline.append({"run": run.id, "at": run.started_at.isoformat(), "status": status.value, **c})
+        if status.effective:
             effective += 1
             if open_incident is not None:
                 open_incident["fixed_at"] = run.started_at.isoformat()
                 open_incident = None
-        elif status == "failing" and open_incident is None:
+        elif status is ControlStatus.FAILING and open_incident is None:
             open_incident = {
                 "failed_at": run.started_at.isoformat(),
                 "failing_before_window": False,
@@ -379,4 +336,4 @@ def render_period_html(report: dict[str, Any]) -> str:
     )
     env.filters["pct"] = lambda v: "n/a" if v is None else f"{v * 100:.0f}%"
     env.filters["day"] = lambda v: "" if not v else str(v)[:16].replace("T", " ")
-    return env.get_template("period.html.j2").render(report=report)
+    return env.get_template("period.html.j2").render(report=report, statuses=list(ControlStatus))

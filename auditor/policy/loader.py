@@ -1,4 +1,8 @@
-"""Find and load policy, waiver and zone files, with file:line on every error."""
+"""Find and load policy, waiver and zone files, with file:line on every error.
+
+A loaded policy names only known attributes, its defaults fit their parameter types, and every
+``{param: NAME}`` it uses is declared; operators and zones are checked when it compiles.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from auditor.policy.language import (
     PolicyFile,
     Waiver,
     WaiverFile,
+    param_refs,
 )
 from auditor.policy.yamlfile import PathKey, YamlDocument, load_yaml
 from auditor.policy.zones import ZoneCatalog, load_zone_catalog
@@ -96,6 +101,24 @@ def _check_attributes(loaded: LoadedPolicy) -> None:
         )
 
 
+def _check_parameters(loaded: LoadedPolicy) -> None:
+    """Every default fits its parameter's type, and every ``{param: NAME}`` is declared."""
+    declared = loaded.policy.parameters
+    for name, spec in declared.items():
+        if spec.default is None:
+            continue
+        try:
+            spec.value_of(name, spec.default)
+        except ValueError as exc:
+            raise loaded.doc.error((*loaded.loc, "parameters", name, "default"), f"default: {exc}") from exc
+    for leaf, loc in policy_leaves(loaded):
+        for name in param_refs(leaf.value):
+            if name not in declared:
+                raise loaded.doc.error(
+                    (*loc, "value"), f"parameter '{name}' is not declared in the policy's parameters"
+                )
+
+
 def load_policies(paths: Iterable[Path]) -> list[LoadedPolicy]:
     """Load every policy file of the given files/directories (top level only)."""
     loaded: list[LoadedPolicy] = []
@@ -118,6 +141,7 @@ def load_policies(paths: Iterable[Path]) -> list[LoadedPolicy]:
                     )
                 seen[policy.id] = entry.where
                 _check_attributes(entry)
+                _check_parameters(entry)
                 loaded.append(entry)
     return loaded
 

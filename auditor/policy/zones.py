@@ -8,20 +8,19 @@ regions are. Users may add zones in `zones/*.yaml` beside their own policies.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
+from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from auditor.model import PROVIDERS, Provider
+from auditor.model import Provider
 from auditor.policy.yamlfile import load_yaml
+from auditor.strict import StrictModel
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Zone(_Strict):
+class Zone(StrictModel):
     """A named residency zone: a set of countries (ISO 3166-1 alpha-2)."""
 
     title: str
@@ -29,7 +28,7 @@ class Zone(_Strict):
     countries: list[str]
 
 
-class Region(_Strict):
+class Region(StrictModel):
     """A region with the country it lies in; Azure regions also name their paired region."""
 
     country: str
@@ -39,7 +38,7 @@ class Region(_Strict):
     verified: bool = True
 
 
-class MemberSet(_Strict):
+class MemberSet(StrictModel):
     """A location made of several regions (GCS multi-/dual-region, Cloud KMS multi-region)."""
 
     members: list[str]
@@ -47,34 +46,76 @@ class MemberSet(_Strict):
     verified: bool = True
 
 
-class EligibleSet(_Strict):
+class EligibleSet(StrictModel):
     """A configurable dual-region code and the regions its data locations may be chosen from."""
 
     eligible: list[str]
     note: str | None = None
 
 
-class AwsCatalog(_Strict):
+class ProviderCatalog(StrictModel):
+    """One provider's part of the catalog (the YAML section named after the provider).
+
+    `multi_location_tables` names the tables of locations made of several regions (a multi-region,
+    a dual-region, a KMS multi-region): such a location is inside a zone only if every member is,
+    and a code listed in several tables only if it is inside under every meaning.
+    """
+
+    multi_location_tables: ClassVar[tuple[str, ...]] = ()
+
     regions: dict[str, Region]
+
+    def member_tables(self) -> list[dict[str, MemberSet]]:
+        """The provider's multi-location tables (see `multi_location_tables`)."""
+        return [getattr(self, table) for table in self.multi_location_tables]
+
+    def reference_errors(self) -> Iterator[str]:
+        """A message for each entry that names a region this provider's catalog does not list."""
+        for table in self.member_tables():
+            for name, member_set in table.items():
+                for member in member_set.members:
+                    if member not in self.regions:
+                        yield f"location '{name}' names unknown region '{member}'"
+        for name, region in self.regions.items():
+            if region.pair is not None and region.pair not in self.regions:
+                yield f"region '{name}' pairs with unknown region '{region.pair}'"
+
+
+class AwsCatalog(ProviderCatalog):
     location_aliases: dict[str, str] = Field(default_factory=dict)
 
+    def reference_errors(self) -> Iterator[str]:
+        yield from super().reference_errors()
+        for alias, target in self.location_aliases.items():
+            if target not in self.regions:
+                yield f"location alias '{alias}' names unknown region '{target}'"
 
-class GcpCatalog(_Strict):
-    regions: dict[str, Region]
+
+class GcpCatalog(ProviderCatalog):
+    # A code in several tables (KMS 'asia1' includes Seoul, GCS 'asia1' does not) is inside a
+    # zone only if it is inside under every meaning.
+    multi_location_tables: ClassVar[tuple[str, ...]] = ("multi_regions", "dual_regions", "kms_locations")
+
     multi_regions: dict[str, MemberSet] = Field(default_factory=dict)
     dual_regions: dict[str, MemberSet] = Field(default_factory=dict)
     configurable_dual_region_codes: dict[str, EligibleSet] = Field(default_factory=dict)
     kms_locations: dict[str, MemberSet] = Field(default_factory=dict)
 
+    def reference_errors(self) -> Iterator[str]:
+        yield from super().reference_errors()
+        for code, eligible in self.configurable_dual_region_codes.items():
+            for member in eligible.eligible:
+                if member not in self.regions:
+                    yield f"dual-region code '{code}' names unknown region '{member}'"
 
-class AzureCatalog(_Strict):
-    regions: dict[str, Region]
+
+class AzureCatalog(ProviderCatalog):
     geo_redundant_skus: list[str] = Field(default_factory=list)
     local_skus: list[str] = Field(default_factory=list)
 
 
-class ZoneCatalog(_Strict):
-    """The whole catalog; see docs/zone-catalog.md."""
+class ZoneCatalog(StrictModel):
+    """The whole catalog; see docs/zone-catalog.md. Each provider's section is a `ProviderCatalog`."""
 
     version: int = 1
     sources: list[str] = Field(default_factory=list)
@@ -85,28 +126,22 @@ class ZoneCatalog(_Strict):
 
     @model_validator(mode="after")
     def _references_exist(self) -> ZoneCatalog:
-        for name, member_set in {
-            **self.gcp.multi_regions,
-            **self.gcp.dual_regions,
-            **self.gcp.kms_locations,
-        }.items():
-            for member in member_set.members:
-                if member not in self.gcp.regions:
-                    raise ValueError(f"gcp location '{name}' names unknown region '{member}'")
-        for code, eligible in self.gcp.configurable_dual_region_codes.items():
-            for member in eligible.eligible:
-                if member not in self.gcp.regions:
-                    raise ValueError(f"gcp dual-region code '{code}' names unknown region '{member}'")
-        for name, region in self.azure.regions.items():
-            if region.pair is not None and region.pair not in self.azure.regions:
-                raise ValueError(f"azure region '{name}' pairs with unknown region '{region.pair}'")
-        for alias, target in self.aws.location_aliases.items():
-            if target not in self.aws.regions:
-                raise ValueError(f"aws location alias '{alias}' names unknown region '{target}'")
+        for provider, section in self.providers.items():
+            for problem in section.reference_errors():
+                raise ValueError(f"{provider} {problem}")
         return self
 
+    @property
+    def providers(self) -> dict[str, ProviderCatalog]:
+        """Each provider's section by provider name (the source names of auditor.sources)."""
+        return {
+            name: value
+            for name in type(self).model_fields
+            if isinstance(value := getattr(self, name), ProviderCatalog)
+        }
+
     def _regions(self, provider: Provider) -> dict[str, Region]:
-        return {"aws": self.aws.regions, "gcp": self.gcp.regions, "azure": self.azure.regions}[provider]
+        return self.providers[provider].regions
 
     def country_of(self, provider: Provider, region: str) -> str | None:
         """The country of a plain region, or None if the catalog does not know it."""
@@ -118,21 +153,18 @@ class ZoneCatalog(_Strict):
         sets: dict[tuple[str, str], frozenset[str]] = {}
         for zone_name, zone in self.zones.items():
             countries = set(zone.countries)
-            for provider in PROVIDERS:
-                inside = {r for r, region in self._regions(provider).items() if region.country in countries}
-                if provider == "gcp":
-                    # A code in several tables (KMS 'asia1' includes Seoul, GCS 'asia1' does not) is
-                    # inside only if it is inside under every meaning.
-                    meanings: dict[str, list[list[str]]] = {}
-                    for table in (self.gcp.multi_regions, self.gcp.dual_regions, self.gcp.kms_locations):
-                        for name, member_set in table.items():
-                            meanings.setdefault(name, []).append(member_set.members)
-                    inside.update(
-                        name
-                        for name, member_lists in meanings.items()
-                        if name not in self.gcp.regions
-                        and all(members and set(members) <= inside for members in member_lists)
-                    )
+            for provider, section in self.providers.items():
+                inside = {r for r, region in section.regions.items() if region.country in countries}
+                meanings: dict[str, list[list[str]]] = {}
+                for table in section.member_tables():
+                    for name, member_set in table.items():
+                        meanings.setdefault(name, []).append(member_set.members)
+                inside.update(
+                    name
+                    for name, member_lists in meanings.items()
+                    if name not in section.regions
+                    and all(members and set(members) <= inside for members in member_lists)
+                )
                 sets[(zone_name, provider)] = frozenset(inside)
         return sets
 
@@ -142,54 +174,12 @@ class ZoneCatalog(_Strict):
 
     def zone_members(self, zone: str) -> dict[str, frozenset[str]]:
         """`regions_in_zone` for every provider."""
-        return {provider: self.regions_in_zone(zone, provider) for provider in PROVIDERS}
+        return {provider: self.regions_in_zone(zone, provider) for provider in self.providers}
 
     def zones_of(self, provider: Provider, region: str) -> list[str]:
         """The zones a location lies inside (for reports)."""
         region = region.lower()
         return [zone for zone in self.zones if region in self._zone_sets[(zone, provider)]]
-
-    # --- normalisation helpers used by the scanners -------------------------------------------
-
-    def aws_region_of_location(self, raw: str | None) -> str:
-        """GetBucketLocation's LocationConstraint to a region: empty is us-east-1, 'EU' eu-west-1."""
-        value = raw or ""
-        return self.aws.location_aliases.get(value, value.lower() or "us-east-1")
-
-    def gcs_regions(self, location: str, location_type: str, data_locations: list[str] | None) -> list[str]:
-        """The regions a GCS bucket's data lives in, from location, locationType and dataLocations.
-
-        The code alone is ambiguous ('EU' is a multi-region and a configurable dual-region code),
-        so the type decides. Unknown codes come back as themselves: no zone contains them.
-        """
-        code = location.lower()
-        kind = location_type.lower()
-        if kind == "dual-region":
-            if data_locations:
-                return sorted({d.lower() for d in data_locations})
-            predefined = self.gcp.dual_regions.get(code)
-            return list(predefined.members) if predefined else [code]
-        if kind == "multi-region":
-            multi = self.gcp.multi_regions.get(code)
-            return list(multi.members) if multi else [code]
-        return [code]
-
-    def gcp_kms_regions(self, key_location: str) -> list[str]:
-        """Regions a Cloud KMS key location covers (a region, or a KMS multi-region's members)."""
-        code = key_location.lower()
-        member_set = self.gcp.kms_locations.get(code)
-        if member_set is not None:
-            return list(member_set.members) or [code]
-        return [code]
-
-    def azure_pair(self, region: str) -> str | None:
-        """The paired (geo-secondary) region of an Azure region, or None if it has none."""
-        found = self.azure.regions.get(region.lower())
-        return found.pair if found else None
-
-    def azure_is_geo_redundant(self, sku: str) -> bool:
-        """Whether a storage account SKU replicates to the paired region."""
-        return sku.lower() in {s.lower() for s in self.azure.geo_redundant_skus}
 
 
 def load_zone_catalog(paths: list[Path]) -> ZoneCatalog:

@@ -1,7 +1,8 @@
 """The one interface every report format implements, and the dispatch from format name to module.
 
-Renderers read the findings JSON document (docs/findings-json.md), optionally with the inventory
-it came from and a previous run's findings, and write one output file. One module per format.
+Renderers read the typed findings document (auditor.document, docs/findings-json.md), optionally with
+the inventory it came from and a previous run's document, and write one output file. They read no
+policy file: what the run evaluated is in the document. One module per format.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import IO, ClassVar
 
 from auditor.atomicfile import atomic_output
+from auditor.document import FindingsDocument
 
 # format name -> "module:Class"; a new format is one new module and one line here.
 RENDERERS: dict[str, str] = {
@@ -29,9 +31,9 @@ RENDERERS: dict[str, str] = {
 class ReportInput:
     """What a renderer gets: the findings document, and optional context."""
 
-    findings: dict[str, Any]
+    document: FindingsDocument
     inventory_path: Path | None = None
-    previous: dict[str, Any] | None = None
+    previous: FindingsDocument | None = None
     frameworks: list[str] = field(default_factory=list)
 
 

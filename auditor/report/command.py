@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
+from auditor.document import load_document
 from auditor.inputfile import open_input
 from auditor.report.base import RENDERERS, ReportInput, render_to_file
-from auditor.report.context import FRAMEWORKS
-from auditor.report.document import load_document
+from auditor.report.context import report_frameworks
 
 # Inputs are checked when read (auditor.inputfile): a directory, FIFO or device is one error line
 # `file: what is wrong` with exit 2, not click's usage block.
@@ -42,8 +42,9 @@ _FILE = click.Path(path_type=Path, dir_okay=False)
     "--framework",
     "frameworks",
     multiple=True,
-    type=click.Choice(FRAMEWORKS),
-    help="Framework to report on (repeatable; default: all).",
+    metavar="NAME",
+    help="Framework to report on: a frameworks/NAME.yaml beside the run's policies or shipped "
+    "(repeatable; default: every framework file found).",
 )
 @click.option("--output", "-o", required=True, type=_FILE, help="Write the report here (atomically).")
 def command(
@@ -58,11 +59,12 @@ def command(
     if inventory_path is not None:  # read later, while rendering: refuse a bad one before any work
         open_input(inventory_path, "inventory").close()
     report = ReportInput(
-        findings=load_document(findings_path),
+        document=load_document(findings_path),
         inventory_path=inventory_path,
         previous=load_document(previous_path) if previous_path is not None else None,
         frameworks=list(dict.fromkeys(frameworks)),
     )
+    report_frameworks(report)  # an unknown or invalid framework: exit 2 before any output
     # the documents live until exit: keep the collector from walking their millions of objects again
     gc.freeze()
     render_to_file(output_format, report, output)

@@ -1,8 +1,9 @@
 """The view model every human-readable report is drawn from: summaries, control verdicts, policy tables,
 residency per region, and changes since a previous run.
 
-Everything here is computed from the findings document (plus, optionally, the inventory and the policy
-and framework files the run names); templates only lay it out. Values from the cloud stay plain strings:
+Everything here is computed from the typed findings document (plus, optionally, the inventory and the
+framework files); policy text and the residency zone come from the document as the run evaluated them,
+never from policy files. Templates only lay it out. Values from the cloud stay plain strings:
 escaping is the template's job (jinja2 autoescape).
 """
 
@@ -12,28 +13,41 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
 
-from auditor.drift import CoverageGap, classify_change, document_coverage, document_gaps, gap_changes
-from auditor.errors import InputError
-from auditor.model import PROVIDERS, StorageResource
-from auditor.policy.loader import load_policies, load_zones, shipped_policies_dir
-from auditor.policy.zones import ZoneCatalog
+from auditor.document import (
+    NOT_RECORDED,
+    FindingRecord,
+    FindingsDocument,
+    GapRecord,
+    GateInfo,
+    RunInfo,
+    WaiverApplied,
+    WaiverUse,
+    ZoneInfo,
+)
+from auditor.drift import CoverageGap, LaterCoverage, classify_change, gap_changes
+from auditor.findings import Severity, Status
+from auditor.frameworks import (
+    VERDICTS,
+    ControlStatus,
+    Framework,
+    Verdict,
+    available_frameworks,
+    control_status,
+    load_framework,
+)
+from auditor.model import StorageResource
 from auditor.report.base import ReportInput
+from auditor.sources import source_labels, source_names
 
-STATUSES: tuple[str, ...] = ("pass", "fail", "error", "waived")
-SEVERITIES: tuple[str, ...] = ("critical", "high", "medium", "low", "info")
-FRAMEWORKS: tuple[str, ...] = ("gdpr", "soc2", "iso27001")
-FRAMEWORK_LABELS = {"gdpr": "GDPR", "soc2": "SOC 2", "iso27001": "ISO/IEC 27001:2022"}
-PROVIDER_LABELS = {"aws": "AWS", "gcp": "Google Cloud", "azure": "Azure"}
+STATUSES: tuple[Status, ...] = tuple(Status)
+SEVERITIES: tuple[Severity, ...] = tuple(Severity)
+PROVIDER_LABELS = source_labels()  # from the source registry (no cloud SDK imported)
 
-Verdict = Literal["effective", "not effective", "not assessed"]
 ZoneState = Literal["in", "out", "unknown"]
 
 # Passing resources listed per policy in the HTML report; the rest are counted, not listed, so a
@@ -41,7 +55,7 @@ ZoneState = Literal["in", "out", "unknown"]
 PASS_LIST_LIMIT = 200
 EXCERPT_CHARS = 240
 
-_STATUS_ORDER = {"fail": 0, "error": 1, "waived": 2, "pass": 3}
+_STATUS_ORDER = {Status.FAIL: 0, Status.ERROR: 1, Status.WAIVED: 2, Status.PASS: 3}
 _SEVERITY_ORDER = {s: i for i, s in enumerate(SEVERITIES)}
 
 
@@ -50,25 +64,35 @@ _SEVERITY_ORDER = {s: i for i, s in enumerate(SEVERITIES)}
 
 @dataclass(frozen=True)
 class PolicyDetails:
-    """A policy as the run recorded it, with the description and remediation from its YAML file."""
+    """A policy as the run evaluated it: its entry of `run.policies`, counts for every status.
+
+    `recorded` is False for documents older than schema 1.2, which hold no description,
+    remediation or references: reports then say `NOT_RECORDED`, never what today's files say.
+    """
 
     id: str
     title: str
-    severity: str
+    severity: Severity
     family: str
     source: str
     controls: dict[str, list[str]]
-    counts: dict[str, int]
+    counts: dict[Status, int]
     description: str = ""
     expected: str = ""
     remediation: dict[str, str] = field(default_factory=dict)
     references: list[str] = field(default_factory=list)
     parameters: dict[str, Any] = field(default_factory=dict)
+    recorded: bool = True
 
     @property
     def total(self) -> int:
         """Number of findings of this policy."""
         return sum(self.counts.values())
+
+    @property
+    def not_recorded(self) -> str:
+        """What to show instead of the policy's text when the document does not hold it."""
+        return NOT_RECORDED
 
 
 def _source_file(source: str) -> Path:
@@ -76,72 +100,26 @@ def _source_file(source: str) -> Path:
     return Path(path) if line.isdigit() and path else Path(source)
 
 
-@cache
-def _policies_in(path: Path) -> dict[str, Any]:
-    try:
-        return {loaded.policy.id: loaded.policy for loaded in load_policies([path])}
-    except (InputError, OSError):
-        return {}
-
-
-def policy_details(run: dict[str, Any]) -> list[PolicyDetails]:
-    """The run's policies, with metadata from the file each came from (else the shipped policies)."""
-    shipped = _policies_in(shipped_policies_dir())
-    details = []
-    for entry in run["policies"]:
-        source = _source_file(entry["source"])
-        meta = (_policies_in(source) if source.is_file() else {}).get(entry["id"]) or shipped.get(entry["id"])
-        details.append(
-            PolicyDetails(
-                id=entry["id"],
-                title=entry["title"],
-                severity=entry["severity"],
-                family=entry["family"],
-                source=entry["source"],
-                controls=entry["controls"],
-                counts={s: entry["counts"].get(s, 0) for s in STATUSES},
-                parameters=entry.get("parameters") or {},
-                description=meta.description if meta else "",
-                expected=(meta.expected or "") if meta else "",
-                remediation=dict(meta.remediation) if meta else {},
-                references=list(meta.references) if meta else [],
-            )
+def policy_details(run: RunInfo) -> list[PolicyDetails]:
+    """The run's policies, as the document records them (no policy file is read)."""
+    return [
+        PolicyDetails(
+            id=entry.id,
+            title=entry.title,
+            severity=entry.severity,
+            family=entry.family,
+            source=entry.source,
+            controls=entry.controls,
+            counts={s: entry.counts.get(s, 0) for s in STATUSES},
+            parameters=entry.parameters,
+            description=entry.description or "",
+            expected=entry.expected or "",
+            remediation=dict(entry.remediation or {}),
+            references=list(entry.references or []),
+            recorded=entry.details_recorded,
         )
-    return details
-
-
-class FrameworkControl(BaseModel):
-    """One control (article, criterion, Annex A control) of a framework catalog."""
-
-    model_config = ConfigDict(extra="forbid")
-    id: str
-    title: str
-    description: str = ""
-    url: str | None = None
-
-
-class FrameworkCatalog(BaseModel):
-    """policies/frameworks/<name>.yaml: a framework's controls, in reading order."""
-
-    model_config = ConfigDict(extra="forbid")
-    framework: str
-    title: str
-    version: str = ""
-    url: str | None = None
-    controls: list[FrameworkControl]
-
-
-@cache
-def load_framework(name: str, directory: Path | None = None) -> FrameworkCatalog:
-    """The control catalog of framework `name` (shipped unless `directory` is given)."""
-    path = (directory or shipped_policies_dir() / "frameworks") / f"{name}.yaml"
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return FrameworkCatalog.model_validate(data)
-    except OSError:
-        return FrameworkCatalog(framework=name, title=FRAMEWORK_LABELS.get(name, name), controls=[])
-    except (yaml.YAMLError, ValidationError) as exc:
-        raise InputError(str(path), f"invalid framework catalog: {exc}") from exc
+        for entry in run.policies
+    ]
 
 
 @dataclass(frozen=True)
@@ -154,9 +132,14 @@ class ControlRow:
     url: str | None
     policies: list[str]
     counts: dict[str, int]
-    verdict: Verdict
+    status: ControlStatus
     reason: str
     in_catalog: bool = True
+
+    @property
+    def verdict(self) -> Verdict:
+        """Effective / not effective / not assessed."""
+        return self.status.verdict
 
 
 @dataclass(frozen=True)
@@ -174,34 +157,14 @@ class FrameworkView:
     def verdicts(self) -> dict[str, int]:
         """How many controls have each verdict."""
         counted = Counter(c.verdict for c in self.controls)
-        return {v: counted.get(v, 0) for v in ("effective", "not effective", "not assessed")}
+        return {v: counted.get(v, 0) for v in VERDICTS}
 
 
-def control_verdict(counts: dict[str, int], policies: int) -> tuple[Verdict, str]:
-    """Effective / not effective / not assessed, with the reason in words.
-
-    A failing finding is conclusive; otherwise any `error` leaves the control undecided, because an
-    unreadable resource may be the one that fails. Waived findings are accepted exceptions.
-    """
-    if policies == 0:
-        return "not assessed", "no policy evidences this control"
-    if counts.get("fail", 0):
-        return "not effective", f"{counts['fail']} failing finding(s)"
-    if counts.get("error", 0):
-        return "not assessed", f"{counts['error']} finding(s) could not be decided (errors)"
-    passed, waived = counts.get("pass", 0), counts.get("waived", 0)
-    if passed + waived == 0:
-        return "not assessed", "no resource in scope of its policies"
-    if waived:
-        return "effective", f"{passed} pass, {waived} waived (accepted exceptions)"
-    return "effective", f"all {passed} finding(s) pass"
-
-
-def framework_views(policies: list[PolicyDetails], names: Iterable[str]) -> list[FrameworkView]:
-    """The control matrix of each framework in `names`, catalog order first, then unlisted mappings."""
+def framework_views(policies: list[PolicyDetails], frameworks: Iterable[Framework]) -> list[FrameworkView]:
+    """The control matrix of each framework, catalog order first, then unlisted mappings."""
     views = []
-    for name in names:
-        catalog = load_framework(name)
+    for catalog in frameworks:
+        name = catalog.name
         evidencing: dict[str, list[PolicyDetails]] = defaultdict(list)
         for policy in policies:
             for control in policy.controls.get(name, []):
@@ -215,11 +178,11 @@ def framework_views(policies: list[PolicyDetails], names: Iterable[str]) -> list
             if cid not in known
         ]
         for cid, title, description, url, in_catalog in controls:
-            counts = dict.fromkeys(STATUSES, 0)
+            counts = {status.value: 0 for status in STATUSES}
             for policy in evidencing.get(cid, []):
                 for status in STATUSES:
-                    counts[status] += policy.counts.get(status, 0)
-            verdict, reason = control_verdict(counts, len(evidencing.get(cid, [])))
+                    counts[status.value] += policy.counts.get(status, 0)
+            assessed = control_status(counts, policies=len(evidencing.get(cid, [])))
             rows.append(
                 ControlRow(
                     id=cid,
@@ -228,15 +191,15 @@ def framework_views(policies: list[PolicyDetails], names: Iterable[str]) -> list
                     url=url,
                     policies=[p.id for p in evidencing.get(cid, [])],
                     counts=counts,
-                    verdict=verdict,
-                    reason=reason,
+                    status=assessed.status,
+                    reason=assessed.reason,
                     in_catalog=in_catalog,
                 )
             )
         views.append(
             FrameworkView(
                 name=name,
-                label=FRAMEWORK_LABELS.get(name, name),
+                label=catalog.label,
                 title=catalog.title,
                 version=catalog.version,
                 url=catalog.url,
@@ -244,6 +207,25 @@ def framework_views(policies: list[PolicyDetails], names: Iterable[str]) -> list
             )
         )
     return views
+
+
+def policy_dirs(run: RunInfo) -> list[Path]:
+    """The directories of the run's policy files, in the run's order (where its frameworks are)."""
+    return list(dict.fromkeys(_source_file(p.source).parent for p in run.policies if p.source))
+
+
+def report_frameworks(report: ReportInput) -> list[Framework]:
+    """The frameworks a report shows: the ones asked for, else every framework file found (the
+    run's policy directories first, then the shipped ones). An unknown name is an InputError."""
+    dirs = policy_dirs(report.document.run)
+    if report.frameworks:
+        return [load_framework(name, dirs) for name in report.frameworks]
+    return available_frameworks(dirs)
+
+
+def framework_labels(run: RunInfo) -> dict[str, str]:
+    """Name -> label ('SOC 2') of every framework found for the run."""
+    return {f.name: f.label for f in available_frameworks(policy_dirs(run))}
 
 
 # --- findings as table rows ----------------------------------------------------------------------
@@ -282,13 +264,13 @@ class EvidenceRow:
 
 
 @dataclass(frozen=True)
-class FindingRow:
+class FindingView:
     """A finding laid out for a table."""
 
     policy_id: str
-    status: str
-    underlying_status: str
-    severity: str
+    status: Status
+    underlying_status: Status
+    severity: Severity
     provider: str
     account: str
     resource_id: str
@@ -299,35 +281,35 @@ class FindingRow:
     observed: list[tuple[str, str]]
     expected: str
     evidence: list[EvidenceRow]
-    waiver: dict[str, Any] | None
+    waiver: WaiverApplied | None
     reasons: list[str]
     baselined: bool = False
 
     @property
     def waiver_expired(self) -> bool:
         """A waiver matched but had expired, so it did not waive."""
-        return bool(self.waiver and self.waiver.get("expired"))
+        return bool(self.waiver and self.waiver.expired)
 
 
-def finding_row(finding: dict[str, Any]) -> FindingRow:
+def finding_view(finding: FindingRecord) -> FindingView:
     """The table row of one finding of the document."""
-    resource = finding["resource"]
+    resource = finding.resource
     # reasons repeat what an unknown observed value already says; keep only the others
-    shown_unknown = {k for k, v in finding["observed"].items() if isinstance(v, dict) and "unknown" in v}
-    return FindingRow(
-        policy_id=finding["policy_id"],
-        status=finding["status"],
-        underlying_status=finding["underlying_status"],
-        severity=finding["severity"],
-        provider=resource["provider"],
-        account=resource["account"],
-        resource_id=resource["id"],
-        name=resource["name"],
-        kind=resource.get("kind", ""),
-        regions=list(resource.get("regions") or []),
-        message=finding["message"],
-        observed=[(k, display_value(v)) for k, v in finding["observed"].items()],
-        expected=finding["expected"],
+    shown_unknown = {k for k, v in finding.observed.items() if isinstance(v, dict) and "unknown" in v}
+    return FindingView(
+        policy_id=finding.policy_id,
+        status=finding.status,
+        underlying_status=finding.underlying_status,
+        severity=finding.severity,
+        provider=resource.provider,
+        account=resource.account,
+        resource_id=resource.id,
+        name=resource.name,
+        kind=resource.kind,
+        regions=list(resource.regions),
+        message=finding.message,
+        observed=[(k, display_value(v)) for k, v in finding.observed.items()],
+        expected=finding.expected,
         evidence=[
             EvidenceRow(
                 call=str(e.get("call", "")),
@@ -335,23 +317,23 @@ def finding_row(finding: dict[str, Any]) -> FindingRow:
                 answer=excerpt(e.get("response")) if e.get("response") is not None else "",
                 error=e.get("error"),
             )
-            for e in finding["evidence"]
+            for e in finding.evidence
         ],
-        waiver=finding.get("waiver"),
-        reasons=[r for r in finding.get("reasons") or [] if r.partition(":")[0] not in shown_unknown],
-        baselined=bool(finding.get("baselined")),
+        waiver=finding.waiver,
+        reasons=[r for r in finding.reasons if r.partition(":")[0] not in shown_unknown],
+        baselined=finding.baselined,
     )
 
 
-def finding_sort_key(finding: dict[str, Any]) -> tuple[Any, ...]:
+def finding_sort_key(finding: FindingRecord) -> tuple[Any, ...]:
     """Worst first: status, then severity, then provider / account / name."""
-    resource = finding["resource"]
+    resource = finding.resource
     return (
-        _STATUS_ORDER.get(finding["status"], 9),
-        _SEVERITY_ORDER.get(finding["severity"], 9),
-        resource["provider"],
-        resource["account"],
-        resource["name"],
+        _STATUS_ORDER.get(finding.status, 9),
+        _SEVERITY_ORDER.get(finding.severity, 9),
+        resource.provider,
+        resource.account,
+        resource.name,
     )
 
 
@@ -360,8 +342,8 @@ class PolicyView:
     """One policy's section: metadata, every non-passing finding, and a capped list of passing ones."""
 
     details: PolicyDetails
-    non_pass: list[FindingRow] = field(default_factory=list)
-    passing: list[FindingRow] = field(default_factory=list)
+    non_pass: list[FindingView] = field(default_factory=list)
+    passing: list[FindingView] = field(default_factory=list)
     pass_total: int = 0
 
     @property
@@ -381,7 +363,6 @@ class RegionBar:
     region: str
     resources: int
     state: ZoneState
-    zones: list[str]
     primary: int | None = None
     replica: int | None = None
 
@@ -408,29 +389,22 @@ class KeyLocation:
     state: ZoneState
 
 
-def _zone_state(catalog: ZoneCatalog | None, zone: str | None, provider: str, region: str) -> ZoneState:
-    if catalog is None or zone is None or zone not in catalog.zones or provider not in PROVIDERS:
+def _zone_state(zone: ZoneInfo | None, provider: str, region: str) -> ZoneState:
+    if zone is None or provider not in source_names():
         return "unknown"
-    if region.lower() in catalog.regions_in_zone(zone, provider):
-        return "in"
-    return "out" if catalog.country_of(provider, region) is not None else "unknown"
-
-
-def _zones_of(catalog: ZoneCatalog | None, provider: str, region: str) -> list[str]:
-    if catalog is None or provider not in PROVIDERS:
-        return []
-    return catalog.zones_of(provider, region)
+    state = zone.state(provider, region)
+    return "in" if state == "in" else "out" if state == "out" else "unknown"
 
 
 # --- changes since a previous run ----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Change:
+class ChangeView:
     """A finding whose status moved between the previous run and this one."""
 
     policy_id: str
-    severity: str
+    severity: Severity
     provider: str
     account: str
     name: str
@@ -450,38 +424,36 @@ class Changes:
 
     previous_id: str
     previous_started_at: str
-    new_failures: list[Change] = field(default_factory=list)
-    fixed: list[Change] = field(default_factory=list)
-    still_failing: list[Change] = field(default_factory=list)
-    newly_unknown: list[Change] = field(default_factory=list)
-    not_assessed: list[Change] = field(default_factory=list)
+    new_failures: list[ChangeView] = field(default_factory=list)
+    fixed: list[ChangeView] = field(default_factory=list)
+    still_failing: list[ChangeView] = field(default_factory=list)
+    newly_unknown: list[ChangeView] = field(default_factory=list)
+    not_assessed: list[ChangeView] = field(default_factory=list)
     new_gaps: list[CoverageGap] = field(default_factory=list)
     closed_gaps: list[CoverageGap] = field(default_factory=list)
 
 
-def _change(finding: dict[str, Any], before: str, after: str, gap: CoverageGap | None = None) -> Change:
-    resource = finding["resource"]
-    return Change(
-        policy_id=finding["policy_id"],
-        severity=finding["severity"],
-        provider=resource["provider"],
-        account=resource["account"],
-        name=resource["name"],
-        resource_id=resource["id"],
+def _change(finding: FindingRecord, before: str, after: str, gap: CoverageGap | None = None) -> ChangeView:
+    resource = finding.resource
+    return ChangeView(
+        policy_id=finding.policy_id,
+        severity=finding.severity,
+        provider=resource.provider,
+        account=resource.account,
+        name=resource.name,
+        resource_id=resource.id,
         before=before,
         after=after,
         gap=gap,
     )
 
 
-def compare_runs(current: dict[str, Any], previous: dict[str, Any]) -> Changes:
+def compare_runs(current: FindingsDocument, previous: FindingsDocument) -> Changes:
     """New failures, fixed (now pass, or no longer reported by a run that could see the resource),
     still failing, newly unknown, not assessed (no longer reported because the resource lies under
     a coverage gap of this run), and the coverage gaps opened and closed since."""
-    before: dict[tuple[str, str], dict[str, Any]] = {
-        (f["policy_id"], f["resource"]["id"]): f for f in previous["findings"]
-    }
-    changes = Changes(previous_id=previous["run"]["id"], previous_started_at=previous["run"]["started_at"])
+    before: dict[tuple[str, str], FindingRecord] = {f.key: f for f in previous.findings}
+    changes = Changes(previous_id=previous.run.id, previous_started_at=previous.run.started_at)
     seen: set[tuple[str, str]] = set()
     sections = {
         "new_failures": changes.new_failures,
@@ -489,25 +461,29 @@ def compare_runs(current: dict[str, Any], previous: dict[str, Any]) -> Changes:
         "still_failing": changes.still_failing,
         "newly_unknown": changes.newly_unknown,
     }
-    for finding in current["findings"]:
-        key = (finding["policy_id"], finding["resource"]["id"])
+    for finding in current.findings:
+        key = finding.key
         seen.add(key)
         old = before.get(key)
-        was = old["status"] if old else None
-        section = classify_change(was, finding["status"])
+        was = old.status.value if old else None
+        section = classify_change(was, finding.status.value)
         if section in sections:
-            sections[section].append(_change(finding, was or "absent", finding["status"]))
-    coverage = document_coverage(previous, current)
+            sections[section].append(_change(finding, was or "absent", finding.status.value))
+    coverage = LaterCoverage(
+        current.coverage_gaps(),
+        seen_accounts=current.seen_accounts(),
+        known_accounts=previous.seen_accounts(),
+    )
     for key, old in before.items():
         if key in seen:
             continue
-        resource = old["resource"]
-        gap = coverage.gap_over(resource["provider"], resource["account"], resource.get("regions"))
-        section = classify_change(old["status"], None, assessed=gap is None)
+        resource = old.resource
+        gap = coverage.gap_over(resource.provider, resource.account, resource.regions)
+        section = classify_change(old.status.value, None, assessed=gap is None)
         if section == "fixed":
-            changes.fixed.append(_change(old, old["status"], "no longer reported"))
+            changes.fixed.append(_change(old, old.status.value, "no longer reported"))
         elif section == "not_assessed":
-            changes.not_assessed.append(_change(old, old["status"], "not assessed (coverage gap)", gap))
+            changes.not_assessed.append(_change(old, old.status.value, "not assessed (coverage gap)", gap))
     for bucket in (
         changes.new_failures,
         changes.fixed,
@@ -516,7 +492,7 @@ def compare_runs(current: dict[str, Any], previous: dict[str, Any]) -> Changes:
         changes.not_assessed,
     ):
         bucket.sort(key=lambda c: (_SEVERITY_ORDER.get(c.severity, 9), c.policy_id, c.provider, c.name))
-    changes.new_gaps, changes.closed_gaps = gap_changes(document_gaps(previous), document_gaps(current))
+    changes.new_gaps, changes.closed_gaps = gap_changes(previous.coverage_gaps(), current.coverage_gaps())
     return changes
 
 
@@ -530,20 +506,20 @@ class Summary:
     overall: Literal["compliant", "not compliant", "incomplete"]
     overall_reason: str
     findings: int
-    by_status: dict[str, int]
-    by_severity: list[tuple[str, dict[str, int]]]
+    by_status: dict[Status, int]
+    by_severity: list[tuple[Severity, dict[Status, int]]]
     resources: int
     providers: list[tuple[str, str, int, list[str], int]]  # provider, label, resources, accounts, regions
-    gaps: list[dict[str, Any]]
+    gaps: list[GapRecord]
     unknown_attributes: list[tuple[str, str]]
-    waivers: list[dict[str, Any]]
+    waivers: list[WaiverUse]
     started_at: str
     finished_at: str
     duration: str
     tool: str
     inventory: str
     parameters: dict[str, Any]
-    gate: dict[str, Any]
+    gate: GateInfo
 
 
 def _duration(start: str, end: str) -> str:
@@ -554,11 +530,12 @@ def _duration(start: str, end: str) -> str:
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
-def summarise(run: dict[str, Any]) -> Summary:
-    """The executive summary of a run object."""
-    counts = run["counts"]["by_status"]
-    gaps = run["coverage"]["gaps"]
-    fail, error = counts.get("fail", 0), counts.get("error", 0)
+def summarise(run: RunInfo) -> Summary:
+    """The executive summary of a run."""
+    counts = run.counts.by_status
+    coverage = run.coverage
+    gaps = coverage.gaps
+    fail, error = counts.get(Status.FAIL, 0), counts.get(Status.ERROR, 0)
     overall: Literal["compliant", "not compliant", "incomplete"]
     if fail:
         overall, reason = "not compliant", f"{fail} finding(s) fail a policy"
@@ -569,42 +546,41 @@ def summarise(run: dict[str, Any]) -> Summary:
         )
     else:
         overall, reason = "compliant", "every finding passes or is waived"
-    coverage = run["coverage"]
     accounts: dict[str, list[str]] = defaultdict(list)
-    for entry in coverage["accounts"]:
-        accounts[entry["provider"]].append(entry["account"])
-    regions: Counter[str] = Counter(key.partition(":")[0] for key in coverage["regions"])
+    for entry in coverage.accounts:
+        accounts[entry.provider].append(entry.account)
+    regions: Counter[str] = Counter(key.partition(":")[0] for key in coverage.regions)
     providers = [
         (p, PROVIDER_LABELS.get(p, p), n, sorted(accounts.get(p, [])), regions.get(p, 0))
-        for p, n in coverage["resources_by_provider"].items()
+        for p, n in coverage.resources_by_provider.items()
     ]
     unknown = [
         (path, ", ".join(f"{code}: {n}" for code, n in codes.items()))
-        for path, codes in coverage["unknown_attributes"].items()
+        for path, codes in coverage.unknown_attributes.items()
     ]
     by_severity = [
-        (sev, {s: run["counts"]["by_severity"][sev].get(s, 0) for s in STATUSES})
+        (sev, {s: run.counts.by_severity[sev].get(s, 0) for s in STATUSES})
         for sev in SEVERITIES
-        if sev in run["counts"]["by_severity"]
+        if sev in run.counts.by_severity
     ]
     return Summary(
         overall=overall,
         overall_reason=reason,
-        findings=run["counts"]["findings"],
+        findings=run.counts.findings,
         by_status={s: counts.get(s, 0) for s in STATUSES},
         by_severity=by_severity,
-        resources=coverage["resources"],
+        resources=coverage.resources,
         providers=providers,
         gaps=gaps,
         unknown_attributes=unknown,
-        waivers=run["waivers"]["entries"],
-        started_at=run["started_at"],
-        finished_at=run["finished_at"],
-        duration=_duration(run["started_at"], run["finished_at"]),
-        tool=f"{run['tool']['name']} {run['tool']['version']}",
-        inventory=run["inventory"],
-        parameters=run["parameters"],
-        gate=run["gate"],
+        waivers=run.waivers.entries,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        duration=_duration(run.started_at, run.finished_at),
+        tool=f"{run.tool.name} {run.tool.version}",
+        inventory=run.inventory,
+        parameters=run.parameters,
+        gate=run.gate,
     )
 
 
@@ -612,11 +588,11 @@ def summarise(run: dict[str, Any]) -> Summary:
 class ReportView:
     """Everything a human-readable report shows."""
 
-    run: dict[str, Any]
+    run: RunInfo
     summary: Summary
     policies: list[PolicyView]
     frameworks: list[FrameworkView]
-    families: list[tuple[str, dict[str, int]]]
+    families: list[tuple[str, dict[Status, int]]]
     zone: str | None
     zone_title: str | None
     residency: list[ProviderResidency]
@@ -625,30 +601,10 @@ class ReportView:
     inventory_used: bool
 
 
-def _zone_of_run(run: dict[str, Any]) -> str | None:
-    zone = run["parameters"].get("zone")
-    if isinstance(zone, str):
-        return zone
-    for policy in run["policies"]:
-        value = (policy.get("parameters") or {}).get("zone")
-        if isinstance(value, str):
-            return value
-    return None
-
-
-def _zone_catalog(run: dict[str, Any]) -> ZoneCatalog | None:
-    dirs = {_source_file(p["source"]).parent for p in run["policies"]}
-    try:
-        return load_zones(sorted(d for d in dirs if d.is_dir()))
-    except InputError:
-        return None
-
-
 def _residency(
-    findings: list[dict[str, Any]],
-    run: dict[str, Any],
-    catalog: ZoneCatalog | None,
-    zone: str | None,
+    findings: list[FindingRecord],
+    run: RunInfo,
+    zone: ZoneInfo | None,
     inventory: list[StorageResource] | None,
 ) -> tuple[list[ProviderResidency], list[KeyLocation]]:
     primary: Counter[tuple[str, str]] = Counter()
@@ -665,7 +621,7 @@ def _residency(
             if enc is not None and enc.key_management == "customer-managed" and enc.key_location:
                 keys[(res.provider, enc.key_location)] += 1
     views: dict[str, ProviderResidency] = {}
-    for key, count in run["coverage"]["regions"].items():
+    for key, count in run.coverage.regions.items():
         provider, _, region = key.partition(":")
         view = views.setdefault(
             provider, ProviderResidency(provider, PROVIDER_LABELS.get(provider, provider), [])
@@ -675,33 +631,32 @@ def _residency(
                 provider=provider,
                 region=region,
                 resources=count,
-                state=_zone_state(catalog, zone, provider, region),
-                zones=_zones_of(catalog, provider, region),
+                state=_zone_state(zone, provider, region),
                 primary=primary.get((provider, region), 0) if inventory is not None else None,
                 replica=replica.get((provider, region), 0) if inventory is not None else None,
             )
         )
     seen: set[str] = set()
     for finding in findings:
-        resource = finding["resource"]
-        if resource["id"] in seen:
+        resource = finding.resource
+        if resource.id in seen:
             continue
-        seen.add(resource["id"])
-        provider = resource["provider"]
+        seen.add(resource.id)
+        provider = resource.provider
         view = views.setdefault(
             provider, ProviderResidency(provider, PROVIDER_LABELS.get(provider, provider), [])
         )
-        states = {_zone_state(catalog, zone, provider, r) for r in resource.get("regions") or []}
+        states = {_zone_state(zone, provider, r) for r in resource.regions}
         if not states or ("unknown" in states and "out" not in states):
             view.unknown += 1
         elif "out" in states:
             view.outside += 1
         else:
             view.inside += 1
-    order: dict[str, int] = {p: i for i, p in enumerate(PROVIDERS)}
+    order: dict[str, int] = {p: i for i, p in enumerate(source_names())}
     for view in views.values():
         view.regions.sort(key=lambda r: ({"in": 0, "out": 1, "unknown": 2}[r.state], -r.resources, r.region))
-    key_rows = [KeyLocation(p, r, n, _zone_state(catalog, zone, p, r)) for (p, r), n in sorted(keys.items())]
+    key_rows = [KeyLocation(p, r, n, _zone_state(zone, p, r)) for (p, r), n in sorted(keys.items())]
     return sorted(views.values(), key=lambda v: order.get(v.provider, 9)), key_rows
 
 
@@ -714,53 +669,53 @@ def read_inventory_resources(path: Path) -> list[StorageResource]:
 
 def build_view(report: ReportInput, *, pass_limit: int = PASS_LIST_LIMIT) -> ReportView:
     """The view model of `report`: one pass over the findings."""
-    doc = report.findings
-    run = doc["run"]
+    doc = report.document
+    run = doc.run
     details = policy_details(run)
     views = {d.id: PolicyView(d) for d in details}
-    for finding in doc["findings"]:
-        view = views.get(finding["policy_id"])
+    for finding in doc.findings:
+        view = views.get(finding.policy_id)
         if view is None:  # a finding of a policy the run does not list: show it anyway
-            view = views[finding["policy_id"]] = PolicyView(
+            view = views[finding.policy_id] = PolicyView(
                 PolicyDetails(
-                    id=finding["policy_id"],
-                    title=finding["policy_id"],
-                    severity=finding["severity"],
-                    family=finding["policy_id"].partition(".")[0],
+                    id=finding.policy_id,
+                    title=finding.policy_id,
+                    severity=finding.severity,
+                    family=finding.policy_id.partition(".")[0],
                     source="",
-                    controls=finding["controls"],
+                    controls=finding.controls,
                     counts=dict.fromkeys(STATUSES, 0),
+                    recorded=False,
                 )
             )
-        if finding["status"] == "pass":
+        if finding.status is Status.PASS:
             view.pass_total += 1
             if len(view.passing) < pass_limit:
-                view.passing.append(finding_row(finding))
+                view.passing.append(finding_view(finding))
         else:
-            view.non_pass.append(finding_row(finding))
+            view.non_pass.append(finding_view(finding))
     for view in views.values():
         view.non_pass.sort(
             key=lambda r: (_STATUS_ORDER.get(r.status, 9), r.provider, r.account, r.name, r.resource_id)
         )
         view.passing.sort(key=lambda r: (r.provider, r.account, r.name))
-    families: dict[str, dict[str, int]] = {}
+    families: dict[str, dict[Status, int]] = {}
     for d in details:
         family = families.setdefault(d.family, dict.fromkeys(STATUSES, 0))
         for status in STATUSES:
             family[status] += d.counts.get(status, 0)
-    zone = _zone_of_run(run)
-    catalog = _zone_catalog(run)
+    zone = run.zone_name
+    zone_info = run.zone if run.zone is not None and run.zone.id == zone else None
     inventory = read_inventory_resources(report.inventory_path) if report.inventory_path else None
-    residency, key_locations = _residency(doc["findings"], run, catalog, zone, inventory)
-    zone_title = catalog.zones[zone].title if catalog and zone and zone in catalog.zones else None
+    residency, key_locations = _residency(doc.findings, run, zone_info, inventory)
     return ReportView(
         run=run,
         summary=summarise(run),
         policies=list(views.values()),
-        frameworks=framework_views(details, report.frameworks or FRAMEWORKS),
+        frameworks=framework_views(details, report_frameworks(report)),
         families=sorted(families.items()),
         zone=zone,
-        zone_title=zone_title,
+        zone_title=zone_info.title if zone_info is not None else None,
         residency=residency,
         key_locations=key_locations,
         changes=compare_runs(doc, report.previous) if report.previous is not None else None,

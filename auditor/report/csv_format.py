@@ -13,9 +13,10 @@ from typing import IO, Any
 
 import orjson
 
+from auditor.document import FindingRecord
 from auditor.errors import visible
 from auditor.report.base import Renderer, ReportInput
-from auditor.report.context import FRAMEWORKS
+from auditor.report.context import report_frameworks
 
 BASE_COLUMNS = [
     "policy_id",
@@ -48,34 +49,34 @@ def columns(frameworks: list[str]) -> list[str]:
     return [*BASE_COLUMNS, *frameworks, *WAIVER_COLUMNS, *TAIL_COLUMNS]
 
 
-def row(finding: dict[str, Any], frameworks: list[str]) -> list[str]:
+def row(finding: FindingRecord, frameworks: list[str]) -> list[str]:
     """One finding as a row of cells."""
-    resource = finding["resource"]
-    waiver = finding.get("waiver") or {}
+    resource = finding.resource
+    waiver = finding.waiver
     values: list[Any] = [
-        finding["policy_id"],
-        finding["status"],
-        finding["underlying_status"],
-        finding["severity"],
-        resource["provider"],
-        resource["account"],
-        resource["id"],
-        resource["name"],
-        resource.get("kind", ""),
-        " ".join(resource.get("regions") or []),
-        finding["message"],
-        orjson.dumps(finding["observed"]).decode(),
-        finding["expected"],
-        *(" ".join(finding["controls"].get(f, [])) for f in frameworks),
-        waiver.get("id"),
-        ("true" if waiver.get("expired") else "false") if waiver else "",
-        waiver.get("approver"),
-        waiver.get("expires"),
-        waiver.get("justification"),
-        " | ".join(finding.get("reasons") or []),
-        " ".join(str(e.get("call")) for e in finding["evidence"]),
-        " ".join(str(e.get("at")) for e in finding["evidence"]),
-        "true" if finding.get("baselined") else "false",
+        finding.policy_id,
+        finding.status,
+        finding.underlying_status,
+        finding.severity,
+        resource.provider,
+        resource.account,
+        resource.id,
+        resource.name,
+        resource.kind,
+        " ".join(resource.regions),
+        finding.message,
+        orjson.dumps(finding.observed).decode(),
+        finding.expected,
+        *(" ".join(finding.controls.get(f, [])) for f in frameworks),
+        waiver.id if waiver else None,
+        ("true" if waiver.expired else "false") if waiver else "",
+        waiver.approver if waiver else None,
+        waiver.expires if waiver else None,
+        waiver.justification if waiver else None,
+        " | ".join(finding.reasons),
+        " ".join(str(e.get("call")) for e in finding.evidence),
+        " ".join(str(e.get("at")) for e in finding.evidence),
+        "true" if finding.baselined else "false",
     ]
     return [cell(v) for v in values]
 
@@ -88,12 +89,12 @@ class CsvRenderer(Renderer):
 
     def render(self, report: ReportInput, out: IO[bytes]) -> None:
         """Write the header and one row per finding."""
-        frameworks = report.frameworks or list(FRAMEWORKS)
+        frameworks = [f.name for f in report_frameworks(report)]
         text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
         try:
             writer = csv.writer(text, lineterminator="\r\n")
             writer.writerow(columns(frameworks))
-            for finding in report.findings["findings"]:
+            for finding in report.document.findings:
                 writer.writerow(row(finding, frameworks))
         finally:
             text.detach()

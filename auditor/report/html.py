@@ -19,13 +19,14 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
 from auditor.errors import visible
+from auditor.findings import Status
 from auditor.report.base import Renderer, ReportInput
 from auditor.report.context import (
-    FRAMEWORK_LABELS,
     STATUSES,
     ProviderResidency,
     ReportView,
     build_view,
+    framework_labels,
 )
 
 # Findings tables are split into tables of this many rows; past LARGE_ROWS listed rows the report lets
@@ -34,7 +35,12 @@ from auditor.report.context import (
 CHUNK_ROWS = 100
 LARGE_ROWS = 1500
 
-STATUS_LABELS = {"pass": "Pass", "fail": "Fail", "error": "Error (undecided)", "waived": "Waived"}
+STATUS_LABELS = {
+    Status.PASS: "Pass",
+    Status.FAIL: "Fail",
+    Status.ERROR: "Error (undecided)",
+    Status.WAIVED: "Waived",
+}
 
 
 @dataclass(frozen=True)
@@ -80,7 +86,7 @@ _BAR = 16
 _TOP = 6
 
 
-def family_chart(families: list[tuple[str, dict[str, int]]], width: int = 960) -> Chart:
+def family_chart(families: list[tuple[str, dict[Status, int]]], width: int = 960) -> Chart:
     """Status per policy family as 100% stacked bars (pass / fail / error / waived)."""
     label_width, right = 130, 380
     span = width - label_width - right
@@ -96,7 +102,7 @@ def family_chart(families: list[tuple[str, dict[str, int]]], width: int = 960) -
             w = span * n / total
             segments.append(Segment(x, w, f"s-{status}", STATUS_LABELS[status], n))
             x += w
-        flagged = [f"{counts[s]:,} {s}" for s in ("fail", "error", "waived") if counts.get(s)]
+        flagged = [f"{counts[s]:,} {s}" for s in (Status.FAIL, Status.ERROR, Status.WAIVED) if counts.get(s)]
         note = " · ".join([f"{total:,} findings", *flagged])
         rows.append(BarRow(_TOP + index * _ROW, family, segments, note))
     return Chart(width, _TOP * 2 + len(rows) * _ROW, label_width, _BAR, rows, "Status per policy family")
@@ -170,7 +176,7 @@ def _environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(code_spans=code_spans, when=when, n="{:,}".format)
-    env.globals.update(STATUSES=STATUSES, STATUS_LABELS=STATUS_LABELS, FRAMEWORK_LABELS=FRAMEWORK_LABELS)
+    env.globals.update(STATUSES=STATUSES, STATUS_LABELS=STATUS_LABELS)
     return env
 
 
@@ -183,6 +189,7 @@ def template_context(view: ReportView) -> dict[str, Any]:
         "large": listed > LARGE_ROWS,
         "CHUNK_ROWS": CHUNK_ROWS,
         "s": view.summary,
+        "framework_labels": framework_labels(view.run),
         "family_chart": family_chart(view.families),
         "residency_charts": [(p, residency_chart(p, scale, view.zone)) for p in view.residency],
     }

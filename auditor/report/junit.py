@@ -12,10 +12,13 @@ import xml.etree.ElementTree as ET
 from collections import defaultdict
 from typing import IO, Any
 
+from auditor.document import FindingRecord
 from auditor.errors import visible
+from auditor.findings import Status
 from auditor.report.base import Renderer, ReportInput
-from auditor.report.context import FRAMEWORK_LABELS, FRAMEWORKS, display_value, policy_details
+from auditor.report.context import display_value, policy_details, report_frameworks
 
+_COUNTED = {Status.FAIL: "failures", Status.ERROR: "errors", Status.WAIVED: "skipped"}
 # Characters XML 1.0 cannot carry at all; cloud data (tags, names) may contain them.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -28,76 +31,76 @@ def clean(text: Any) -> str:
     return _NOT_XML.sub("\ufffd", visible(str(text)))
 
 
-def _details(finding: dict[str, Any]) -> str:
-    resource = finding["resource"]
+def _details(finding: FindingRecord) -> str:
+    resource = finding.resource
     lines = [
-        f"resource: {resource['id']}",
-        f"provider: {resource['provider']}  account: {resource['account']}",
-        f"regions: {', '.join(resource.get('regions') or []) or 'unknown'}",
-        f"message: {finding['message']}",
-        *(f"observed: {k} = {display_value(v)}" for k, v in finding["observed"].items()),
-        f"expected: {finding['expected']}",
-        *(f"reason: {r}" for r in finding.get("reasons") or []),
+        f"resource: {resource.id}",
+        f"provider: {resource.provider}  account: {resource.account}",
+        f"regions: {', '.join(resource.regions) or 'unknown'}",
+        f"message: {finding.message}",
+        *(f"observed: {k} = {display_value(v)}" for k, v in finding.observed.items()),
+        f"expected: {finding.expected}",
+        *(f"reason: {r}" for r in finding.reasons),
         *(
             f"evidence: {e.get('call')} at {e.get('at')}"
             + (f" error: {e['error']}" if e.get("error") else "")
-            for e in finding["evidence"]
+            for e in finding.evidence
         ),
     ]
-    waiver = finding.get("waiver")
-    if waiver is not None and waiver.get("expired"):
-        lines.append(f"waiver {waiver['id']} expired on {waiver['expires']} (approver {waiver['approver']})")
+    waiver = finding.waiver
+    if waiver is not None and waiver.expired:
+        lines.append(f"waiver {waiver.id} expired on {waiver.expires} (approver {waiver.approver})")
     return "\n".join(lines)
 
 
-def _testcase(suite: ET.Element, finding: dict[str, Any]) -> str:
-    resource = finding["resource"]
+def _testcase(suite: ET.Element, finding: FindingRecord) -> Status:
+    resource = finding.resource
     case = ET.SubElement(
         suite,
         "testcase",
         {
-            "classname": clean(f"{finding['policy_id']}.{resource['provider']}.{resource['account']}"),
-            "name": clean(resource["id"]),
+            "classname": clean(f"{finding.policy_id}.{resource.provider}.{resource.account}"),
+            "name": clean(resource.id),
             "time": "0",
         },
     )
-    status = finding["status"]
-    if status == "fail":
-        prefix = "[baselined] " if finding.get("baselined") else ""
+    status = finding.status
+    if status is Status.FAIL:
+        prefix = "[baselined] " if finding.baselined else ""
         node = ET.SubElement(
             case,
             "failure",
-            {"message": clean(prefix + finding["message"]), "type": clean(finding["severity"])},
+            {"message": clean(prefix + finding.message), "type": clean(finding.severity)},
         )
         node.text = clean(_details(finding))
-    elif status == "error":
-        node = ET.SubElement(case, "error", {"message": clean(finding["message"]), "type": "undecided"})
+    elif status is Status.ERROR:
+        node = ET.SubElement(case, "error", {"message": clean(finding.message), "type": "undecided"})
         node.text = clean(_details(finding))
-    elif status == "waived":
-        waiver = finding.get("waiver") or {}
+    elif status is Status.WAIVED:
+        waiver = finding.waiver
         message = (
-            f"waived by {waiver.get('id')} (underlying {finding['underlying_status']}): "
-            f"{waiver.get('justification')} "
-            f"(approver {waiver.get('approver')}, expires {waiver.get('expires')})"
+            f"waived by {waiver.id if waiver else None} (underlying {finding.underlying_status}): "
+            f"{waiver.justification if waiver else None} "
+            f"(approver {waiver.approver if waiver else None}, expires {waiver.expires if waiver else None})"
         )
         ET.SubElement(case, "skipped", {"message": clean(message)})
-    return str(status)
+    return status
 
 
 def junit_tree(report: ReportInput) -> ET.Element:
     """The <testsuites> element of a findings document."""
-    run = report.findings["run"]
-    frameworks = report.frameworks or list(FRAMEWORKS)
-    by_policy: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for finding in report.findings["findings"]:
-        by_policy[finding["policy_id"]].append(finding)
-    root = ET.Element("testsuites", {"name": clean(f"auditor run {run['id']}")})
+    run = report.document.run
+    frameworks = report_frameworks(report)
+    by_policy: dict[str, list[FindingRecord]] = defaultdict(list)
+    for finding in report.document.findings:
+        by_policy[finding.policy_id].append(finding)
+    root = ET.Element("testsuites", {"name": clean(f"auditor run {run.id}")})
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     policies = {p.id: p for p in policy_details(run)}
     for policy_id in [*policies, *(p for p in by_policy if p not in policies)]:
         findings = by_policy.get(policy_id, [])
         suite = ET.SubElement(
-            root, "testsuite", {"name": clean(policy_id), "timestamp": clean(run["started_at"])}
+            root, "testsuite", {"name": clean(policy_id), "timestamp": clean(run.started_at)}
         )
         props = ET.SubElement(suite, "properties")
         policy = policies.get(policy_id)
@@ -105,27 +108,27 @@ def junit_tree(report: ReportInput) -> ET.Element:
             ET.SubElement(props, "property", {"name": "title", "value": clean(policy.title)})
             ET.SubElement(props, "property", {"name": "severity", "value": clean(policy.severity)})
             for framework in frameworks:
-                controls = policy.controls.get(framework, [])
+                controls = policy.controls.get(framework.name, [])
                 if controls:
                     ET.SubElement(
                         props,
                         "property",
                         {
-                            "name": f"controls.{framework}",
-                            "value": clean(f"{FRAMEWORK_LABELS[framework]} " + ", ".join(controls)),
+                            "name": f"controls.{framework.name}",
+                            "value": clean(f"{framework.label} " + ", ".join(controls)),
                         },
                     )
         counts = {"tests": len(findings), "failures": 0, "errors": 0, "skipped": 0}
-        for finding in sorted(findings, key=lambda f: (f["resource"]["provider"], f["resource"]["id"])):
+        for finding in sorted(findings, key=lambda f: (f.resource.provider, f.resource.id)):
             status = _testcase(suite, finding)
-            key = {"fail": "failures", "error": "errors", "waived": "skipped"}.get(status)
+            key = _COUNTED.get(status)
             if key:
                 counts[key] += 1
         for key, value in counts.items():
             suite.set(key, str(value))
             totals[key] += value
         suite.set("time", "0")
-    gaps = run["coverage"]["gaps"]
+    gaps = run.coverage.gaps
     if gaps:
         suite = ET.SubElement(
             root,
@@ -144,17 +147,15 @@ def junit_tree(report: ReportInput) -> ET.Element:
                 suite,
                 "testcase",
                 {
-                    "classname": clean(f"auditor.coverage.{gap['provider']}"),
-                    "name": clean(f"{gap['account']} {gap['scope']}"),
+                    "classname": clean(f"auditor.coverage.{gap.provider}"),
+                    "name": clean(f"{gap.account} {gap.scope}"),
                     "time": "0",
                 },
             )
             node = ET.SubElement(
-                case, "error", {"message": clean(f"not scanned: {gap['reason']}"), "type": clean(gap["code"])}
+                case, "error", {"message": clean(f"not scanned: {gap.reason}"), "type": clean(gap.code)}
             )
-            node.text = clean(
-                f"{gap['provider']} {gap['account']} {gap['scope']}: {gap['code']}: {gap['reason']}"
-            )
+            node.text = clean(f"{gap.provider} {gap.account} {gap.scope}: {gap.code}: {gap.reason}")
         totals["tests"] += len(gaps)
         totals["errors"] += len(gaps)
     for key, value in totals.items():

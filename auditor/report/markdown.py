@@ -11,15 +11,16 @@ import re
 from typing import IO, Any
 
 from auditor.errors import visible
+from auditor.findings import Status
 from auditor.report.base import Renderer, ReportInput
 from auditor.report.context import (
-    FRAMEWORK_LABELS,
     PROVIDER_LABELS,
     STATUSES,
     compare_runs,
     finding_sort_key,
     framework_views,
     policy_details,
+    report_frameworks,
     summarise,
 )
 
@@ -53,14 +54,14 @@ def md_block(text: Any) -> str:
 
 def markdown_summary(report: ReportInput) -> str:
     """The Markdown text of the summary."""
-    doc = report.findings
-    run = doc["run"]
+    doc = report.document
+    run = doc.run
     s = summarise(run)
-    zone = run["parameters"].get("zone")
+    zone = run.parameters.get("zone")
     out = [f"## auditor: {s.overall.upper()}", ""]
     estate = ", ".join(f"{label} {n}" for _, label, n, _, _ in s.providers)
     out.append(
-        f"Run {md(run['id'])} started {md(s.started_at)}: {s.resources} resources ({estate})"
+        f"Run {md(run.id)} started {md(s.started_at)}: {s.resources} resources ({estate})"
         + (f", residency zone **{md(zone)}**" if isinstance(zone, str) else "")
         + f". {md(s.overall_reason)}."
     )
@@ -70,24 +71,23 @@ def markdown_summary(report: ReportInput) -> str:
     if s.gaps:
         out.append(f"**Coverage gaps ({len(s.gaps)})**: not scanned, so not covered by any verdict:")
         out += [
-            f"- {md(g['provider'])} {md(g['account'])} {md(g['scope'])}: {md(g['code'])}: {md(g['reason'])}"
-            for g in s.gaps
+            f"- {md(g.provider)} {md(g.account)} {md(g.scope)}: {md(g.code)}: {md(g.reason)}" for g in s.gaps
         ]
         out.append("")
     if s.unknown_attributes:
         parts = [f"{md(path)} ({md(codes)})" for path, codes in s.unknown_attributes]
         out += [f"**Unreadable attributes**: {', '.join(parts)}", ""]
-    expired = [w for w in s.waivers if w.get("expired")]
+    expired = [w for w in s.waivers if w.expired]
     if expired:
         out += [
-            f"**Expired waivers**: {', '.join(md(w['id']) + ' (' + md(w['expires']) + ')' for w in expired)}",
+            f"**Expired waivers**: {', '.join(md(w.id) + ' (' + md(w.expires) + ')' for w in expired)}",
             "",
         ]
 
     details = policy_details(run)
     failing = [
         (fw, c)
-        for fw in framework_views(details, report.frameworks or list(FRAMEWORK_LABELS))
+        for fw in framework_views(details, report_frameworks(report))
         for c in fw.controls
         if c.verdict == "not effective" or (c.verdict == "not assessed" and c.policies)
     ]
@@ -146,7 +146,7 @@ def markdown_summary(report: ReportInput) -> str:
         if changes.new_failures or changes.not_assessed:
             out.append("")
 
-    failures = sorted((f for f in doc["findings"] if f["status"] == "fail"), key=finding_sort_key)
+    failures = sorted((f for f in doc.findings if f.status is Status.FAIL), key=finding_sort_key)
     if failures:
         shown = failures[:TOP_FAILURES]
         out += [
@@ -156,15 +156,15 @@ def markdown_summary(report: ReportInput) -> str:
             "|---|---|---|---|---|",
         ]
         for f in shown:
-            r = f["resource"]
+            r = f.resource
             out.append(
-                f"| {f['severity']} | {md(f['policy_id'])} | {md(r['name'], 60)} | "
-                f"{PROVIDER_LABELS.get(r['provider'], md(r['provider']))} {md(r['account'], 40)} "
-                f"| {'(baselined) ' if f.get('baselined') else ''}{md(f['message'])} |"
+                f"| {f.severity} | {md(f.policy_id)} | {md(r.name, 60)} | "
+                f"{PROVIDER_LABELS.get(r.provider, md(r.provider))} {md(r.account, 40)} "
+                f"| {'(baselined) ' if f.baselined else ''}{md(f.message)} |"
             )
         out.append("")
-    gate = run["gate"]
-    out.append(f"Gate: fail on {md(gate['fail_on'])} and above, exit code {gate['exit_code']}.")
+    gate = run.gate
+    out.append(f"Gate: fail on {md(gate.fail_on)} and above, exit code {gate.exit_code}.")
     return "\n".join(out) + "\n"
 
 

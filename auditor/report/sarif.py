@@ -22,15 +22,16 @@ from typing import IO, Any
 
 import orjson
 
+from auditor.document import FindingRecord, plain
 from auditor.errors import InputError, visible
+from auditor.findings import Status
 from auditor.inputfile import open_input, read_lines
 from auditor.report.base import Renderer, ReportInput
 from auditor.report.context import (
-    FRAMEWORK_LABELS,
-    FRAMEWORKS,
     PROVIDER_LABELS,
     PolicyDetails,
     policy_details,
+    report_frameworks,
 )
 from auditor.report.markdown import md_block
 
@@ -58,6 +59,9 @@ def _help(policy: PolicyDetails) -> tuple[str, str]:
     if policy.expected:
         text.append(f"Expected: {policy.expected}")
         markdown += ["", f"Expected: {md_block(policy.expected)}"]
+    if not policy.recorded:
+        text.append(f"Remediation: {policy.not_recorded}")
+        markdown += ["", f"Remediation: {policy.not_recorded}"]
     if policy.remediation:
         text.append("Remediation:")
         markdown += ["", "Remediation:", ""]
@@ -76,11 +80,11 @@ def _help(policy: PolicyDetails) -> tuple[str, str]:
     return "\n".join(text), "\n".join(markdown)
 
 
-def _rule(policy: PolicyDetails, frameworks: list[str]) -> dict[str, Any]:
+def _rule(policy: PolicyDetails, frameworks: dict[str, str]) -> dict[str, Any]:
     text, markdown = _help(policy)
     tags = ["compliance", policy.family]
     for framework in frameworks:
-        tags += [f"{FRAMEWORK_LABELS[framework]} {c}" for c in policy.controls.get(framework, [])]
+        tags += [f"{frameworks[framework]} {c}" for c in policy.controls.get(framework, [])]
     rule: dict[str, Any] = {
         "id": policy.id,
         "name": "".join(part.capitalize() for part in policy.id.replace("-", ".").split(".")),
@@ -127,97 +131,92 @@ def _artifact_uri(inventory: str) -> str:
 
 
 def _result(
-    finding: dict[str, Any], rule_index: int, uri: str, line: int | None, frameworks: list[str]
+    finding: FindingRecord, rule_index: int, uri: str, line: int | None, frameworks: list[str]
 ) -> dict[str, Any]:
-    resource = finding["resource"]
-    underlying = finding["underlying_status"] if finding["status"] == "waived" else finding["status"]
-    decided = underlying == "fail"
+    resource = finding.resource
+    underlying = finding.underlying_status if finding.status is Status.WAIVED else finding.status
+    decided = underlying is Status.FAIL
     physical: dict[str, Any] = {"artifactLocation": {"uri": uri}}
     if line is not None:
         physical["region"] = {"startLine": line}
     result: dict[str, Any] = {
-        "ruleId": finding["policy_id"],
+        "ruleId": finding.policy_id,
         "ruleIndex": rule_index,
         "kind": "fail" if decided else "open",
-        "level": LEVEL.get(finding["severity"], "warning") if decided else "none",
+        "level": LEVEL.get(finding.severity, "warning") if decided else "none",
         # A failure accepted into the CI baseline (auditor baseline create) existed before.
-        **({"baselineState": "unchanged"} if finding.get("baselined") else {}),
-        "message": {
-            "text": f"{resource['name']} ({resource['provider']} {resource['account']}): {finding['message']}"
-        },
+        **({"baselineState": "unchanged"} if finding.baselined else {}),
+        "message": {"text": f"{resource.name} ({resource.provider} {resource.account}): {finding.message}"},
         "locations": [
             {
                 "physicalLocation": physical,
                 "logicalLocations": [
-                    {"name": resource["name"], "fullyQualifiedName": resource["id"], "kind": "resource"}
+                    {"name": resource.name, "fullyQualifiedName": resource.id, "kind": "resource"}
                 ],
             }
         ],
         "partialFingerprints": {
-            "auditorFinding/v1": hashlib.sha256(
-                f"{finding['policy_id']}\0{resource['id']}".encode()
-            ).hexdigest()
+            "auditorFinding/v1": hashlib.sha256(f"{finding.policy_id}\0{resource.id}".encode()).hexdigest()
         },
         "properties": {
-            "status": finding["status"],
-            "underlyingStatus": finding["underlying_status"],
-            "severity": finding["severity"],
-            "provider": resource["provider"],
-            "account": resource["account"],
-            "regions": resource.get("regions") or [],
-            "observed": finding["observed"],
-            "expected": finding["expected"],
-            "controls": {f: finding["controls"].get(f, []) for f in frameworks},
-            "evidenceCalls": [e.get("call") for e in finding["evidence"]],
+            "status": finding.status.value,
+            "underlyingStatus": finding.underlying_status.value,
+            "severity": finding.severity.value,
+            "provider": resource.provider,
+            "account": resource.account,
+            "regions": resource.regions,
+            "observed": finding.observed,
+            "expected": finding.expected,
+            "controls": {f: finding.controls.get(f, []) for f in frameworks},
+            "evidenceCalls": [e.get("call") for e in finding.evidence],
         },
     }
-    if finding.get("reasons"):
-        result["properties"]["reasons"] = finding["reasons"]
-    waiver = finding.get("waiver")
-    if waiver is not None and finding["status"] == "waived":
+    if finding.reasons:
+        result["properties"]["reasons"] = finding.reasons
+    waiver = finding.waiver
+    if waiver is not None and finding.status is Status.WAIVED:
         result["suppressions"] = [
             {
                 "kind": "external",
                 "status": "accepted",
-                "justification": waiver["justification"],
+                "justification": waiver.justification,
                 "properties": {
-                    "waiver": waiver["id"],
-                    "approver": waiver["approver"],
-                    "expires": waiver["expires"],
-                    "source": waiver.get("source"),
+                    "waiver": waiver.id,
+                    "approver": waiver.approver,
+                    "expires": waiver.expires,
+                    "source": waiver.source,
                 },
             }
         ]
     elif waiver is not None:
-        result["properties"]["expiredWaiver"] = waiver
+        result["properties"]["expiredWaiver"] = plain(waiver)
     return result
 
 
 def sarif_log(report: ReportInput) -> dict[str, Any]:
     """The SARIF log of a findings document, as a dict."""
-    run = report.findings["run"]
-    frameworks = report.frameworks or list(FRAMEWORKS)
+    run = report.document.run
+    frameworks = {f.name: f.label for f in report_frameworks(report)}  # name -> label
     policies = policy_details(run)
     rules = [_rule(p, frameworks) for p in policies]
     index = {p.id: i for i, p in enumerate(policies)}
-    uri = _artifact_uri(run["inventory"])
+    uri = _artifact_uri(run.inventory)
     lines = _inventory_lines(report.inventory_path)
     results = []
-    for finding in report.findings["findings"]:
-        if finding["status"] == "pass" or finding["policy_id"] not in index:
+    for finding in report.document.findings:
+        if finding.status is Status.PASS or finding.policy_id not in index:
             continue
-        line = lines.get(finding["resource"]["id"])
-        results.append(_result(finding, index[finding["policy_id"]], uri, line, frameworks))
+        line = lines.get(finding.resource.id)
+        results.append(_result(finding, index[finding.policy_id], uri, line, list(frameworks)))
     notifications = [
         {
             "level": "error",
             "message": {
-                "text": f"coverage gap: {g['provider']} {g['account']} {g['scope']} not scanned: "
-                f"{g['code']}: {g['reason']}"
+                "text": f"coverage gap: {g.provider} {g.account} {g.scope} not scanned: {g.code}: {g.reason}"
             },
-            "descriptor": {"id": f"coverage-gap/{g['code']}"},
+            "descriptor": {"id": f"coverage-gap/{g.code}"},
         }
-        for g in run["coverage"]["gaps"]
+        for g in run.coverage.gaps
     ]
     notifications += [
         {
@@ -228,13 +227,13 @@ def sarif_log(report: ReportInput) -> dict[str, Any]:
             },
             "descriptor": {"id": "unknown-attribute"},
         }
-        for path, codes in run["coverage"]["unknown_attributes"].items()
+        for path, codes in run.coverage.unknown_attributes.items()
     ]
     invocation: dict[str, Any] = {
         "executionSuccessful": True,
-        "startTimeUtc": run["started_at"],
-        "endTimeUtc": run["finished_at"],
-        "exitCode": run["gate"]["exit_code"],
+        "startTimeUtc": run.started_at,
+        "endTimeUtc": run.finished_at,
+        "exitCode": run.gate.exit_code,
     }
     if notifications:
         invocation["toolExecutionNotifications"] = notifications
@@ -245,19 +244,19 @@ def sarif_log(report: ReportInput) -> dict[str, Any]:
             {
                 "tool": {
                     "driver": {
-                        "name": run["tool"]["name"],
-                        "version": run["tool"]["version"],
-                        "semanticVersion": run["tool"]["version"],
+                        "name": run.tool.name,
+                        "version": run.tool.version,
+                        "semanticVersion": run.tool.version,
                         "rules": rules,
                     }
                 },
-                "automationDetails": {"id": f"auditor/{run['id']}"},
+                "automationDetails": {"id": f"auditor/{run.id}"},
                 "invocations": [invocation],
                 "results": results,
                 "properties": {
-                    "parameters": run["parameters"],
-                    "counts": run["counts"],
-                    "resources": run["coverage"]["resources"],
+                    "parameters": run.parameters,
+                    "counts": plain(run.counts),
+                    "resources": run.coverage.resources,
                 },
             }
         ],

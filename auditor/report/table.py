@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from auditor.document import RunInfo
 from auditor.errors import visible
 from auditor.findings import Finding, Status
 
 _STYLE = {Status.FAIL: "red", Status.ERROR: "yellow", Status.WAIVED: "cyan", Status.PASS: "green"}
 
 
-def render_table(
-    findings: Iterable[Finding], run: dict[str, Any], *, width: int = 160, color: bool = False
-) -> str:
+def render_table(findings: Iterable[Finding], run: RunInfo, *, width: int = 160, color: bool = False) -> str:
     """Non-pass findings as a table and a summary of counts, coverage and waivers."""
     table = Table(title="auditor findings (non-pass)", show_lines=False, expand=False)
     for column in ("status", "severity", "policy", "provider", "resource", "message"):
@@ -62,27 +60,26 @@ def render_table(
     )
     if shown:
         console.print(table)
-    counts = run["counts"]["by_status"]
-    coverage = run["coverage"]
+    counts = run.counts.by_status
+    coverage = run.coverage
     console.print(
-        f"{coverage['resources']} resources, {run['counts']['findings']} findings: "
-        f"{counts['pass']} pass, {counts['fail']} fail, {counts['error']} error, {counts['waived']} waived"
+        f"{coverage.resources} resources, {run.counts.findings} findings: "
+        f"{counts[Status.PASS]} pass, {counts[Status.FAIL]} fail, {counts[Status.ERROR]} error, "
+        f"{counts[Status.WAIVED]} waived"
     )
-    unknown = coverage["unknown_attributes"]
+    unknown = coverage.unknown_attributes
     if unknown:
         parts = [
             f"{path} ({', '.join(f'{c}: {n}' for c, n in codes.items())})" for path, codes in unknown.items()
         ]
         console.print(_text("coverage: unreadable attributes: " + "; ".join(parts)))
-    for gap in coverage["gaps"]:
-        console.print(
-            _text(f"coverage gap: {gap['provider']} {gap['account']} {gap['scope']}: {gap['reason']}")
-        )
-    for entry in run["waivers"]["entries"]:
-        if entry["expired"]:
-            console.print(_text(f"waiver {entry['id']} ({entry['policy']}) expired on {entry['expires']}"))
-    gate = run["gate"]
-    console.print(f"gate (fail-on {gate['fail_on']}): exit {gate['exit_code']}")
+    for gap in coverage.gaps:
+        console.print(_text(f"coverage gap: {gap.provider} {gap.account} {gap.scope}: {gap.reason}"))
+    for entry in run.waivers.entries:
+        if entry.expired:
+            console.print(_text(f"waiver {entry.id} ({entry.policy}) expired on {entry.expires}"))
+    gate = run.gate
+    console.print(f"gate (fail-on {gate.fail_on}): exit {gate.exit_code}")
     return buffer.getvalue()
 
 

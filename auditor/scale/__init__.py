@@ -6,56 +6,50 @@ merge (merge.py) -> one inventory, identical whichever executor ran the units. S
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from auditor.audit.config import AuditConfig
 from auditor.inventory import write_inventory
 from auditor.scale.executors import Executor, make_executor
 from auditor.scale.run import ScaleOptions, ScaleReport, run_units
 from auditor.scale.units import Plan, UnitRunner, plan_units, run_unit, sort_part
+from auditor.sources import SourceSection
 
 GAPS_PART = "gaps.jsonl"
 
 
 @dataclass
 class ScaledScan:
-    """A finished scan: the clouds planned, the sorted parts to merge, and what each unit did."""
+    """A finished scan: the sources planned, the sorted parts to merge, and what each unit did."""
 
     plan: Plan
     report: ScaleReport
     parts: list[Path] = field(default_factory=list)
 
 
-def scan_configured(
-    config: AuditConfig,
+def scan_sources(
+    sections: Mapping[str, SourceSection],
     parts_dir: Path,
+    executor: Executor,
     *,
-    executor: Executor | None = None,
+    policies: Sequence[Path] = (),
+    options: ScaleOptions | None = None,
     runner: UnitRunner = run_unit,
-    progress: bool | None = None,
     log: Callable[[str], None] | None = None,
 ) -> ScaledScan:
-    """Plan the configured clouds into units, run them, and return the sorted parts (gaps included)."""
-    plan = plan_units(config, parts_dir)
-    chosen = executor or make_executor(
-        config.executor,
-        scheduler=config.scheduler,
-        threads=config.scale.threads,
-        local_workers=config.scale.local_workers,
-    )
-    options = ScaleOptions(
-        attempts=config.scale.attempts, units_per_account=config.scale.units_per_account, progress=progress
-    )
+    """Plan each source's section into units, run them, and return the sorted parts (gaps included)."""
+    plan = plan_units(sections, policies)
     if plan.units:
         if log is not None:
-            counts = ", ".join(f"{c}: {sum(u.cloud == c for u in plan.units)}" for c in plan.clouds)
-            log(f"scanning {len(plan.units)} units ({counts}) with the {chosen.name} executor ...")
-        with chosen:
-            report = run_units(plan.units, chosen, parts_dir, options, runner=runner, log=log)
+            counts = ", ".join(f"{s}: {sum(u.source == s for u in plan.units)}" for s in plan.sources)
+            log(f"scanning {len(plan.units)} units ({counts}) with the {executor.name} executor ...")
+        with executor:
+            report = run_units(
+                plan.units, executor, parts_dir, options or ScaleOptions(), runner=runner, log=log
+            )
     else:
-        report = ScaleReport(executor=chosen.name)
+        report = ScaleReport(executor=executor.name)
     parts = [Path(r.part) for r in report.results]
     gaps = plan.gaps + report.gaps
     if gaps:
@@ -69,4 +63,12 @@ def scan_configured(
     return ScaledScan(plan=plan, report=report, parts=parts)
 
 
-__all__ = ["ScaleOptions", "ScaleReport", "ScaledScan", "run_units", "scan_configured"]
+__all__ = [
+    "Executor",
+    "ScaleOptions",
+    "ScaleReport",
+    "ScaledScan",
+    "make_executor",
+    "run_units",
+    "scan_sources",
+]

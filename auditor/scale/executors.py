@@ -110,8 +110,8 @@ class InProcessExecutor(Executor):
 class DaskExecutor(Executor):
     """Units as tasks on a Dask distributed cluster: a scheduler address, or a LocalCluster.
 
-    Each task's payload is the runner (a function reference), the unit (cloud, account, non-secret
-    arguments) and the parts directory: never credentials. Workers use their own host's.
+    Each task's payload is the runner (a function reference), the unit (source, account, its non-secret
+    config section) and the parts directory: never credentials. Workers use their own host's.
     """
 
     name: ClassVar[str] = "dask"

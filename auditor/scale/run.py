@@ -1,7 +1,7 @@
 """Drive units through an executor: the per-account cap, bounded retries, coverage gaps, progress.
 
 Only this loop submits units, so its caps hold however many workers the cluster has: at most
-`units_per_account` units of one (cloud, account) are in flight at once, and at most a window of
+`units_per_account` units of one (source, account) are in flight at once, and at most a window of
 units overall (about twice the executor's slots). A unit that raises (worker lost, crash,
 credentials missing on that worker) is submitted again, up to `attempts` times in all, then
 recorded as a `CoverageGap` so the gate reports the run incomplete. A unit whose arguments are
@@ -172,7 +172,7 @@ def run_units(
             finished = len(report.results) + len(report.gaps)
             progress.update(finished, len(running), report.retried, len(report.gaps))
     except UnitUsageError as exc:
-        raise InputError(f"clouds.{exc.cloud}", exc.message) from None
+        raise InputError(f"clouds.{exc.source}", exc.message) from None
     finally:
         progress.close()
     report.seconds = time.perf_counter() - started

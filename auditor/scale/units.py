@@ -1,13 +1,16 @@
-"""Units of work: one (cloud, account/project/subscription, region) to scan, and how a worker runs one.
+"""Units of work: one (source, account/project/subscription) to scan, and how a worker runs one.
 
-A unit carries only what is not secret: which cloud, which account, and the `auditor scan <cloud>`
-arguments restricted to that account (policy paths, role name, endpoints, options). The worker that
-runs it gets credentials the standard way on its own host (instance role, workload identity, the
-SDK's environment and files) and writes the unit's inventory part, sorted, to the parts directory.
+A unit carries only what is not secret: the source's name, the account, the source's section of
+auditor.yaml restricted to that account (as JSON: role name, endpoints, options) and the policy
+paths. The worker that runs it parses the section with the source's model and runs the source's
+scan function directly (no command line in between); it gets credentials the standard way on its
+own host (instance role, workload identity, the SDK's environment and files) and writes the unit's
+inventory part, sorted, to the parts directory.
 
 Units are per account, project and subscription, never per region: S3 ListBuckets, GCS
 buckets.list and ARM storageAccounts.list are account-wide, so a region split would repeat the
-listing (and, on AWS, the region lookup of every bucket) once per region.
+listing (and, on AWS, the region lookup of every bucket) once per region. How a section splits
+is the source's own `SourceSection.units()`.
 """
 
 from __future__ import annotations
@@ -17,16 +20,18 @@ import os
 import re
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
 from auditor.atomicfile import atomic_output
-from auditor.audit.config import AuditConfig, AwsCloud, AzureCloud, GcpCloud, OptionValue
+from auditor.errors import InputError
 from auditor.model import CoverageGap, UnknownCode
+from auditor.sources import SourceSection, get_source
 
 UnitRunner = Callable[["WorkUnit", str], "UnitResult"]
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -34,22 +39,28 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 @dataclass(frozen=True)
 class WorkUnit:
-    """One account (AWS), project (GCP) or subscription (Azure) to scan, with non-secret arguments."""
+    """One account, project or subscription of one source to scan, with its non-secret settings."""
 
-    cloud: str
+    source: str
     account: str
-    region: str | None
-    args: tuple[str, ...]
+    region: str | None = None
+    section: str = "{}"  # the source's config section for this unit, as JSON
+    policies: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
         """'aws:111122223333' (with ':region' when the unit is one region)."""
-        return f"{self.cloud}:{self.account}" + (f":{self.region}" if self.region else "")
+        return f"{self.source}:{self.account}" + (f":{self.region}" if self.region else "")
 
     @property
     def cap_key(self) -> tuple[str, str]:
-        """What the per-account concurrency cap counts by: (cloud, account)."""
-        return (self.cloud, self.account)
+        """What the per-account concurrency cap counts by: (source, account)."""
+        return (self.source, self.account)
+
+    def settings(self) -> dict[str, Any]:
+        """The unit's config section as a mapping."""
+        data: dict[str, Any] = orjson.loads(self.section)
+        return data
 
     def part_name(self) -> str:
         """File name of the unit's inventory part: readable, and unique per label."""
@@ -72,194 +83,63 @@ class UnitResult:
 
 
 class UnitUsageError(Exception):
-    """A unit's arguments were refused (bad option, unreadable file): not retried, the run stops (exit 2)."""
+    """A unit's settings were refused (bad option, unreadable file): not retried, the run stops (exit 2)."""
 
-    def __init__(self, cloud: str, message: str) -> None:
-        super().__init__(cloud, message)
-        self.cloud = cloud
+    def __init__(self, source: str, message: str) -> None:
+        super().__init__(source, message)
+        self.source = source
         self.message = message
 
     def __str__(self) -> str:
-        return f"clouds.{self.cloud}: {self.message}"
+        return f"clouds.{self.source}: {self.message}"
 
 
 @dataclass
 class Plan:
-    """The units of a configured scan, the gaps found while planning, and the clouds covered."""
+    """The units of a configured scan, the gaps found while planning, and the sources covered."""
 
     units: list[WorkUnit] = field(default_factory=list)
     gaps: list[CoverageGap] = field(default_factory=list)
-    clouds: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
 
 
 # --- planning -------------------------------------------------------------------------------------
 
 
-def option_args(options: dict[str, OptionValue]) -> list[str]:
-    """Config `options` as command-line arguments (`{max-attempts: 8}` -> `--max-attempts 8`)."""
-    args: list[str] = []
-    for name, value in options.items():
-        flag = "--" + name.lstrip("-").replace("_", "-")
-        if isinstance(value, bool):
-            if value:
-                args.append(flag)
-        elif isinstance(value, list):
-            for item in value:
-                args.extend([flag, str(item)])
-        else:
-            args.extend([flag, str(value)])
-    return args
-
-
-def _policy_args(config: AuditConfig) -> list[str]:
-    args: list[str] = []
-    for path in config.policies:
-        args.extend(["--policies", str(path)])
-    return args
-
-
-def aws_args(aws: AwsCloud, common: list[str], accounts_file: Path | None) -> list[str]:
-    """`auditor scan aws` arguments for `aws`, its accounts read from `accounts_file` when given."""
-    args = list(common)
-    for profile in aws.profiles:
-        args.extend(["--profile", profile])
-    if aws.role:
-        args.extend(["--role-arn", aws.role])
-    if accounts_file is not None:
-        args.extend(["--accounts", str(accounts_file)])
-    elif aws.organization:
-        args.append("--organization")
-    if aws.regions:
-        args.extend(["--regions", ",".join(aws.regions)])
-    return args + option_args(aws.options)
-
-
-def gcp_args(gcp: GcpCloud, common: list[str], projects: list[str]) -> list[str]:
-    """`auditor scan gcp` arguments for `projects`."""
-    args = list(common)
-    for project in projects:
-        args.extend(["--project", project])
-    if gcp.api_endpoint:
-        args.extend(["--api-endpoint", gcp.api_endpoint])
-    if gcp.tls_policy:
-        args.extend(["--tls-policy", str(gcp.tls_policy)])
-    return args + option_args(gcp.options)
-
-
-def azure_args(azure: AzureCloud, common: list[str], subscriptions: list[str]) -> list[str]:
-    """`auditor scan azure` arguments for `subscriptions`."""
-    args = list(common)
-    for subscription in subscriptions:
-        args.extend(["--subscription", subscription])
-    if azure.arm_endpoint:
-        args.extend(["--arm-endpoint", azure.arm_endpoint])
-    if azure.blob_endpoint_template:
-        args.extend(["--blob-endpoint-template", azure.blob_endpoint_template])
-    if azure.ca_bundle:
-        args.extend(["--ca-bundle", str(azure.ca_bundle)])
-    if azure.blob_credential:
-        args.extend(["--blob-credential", azure.blob_credential])
-    return args + option_args(azure.options)
-
-
-def write_accounts_file(path: Path, accounts: list[str]) -> Path:
-    """An `--accounts` file (account ids are not secret; workers read it from the parts directory)."""
-    path.write_text("".join(f"{a}\n" for a in accounts), encoding="utf-8")
-    return path
-
-
-def organization_accounts(aws: AwsCloud) -> Iterator[str | CoverageGap]:
-    """The ACTIVE accounts of the organization, listed here (the planning host) with the base profile."""
-    from auditor.scan.aws_accounts import AccountResolver, AccountSource, client_config
-    from auditor.scan.base import CallCounter
-
-    source = AccountSource(profiles=tuple(aws.profiles), role=aws.role, organization=True)
-    resolver = AccountResolver(source, client_config(4, "standard", 5, 5.0, 30.0), CallCounter())
-    return resolver.organization_account_ids()
-
-
-def _aws_units(aws: AwsCloud, common: list[str], workdir: Path, plan: Plan) -> None:
-    if aws.organization or aws.accounts:
-        listed = aws.accounts if aws.accounts else list(organization_accounts(aws))
-        if not listed:  # never a silent pass: an organization with nothing to scan is a gap
-            plan.gaps.append(_empty_organization_gap())
-        for account in dict.fromkeys(listed):
-            if isinstance(account, CoverageGap):
-                plan.gaps.append(account)
-                continue
-            accounts_file = write_accounts_file(workdir / f"aws-accounts-{account}.txt", [account])
-            plan.units.append(WorkUnit("aws", account, None, tuple(aws_args(aws, common, accounts_file))))
-        return
-    if aws.role:  # one full role ARN: one account
-        account = aws.role.split(":")[4] if aws.role.count(":") >= 5 else aws.role
-        plan.units.append(WorkUnit("aws", account, None, tuple(aws_args(aws, common, None))))
-        return
-    for profile in aws.profiles or [""]:
-        single = aws.model_copy(update={"profiles": [profile] if profile else []})
-        plan.units.append(WorkUnit("aws", profile or "default", None, tuple(aws_args(single, common, None))))
-
-
-def _empty_organization_gap() -> CoverageGap:
-    from datetime import UTC, datetime
-
-    return CoverageGap(
-        provider="aws",
-        account="organization",
-        scope="organization",
-        code=UnknownCode.ERROR,
-        reason="organizations:ListAccounts listed no ACTIVE account",
-        at=datetime.now(UTC),
-    )
-
-
-def plan_units(config: AuditConfig, workdir: Path) -> Plan:
-    """Split the configured scans into units: one per AWS account, GCP project, Azure subscription.
-
-    `workdir` is the parts directory; AWS `--accounts` files are written there for the workers.
-    """
+def plan_units(sections: Mapping[str, SourceSection], policies: Sequence[Path] = ()) -> Plan:
+    """Split each source's section into its units (one per AWS account, GCP project, Azure
+    subscription: the source decides), in registry order; gaps found while planning are kept."""
     plan = Plan()
-    common = _policy_args(config)
-    clouds = config.clouds
-    if clouds.aws is not None:
-        plan.clouds.append("aws")
-        _aws_units(clouds.aws, common, workdir, plan)
-    if clouds.gcp is not None:
-        plan.clouds.append("gcp")
-        for project in dict.fromkeys(clouds.gcp.projects):
-            args = gcp_args(clouds.gcp, common, [project])
-            plan.units.append(WorkUnit("gcp", project, None, tuple(args)))
-    if clouds.azure is not None:
-        plan.clouds.append("azure")
-        for subscription in dict.fromkeys(clouds.azure.subscriptions):
-            args = azure_args(clouds.azure, common, [subscription])
-            plan.units.append(WorkUnit("azure", subscription, None, tuple(args)))
+    policy_paths = tuple(str(p) for p in policies)
+    for name, section in sections.items():
+        plan.sources.append(name)
+        for item in section.units():
+            if isinstance(item, CoverageGap):
+                plan.gaps.append(item)
+                continue
+            account, unit_section = item
+            plan.units.append(WorkUnit(name, account, None, unit_section.model_dump_json(), policy_paths))
     return plan
 
 
 # --- running one unit (on a worker) ---------------------------------------------------------------
 
 
-def invoke_scanner(cloud: str, args: list[str]) -> Any:
-    """Run `auditor scan <cloud> ARGS` in this process; returns the command's ScanSummary (if any)."""
-    import importlib
-
-    import click
-
-    from auditor.errors import InputError
-    from auditor.scan import SCANNER_COMMANDS
-
-    module_name, _, attribute = SCANNER_COMMANDS[cloud].partition(":")
-    command = getattr(importlib.import_module(module_name), attribute)
+def scan_unit(unit: WorkUnit, output: Path) -> Any:
+    """Run the unit's source scan into `output` in this process; returns its ScanSummary."""
     try:
-        return command.main(args=args, prog_name=f"auditor scan {cloud}", standalone_mode=False)
-    except click.UsageError as exc:
-        raise UnitUsageError(cloud, exc.format_message()) from None
+        source = get_source(unit.source)
+    except KeyError:
+        raise UnitUsageError(unit.source, "no such source") from None
+    try:
+        section = source.parse(unit.settings())
+        return source.load_scan()(section, [Path(p) for p in unit.policies], output, False)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise UnitUsageError(unit.source, f"{where}: {first['msg']}") from None
     except InputError as exc:  # InputError does not survive pickling: send a plain one back
-        raise UnitUsageError(cloud, str(exc)) from None
-    except click.exceptions.Exit as exc:
-        if exc.exit_code:
-            raise UnitUsageError(cloud, f"scan exited {exc.exit_code}") from None
-        return None
+        raise UnitUsageError(unit.source, str(exc)) from None
 
 
 def record_key(line: bytes) -> tuple[str, str, int, str, str, bytes]:
@@ -287,7 +167,7 @@ def sort_part(source: Path, target: Path) -> tuple[int, int]:
 
 
 def run_unit(unit: WorkUnit, parts_dir: str) -> UnitResult:
-    """Scan one unit with its cloud's scanner and write its sorted part into `parts_dir`."""
+    """Scan one unit with its source's scanner and write its sorted part into `parts_dir`."""
     from auditor import __version__
     from auditor.scan.base import ScanSummary
 
@@ -295,7 +175,7 @@ def run_unit(unit: WorkUnit, parts_dir: str) -> UnitResult:
     part = Path(parts_dir) / unit.part_name()
     raw = part.with_name(part.name + f".{os.getpid()}.unsorted")
     try:
-        summary = invoke_scanner(unit.cloud, [*unit.args, "--output", str(raw), "--no-progress"])
+        summary = scan_unit(unit, raw)
         resources, gaps = sort_part(raw, part)
     finally:
         raw.unlink(missing_ok=True)
@@ -316,7 +196,7 @@ def failed_unit_gap(unit: WorkUnit, attempts: int, reason: str) -> CoverageGap:
     from datetime import UTC, datetime
 
     return CoverageGap(
-        provider=unit.cloud,
+        provider=unit.source,
         account=unit.account,
         scope="unit" if unit.region is None else f"unit:{unit.region}",
         code=UnknownCode.ERROR,

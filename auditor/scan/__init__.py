@@ -1,10 +1,5 @@
-"""Cloud scanners, one module per cloud, each exposing a click `command` for `auditor scan <cloud>`."""
+"""Sources to scan, one module per source, registered in `auditor.sources`.
 
-from __future__ import annotations
-
-# Loaded lazily so `auditor check` never imports a cloud SDK.
-SCANNER_COMMANDS: dict[str, str] = {
-    "aws": "auditor.scan.aws:command",
-    "gcp": "auditor.scan.gcp:command",
-    "azure": "auditor.scan.azure:command",
-}
+Each source module declares `SOURCE` (its config section, units of work, scanner and
+`auditor scan <name>` command); scanner modules, which import cloud SDKs, load only when used.
+"""

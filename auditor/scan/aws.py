@@ -3,7 +3,7 @@
 Per bucket it reads, as the policies require: the region (ListBuckets' ``BucketRegion``, else
 GetBucketLocation), replication destinations (GetBucketReplication + HeadBucket per destination),
 default encryption (GetBucketEncryption + one KMS DescribeKey per distinct key), the bucket policy
-(GetBucketPolicy; the transport verdict is derived from it by `auditor.s3_policy`), the public
+(GetBucketPolicy; the transport verdict is derived from it by `auditor.scan.aws_bucket_policy`), the public
 access block and the tags. A "not found" answer is explicitly absent; any other failure leaves the
 attribute unknown with its reason, so a policy reports `error`, never `pass`. See docs/scanners/aws.md.
 """
@@ -48,9 +48,13 @@ from auditor.scan.aws_accounts import (
     client_config,
     read_accounts_file,
 )
-from auditor.scan.aws_calls import AccountClients, bounded, now
+from auditor.scan.aws_bucket_policy import apply_bucket_policy
+from auditor.scan.aws_calls import AccountClients
+from auditor.scan.aws_source import AwsCloud, AwsOptions, region_of_location
 from auditor.scan.base import AttributeNeeds, Scanner, ScanSummary, scanner_context
+from auditor.scan.calls import RetrySettings, bounded, now
 from auditor.scan.command import common_scan_options, finish_scan
+from auditor.scan.section import options_retry, section_options
 
 # AWS retired TLS 1.0/1.1 on all its API endpoints; the post (updated) says the gradual rollout
 # completed by December 31, 2023 (first announced for June 28, 2023).
@@ -67,6 +71,8 @@ SSE_DEFAULT_NOTE = (
 PUBLIC_ACCESS_FLAGS = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
 LIST_PAGE_SIZE = 1000
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+# The shared retry/timeout settings botocore can honour (retry backoff is botocore's own).
+RETRY_SUPPORTED = frozenset({"max_attempts", "timeout", "connect_timeout"})
 
 
 def _arn_region(value: str | None) -> str | None:
@@ -110,12 +116,24 @@ class AwsScanner(Scanner):
         verify_region: bool = False,
         session_hook: SessionHook | None = None,
         default_region: str = "us-east-1",
+        retry_settings: RetrySettings | None = None,
     ) -> None:
         super().__init__(needs, catalog, concurrency)
         self.source = source or AccountSource()
         self.regions = frozenset(r.lower() for r in regions) if regions is not None else None
         self.verify_region = verify_region
-        self.config = client_config(concurrency, retry_mode, max_attempts, connect_timeout, read_timeout)
+        given = retry_settings or RetrySettings()
+        given.refuse_unsupported("aws", RETRY_SUPPORTED)
+        self.retry = given.merged(
+            max_attempts=max_attempts, timeout=read_timeout, connect_timeout=connect_timeout
+        )
+        self.config = client_config(
+            concurrency,
+            retry_mode,
+            int(self.retry.max_attempts or max_attempts),
+            float(self.retry.connect_timeout or connect_timeout),
+            float(self.retry.timeout or read_timeout),
+        )
         self.resolver = AccountResolver(self.source, self.config, self.calls, session_hook, default_region)
         self._skipped_lock = threading.Lock()
         self.skipped_by_region = 0
@@ -202,9 +220,9 @@ class AwsScanner(Scanner):
 
     def _list_page(self, account: AccountClients, params: dict[str, Any]) -> dict[str, Any] | CoverageGap:
         # An empty or garbled 200 is a gap, never an account without buckets (`<Buckets/>` is).
-        answer, _ = account.call(None, "s3", "ListBuckets", ["buckets"], **params)
-        if answer.response is not None:
-            return answer.response
+        answer = account.call(None, "s3", "ListBuckets", ["buckets"], **params)
+        if answer.value is not None:
+            return answer.value
         unknown = answer.unknown or classify_error(
             answer.error or RuntimeError("no answer"), "s3:ListBuckets"
         )
@@ -246,19 +264,20 @@ class AwsScanner(Scanner):
         location_unknown: Unknown | None = None
         listed = entry.get("BucketRegion")
         if listed and not self.verify_region:
-            raw, region = str(listed), self.catalog.aws_region_of_location(str(listed))
+            raw, region = str(listed), region_of_location(self.catalog, str(listed))
             if wants("location"):
                 evidence.append(
                     Evidence(call="s3:ListBuckets", at=now(), attributes=["location"], response=entry)
                 )
         elif wants("location") or self.regions is not None:
-            answer, call = account.call(None, "s3", "GetBucketLocation", ["location"], Bucket=name)
+            answer = account.call(None, "s3", "GetBucketLocation", ["location"], Bucket=name)
+            call = answer.evidence
             evidence.append(call)
-            if answer.unknown is not None or answer.response is None:
+            if answer.unknown is not None or answer.value is None:
                 location_unknown = answer.unknown
             else:
-                raw = answer.response.get("LocationConstraint") or ""
-                region = self.catalog.aws_region_of_location(raw)
+                raw = answer.value.get("LocationConstraint") or ""
+                region = region_of_location(self.catalog, raw)
 
         if self.regions is not None and region is not None and region not in self.regions:
             with self._skipped_lock:
@@ -282,7 +301,7 @@ class AwsScanner(Scanner):
         tags = self._tags(account, name, region, evidence, unknown) if wants("tags") else None
 
         identity = account.account
-        return StorageResource(
+        record = StorageResource(
             provider="aws",
             kind="bucket",
             account=identity.account_id,
@@ -297,6 +316,8 @@ class AwsScanner(Scanner):
             unknown=unknown,
             evidence=evidence,
         )
+        apply_bucket_policy(record)  # the transport verdict, from the raw bucket policy
+        return record
 
     def _location(
         self,
@@ -310,14 +331,15 @@ class AwsScanner(Scanner):
         replicas: list[Replica] = []
         if self.needs.wants("location.regions") or self.needs.wants("location.replicas"):
             attributes = ["location.regions", "location.replicas"]
-            answer, call = account.call(region, "s3", "GetBucketReplication", attributes, Bucket=name)
+            answer = account.call(region, "s3", "GetBucketReplication", attributes, Bucket=name)
+            call = answer.evidence
             evidence.append(call)
             if answer.unknown is not None:
                 # The replicas are unknown whole; the primary region is still a known member.
                 unknown["location.replicas"] = answer.unknown
                 unknown["location.regions"] = _members(answer.unknown)
-            elif answer.response is not None:
-                replicas = self._replicas(account, answer.response, evidence, unknown)
+            elif answer.value is not None:
+                replicas = self._replicas(account, answer.value, evidence, unknown)
         else:
             skipped = Unknown(
                 code=UnknownCode.NOT_COLLECTED,
@@ -357,10 +379,11 @@ class AwsScanner(Scanner):
     def _destination_region(
         self, account: AccountClients, bucket: str
     ) -> tuple[str | None, Unknown | None, Evidence]:
-        answer, call = account.call(None, "s3", "HeadBucket", ["location.regions"], Bucket=bucket)
+        answer = account.call(None, "s3", "HeadBucket", ["location.regions"], Bucket=bucket)
+        call = answer.evidence
         region: str | None = None
-        if answer.response is not None:
-            region = answer.response.get("BucketRegion")
+        if answer.value is not None:
+            region = answer.value.get("BucketRegion")
         elif isinstance(answer.error, ClientError):
             # S3 names the bucket's region in this header even when it refuses the request (403/301).
             headers = answer.error.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
@@ -380,7 +403,8 @@ class AwsScanner(Scanner):
         evidence: list[Evidence],
         unknown: dict[str, Unknown],
     ) -> Encryption | None:
-        answer, call = account.call(region, "s3", "GetBucketEncryption", ["encryption"], Bucket=name)
+        answer = account.call(region, "s3", "GetBucketEncryption", ["encryption"], Bucket=name)
+        call = answer.evidence
         evidence.append(call)
         not_configured = Encryption(
             enabled=False,
@@ -393,10 +417,10 @@ class AwsScanner(Scanner):
         if answer.absent:
             call.response = {**(call.response or {}), "auditor_note": SSE_DEFAULT_NOTE}
             return not_configured
-        if answer.unknown is not None or answer.response is None:
+        if answer.unknown is not None or answer.value is None:
             unknown["encryption"] = answer.unknown or Unknown(code=UnknownCode.ERROR, reason="no answer")
             return None
-        rules = answer.response["ServerSideEncryptionConfiguration"]["Rules"]
+        rules = answer.value["ServerSideEncryptionConfiguration"]["Rules"]
         default = next(
             (
                 r["ApplyServerSideEncryptionByDefault"]
@@ -473,12 +497,13 @@ class AwsScanner(Scanner):
         # A bare key id or alias lives in the bucket's region (S3 needs the key in its region).
         key_region = _arn_region(key) or region
         attributes = ["encryption.key_management", "encryption.key_location"]
-        answer, call = account.keys.get(
+        answer = account.keys.get(
             (key_region or "", key),
             lambda: account.call(key_region, "kms", "DescribeKey", attributes, KeyId=key),
         )
+        call = answer.evidence
         evidence.append(call)
-        metadata = (answer.response or {}).get("KeyMetadata")
+        metadata = (answer.value or {}).get("KeyMetadata")
         if answer.unknown is not None or not metadata:
             problem = answer.unknown or Unknown(
                 code=UnknownCode.ERROR, reason="DescribeKey gave no KeyMetadata"
@@ -503,14 +528,15 @@ class AwsScanner(Scanner):
         evidence: list[Evidence],
         unknown: dict[str, Unknown],
     ) -> Transport:
-        answer, call = account.call(region, "s3", "GetBucketPolicy", ["transport"], Bucket=name)
+        answer = account.call(region, "s3", "GetBucketPolicy", ["transport"], Bucket=name)
+        call = answer.evidence
         evidence.append(call)
         policy: dict[str, Any] | None = None
         if answer.unknown is not None:
             unknown["transport.bucket_policy"] = answer.unknown
-        elif answer.response is not None:
+        elif answer.value is not None:
             try:
-                parsed = json.loads(str(answer.response.get("Policy")))
+                parsed = json.loads(str(answer.value.get("Policy")))
             except ValueError as exc:
                 parsed = None
                 unknown["transport.bucket_policy"] = Unknown(
@@ -522,8 +548,8 @@ class AwsScanner(Scanner):
                 unknown["transport.bucket_policy"] = Unknown(
                     code=UnknownCode.ERROR, reason="bucket policy is not a JSON object (s3:GetBucketPolicy)"
                 )
-        # Always pass bucket_policy (even None): the model derives plaintext_refused and the TLS
-        # floor from it (auditor.s3_policy), or makes them unknown when the policy was unreadable.
+        # Always pass bucket_policy (even None): apply_bucket_policy (auditor.scan.aws_bucket_policy)
+        # derives plaintext_refused and the TLS floor from it, or makes them unknown when unreadable.
         return Transport(
             plaintext_refused=None,
             plaintext_refused_by=None,
@@ -541,14 +567,15 @@ class AwsScanner(Scanner):
         evidence: list[Evidence],
         unknown: dict[str, Unknown],
     ) -> Access | None:
-        answer, call = account.call(region, "s3", "GetPublicAccessBlock", ["access"], Bucket=name)
+        answer = account.call(region, "s3", "GetPublicAccessBlock", ["access"], Bucket=name)
+        call = answer.evidence
         evidence.append(call)
         if answer.absent:
             return Access(public_access_blocked=False, detail=None)
-        if answer.unknown is not None or answer.response is None:
+        if answer.unknown is not None or answer.value is None:
             unknown["access"] = answer.unknown or Unknown(code=UnknownCode.ERROR, reason="no answer")
             return None
-        config = dict(answer.response.get("PublicAccessBlockConfiguration") or {})
+        config = dict(answer.value.get("PublicAccessBlockConfiguration") or {})
         blocked = all(config.get(flag) is True for flag in PUBLIC_ACCESS_FLAGS)
         return Access(public_access_blocked=blocked, detail=config)
 
@@ -560,16 +587,15 @@ class AwsScanner(Scanner):
         evidence: list[Evidence],
         unknown: dict[str, Unknown],
     ) -> dict[str, str] | None:
-        answer, call = account.call(region, "s3", "GetBucketTagging", ["tags"], Bucket=name)
+        answer = account.call(region, "s3", "GetBucketTagging", ["tags"], Bucket=name)
+        call = answer.evidence
         evidence.append(call)
         if answer.absent:
             return {}
-        if answer.unknown is not None or answer.response is None:
+        if answer.unknown is not None or answer.value is None:
             unknown["tags"] = answer.unknown or Unknown(code=UnknownCode.ERROR, reason="no answer")
             return None
-        return {
-            str(t.get("Key")): str(t.get("Value") or "") for t in answer.response["TagSet"] if t.get("Key")
-        }
+        return {str(t.get("Key")): str(t.get("Value") or "") for t in answer.value["TagSet"] if t.get("Key")}
 
 
 def _parse_regions(values: tuple[str, ...]) -> list[str] | None:
@@ -611,11 +637,6 @@ def _parse_regions(values: tuple[str, ...]) -> list[str] | None:
     "--retry-mode", type=click.Choice(["standard", "adaptive"]), default="standard", show_default=True
 )
 @click.option(
-    "--max-attempts", type=click.IntRange(1, 20), default=5, show_default=True, help="Attempts per call."
-)
-@click.option("--connect-timeout", type=click.FloatRange(0.1, 300), default=5.0, show_default=True)
-@click.option("--read-timeout", type=click.FloatRange(0.1, 600), default=30.0, show_default=True)
-@click.option(
     "--verify-region",
     is_flag=True,
     help="Call GetBucketLocation for every bucket even when ListBuckets gives its BucketRegion.",
@@ -631,27 +652,52 @@ def command(
     organization: bool,
     region_values: tuple[str, ...],
     retry_mode: str,
-    max_attempts: int,
-    connect_timeout: float,
-    read_timeout: float,
     verify_region: bool,
+    retry: RetrySettings,
 ) -> ScanSummary:
     """Inventory the S3 buckets of one or more AWS accounts."""
-    regions = _parse_regions(region_values)
+    _parse_regions(region_values)  # flags are checked in the order they always were
     accounts = read_accounts_file(accounts_file) if accounts_file else ()
-    source = AccountSource(profiles=profiles, role=role, accounts=accounts, organization=organization)
+    section = AwsCloud(
+        profiles=list(profiles),
+        role=role,
+        accounts=list(accounts),
+        organization=organization,
+        regions=list(region_values),
+        options={"concurrency": concurrency, "retry-mode": retry_mode, "verify-region": verify_region},
+    )
+    return scan_section(section, list(policy_paths), output, progress, retry)
+
+
+# --- the source: one section of auditor.yaml scanned (auditor.scan.aws_source registers it) ------
+
+
+def scan_section(
+    section: AwsCloud,
+    policy_paths: list[Path],
+    output: Path,
+    progress: bool | None,
+    retry: RetrySettings | None = None,
+) -> ScanSummary:
+    """Scan what `section` names into `output` (the command and scale-out units both run this)."""
+    options = section_options(section, AwsOptions)
+    regions = _parse_regions(tuple(section.regions))
+    source = AccountSource(
+        profiles=tuple(section.profiles),
+        role=section.role,
+        accounts=tuple(section.accounts),
+        organization=section.organization,
+    )
     needs, catalog = scanner_context(policy_paths)
     scanner = AwsScanner(
         needs,
         catalog,
-        concurrency,
+        options.concurrency,
         source=source,
         regions=regions,
-        retry_mode=retry_mode,
-        max_attempts=max_attempts,
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-        verify_region=verify_region,
+        retry_mode=options.retry_mode,
+        verify_region=options.verify_region,
+        retry_settings=retry or options_retry(options),
     )
     summary = finish_scan(scanner, output, progress)
     if regions is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,9 @@ from auditor.errors import InputError
 from auditor.model import CoverageGap
 from auditor.scan.aws_calls import classify_error as classify_error
 from auditor.scan.aws_calls import client_config as client_config
-from auditor.scan.aws_calls import instrument, invoke
+from auditor.scan.aws_calls import instrument, recorder, request
 from auditor.scan.base import CallCounter
+from auditor.scan.calls import now
 
 SessionHook = Callable[[boto3.Session], None]
 ACCOUNT_ID = re.compile(r"^\d{12}$")
@@ -126,9 +126,10 @@ class AccountResolver:
         self, session: boto3.Session, service: str, operation: str, **params: Any
     ) -> tuple[dict[str, Any] | None, Exception | None]:
         client = instrument(session.client(service, region_name=self.region_of(session), config=self.config))
-        self.calls.add(f"{service}:{operation}")
-        response, error, _ = invoke(client, operation, params)
-        return response, error
+        answer = recorder(self.calls).call(
+            f"{service}:{operation}", [], params, lambda: request(client, operation, params)
+        )
+        return answer.value, answer.error
 
     def _identify(self, label: str, session: boto3.Session) -> AccountSession | CoverageGap:
         """The session's account (sts:GetCallerIdentity), or a gap named `label`."""
@@ -153,7 +154,7 @@ class AccountResolver:
             scope=scope,
             code=unknown.code,
             reason=f"{context}{unknown.reason}",
-            at=_now(),
+            at=now(),
         )
 
     def _profile(self) -> str | None:
@@ -284,7 +285,3 @@ def _account_of_role(role: str | None) -> str | None:
         if len(parts) > 4 and ACCOUNT_ID.match(parts[4]):
             return parts[4]
     return None
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)

@@ -19,10 +19,7 @@ import re
 import threading
 import xml.etree.ElementTree as ETree
 from collections.abc import Callable
-from concurrent.futures import Future
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from botocore.config import Config
 from botocore.exceptions import (
@@ -38,9 +35,25 @@ from botocore.exceptions import (
 
 from auditor.model import Evidence, Unknown, UnknownCode
 from auditor.scan.base import CallCounter
+from auditor.scan.calls import (
+    BODY_LIMIT,
+    MESSAGE_LIMIT,
+    TRANSPORT,
+    Answer,
+    CallRecorder,
+    Memo,
+    RawAnswer,
+    RawShape,
+    TransportFailure,
+    bounded,
+    now,
+    status_code,
+)
 
 if TYPE_CHECKING:
     from auditor.scan.aws_accounts import AccountSession
+
+__all__ = ["BODY_LIMIT", "MESSAGE_LIMIT", "Answer", "Memo", "RawAnswer", "bounded", "now"]
 
 # "Not found" answers mean "there is none": the attribute is explicitly absent, not unknown.
 ABSENT_CODES: dict[str, frozenset[str]] = {
@@ -71,15 +84,18 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 # Answers without a body by design (HEAD): their emptiness says nothing.
 BODYLESS: frozenset[str] = frozenset({"HeadBucket"})
 
-# How much of a malformed answer's body the evidence keeps, and of any error message.
-BODY_LIMIT = 2048
-MESSAGE_LIMIT = 600
+# How a raw answer shows in `Evidence.response` (docs/scanners/aws.md, "Malformed answers").
+RAW_SHAPE = RawShape(status="http_status", size="body_bytes", body="body", truncated="body_truncated")
+# S3 answers 503 SlowDown when throttling; a bare 401/408/504 carries no AWS code to go by.
+STATUS_OVERRIDES: dict[int, UnknownCode] = {
+    401: UnknownCode.ERROR,
+    408: UnknownCode.ERROR,
+    503: UnknownCode.THROTTLED,
+    504: UnknownCode.ERROR,
+}
 
 _SNAKE = re.compile(r"(?<!^)(?=[A-Z])")
 _RAW_HOOK_ID = "auditor-raw-answer"
-
-K = TypeVar("K")
-V = TypeVar("V")
 
 _DENIED_CODES = frozenset(
     {
@@ -117,31 +133,13 @@ _THROTTLED_CODES = frozenset(
 _NO_CREDENTIALS = (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError, ProfileNotFound)
 
 
-def now() -> datetime:
-    """The current UTC time."""
-    return datetime.now(UTC)
-
-
-def bounded(text: str, limit: int = MESSAGE_LIMIT) -> str:
-    """`text` cut to `limit` characters (an error message may carry a whole answer body)."""
-    return text if len(text) <= limit else f"{text[:limit]}... [{len(text) - limit} more characters]"
-
-
-@dataclass(frozen=True)
-class RawAnswer:
-    """The HTTP status and body of the last attempt of a call, as botocore was about to parse them."""
-
-    status: int | None
-    body: bytes
-
-    def evidence(self) -> dict[str, Any]:
-        """The answer for `Evidence.response`: status, size and the first `BODY_LIMIT` bytes."""
-        return {
-            "http_status": self.status,
-            "body_bytes": len(self.body),
-            "body": self.body[:BODY_LIMIT].decode("utf-8", errors="replace"),
-            "body_truncated": len(self.body) > BODY_LIMIT,
-        }
+def transport_failure(error: Exception) -> TransportFailure | None:
+    """What kind of transport failure a botocore error is (None: not one the table names)."""
+    if isinstance(error, ConnectTimeoutError | ReadTimeoutError):
+        return TransportFailure.TIMEOUT
+    if isinstance(error, _NO_CREDENTIALS):
+        return TransportFailure.NO_CREDENTIALS
+    return None
 
 
 class MalformedAnswer(Exception):
@@ -159,21 +157,18 @@ def classify_error(error: Exception, operation: str) -> Unknown:
         code = str(details.get("Code") or "Unknown")
         message = bounded(str(details.get("Message") or ""))
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if code in _DENIED_CODES or status == 403:
+        by_status = status_code(status, STATUS_OVERRIDES)
+        if code in _DENIED_CODES or by_status is UnknownCode.ACCESS_DENIED:
             kind = UnknownCode.ACCESS_DENIED
-        elif code in _THROTTLED_CODES or status in (429, 503):
+        elif code in _THROTTLED_CODES or by_status is UnknownCode.THROTTLED:
             kind = UnknownCode.THROTTLED
         else:
             kind = UnknownCode.ERROR
         return Unknown(code=kind, reason=f"{code}: {message} ({operation})")
     if isinstance(error, MalformedAnswer):
         return Unknown(code=UnknownCode.ERROR, reason=f"{bounded(str(error))} ({operation})")
-    if isinstance(error, ConnectTimeoutError | ReadTimeoutError):
-        kind = UnknownCode.TIMEOUT
-    elif isinstance(error, _NO_CREDENTIALS):
-        kind = UnknownCode.NO_CREDENTIALS
-    else:
-        kind = UnknownCode.ERROR
+    failure = transport_failure(error)
+    kind = TRANSPORT[failure].code if failure is not None else UnknownCode.ERROR
     return Unknown(code=kind, reason=f"{type(error).__name__}: {bounded(str(error))} ({operation})")
 
 
@@ -227,10 +222,10 @@ def _location_constraint(response: dict[str, Any], raw: RawAnswer | None) -> dic
     # `<LocationConstraint/>` (us-east-1) is a valid answer with no text; an empty body is not XML.
     if raw is None:
         raise MalformedAnswer("no answer body was captured", raw)
-    if not raw.body.strip():
+    if not (raw.body or b"").strip():
         raise MalformedAnswer("empty body", raw)
     try:
-        root = ETree.fromstring(raw.body)
+        root = ETree.fromstring(raw.body or b"")
     except ETree.ParseError as exc:
         raise MalformedAnswer(f"the body is not well-formed XML ({exc})", raw) from exc
     if root.tag.rsplit("}", 1)[-1] != "LocationConstraint":
@@ -277,6 +272,19 @@ def _well_formed_xml(body: bytes) -> bool:
     return True
 
 
+def request(client: Any, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Make one call on an `instrument`ed client: the parsed answer (without ResponseMetadata).
+
+    Raises the botocore error, or `MalformedAnswer` for a body that could not be parsed or parsed
+    to nothing (carrying the raw answer of the last attempt).
+    """
+    response, error, _ = invoke(client, operation, params)
+    if error is not None:
+        raise error
+    assert response is not None
+    return response
+
+
 def invoke(
     client: Any, operation: str, params: dict[str, Any]
 ) -> tuple[dict[str, Any] | None, Exception | None, RawAnswer | None]:
@@ -295,7 +303,8 @@ def invoke(
         # botocore turns an S3 200 whose body is not XML into a 500 (and retries it): after the
         # retries it is still a malformed answer, not a server error.
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if status == 500 and raw is not None and raw.body.strip() and not _well_formed_xml(raw.body):
+        body = raw.body if raw is not None else None
+        if status == 500 and body and body.strip() and not _well_formed_xml(body):
             return None, MalformedAnswer("the body is not well-formed XML", raw), raw
         return None, exc, raw
     except BotoCoreError as exc:  # connection closed, timeouts, no credentials, ...
@@ -318,65 +327,22 @@ def invoke(
             response = reader(response, raw)
         missing = [path for path in REQUIRED.get(operation, ()) if not _present(response, path)]
         if missing:
-            empty = operation not in BODYLESS and raw is not None and not raw.body.strip()
+            empty = operation not in BODYLESS and raw is not None and not (raw.body or b"").strip()
             raise MalformedAnswer("empty body" if empty else f"the answer has no {', '.join(missing)}", raw)
     except MalformedAnswer as exc:
         return None, exc, raw
     return response, None, raw
 
 
-class Memo(Generic[K, V]):
-    """Compute each key once, however many threads ask for it at the same time."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._futures: dict[K, Future[V]] = {}
-
-    def get(self, key: K, compute: Callable[[], V]) -> V:
-        """The value of `key`, computed by the first caller; the others wait for it."""
-        with self._lock:
-            future = self._futures.get(key)
-            owner = future is None
-            if future is None:
-                future = self._futures[key] = Future()
-        if owner:
-            try:
-                future.set_result(compute())
-            except BaseException as exc:
-                future.set_exception(exc)
-                raise
-        return future.result()
-
-
-class Answer:
-    """One API answer: the parsed response, or the error and whether it means "there is none"."""
-
-    __slots__ = ("absent", "error", "response", "unknown")
-
-    def __init__(
-        self,
-        response: dict[str, Any] | None,
-        error: Exception | None = None,
-        absent: bool = False,
-        unknown: Unknown | None = None,
-    ) -> None:
-        self.response = response
-        self.error = error
-        self.absent = absent
-        self.unknown = unknown
-
-
-Call = tuple[Answer, Evidence]
-
-
-def evidence_of_error(error: Exception, raw: RawAnswer | None) -> tuple[Any, str]:
+def evidence_of_error(error: Exception, raw: RawAnswer | None = None) -> tuple[Any, str]:
     """The `response` and `error` fields of the evidence of a failed call (both bounded)."""
     if isinstance(error, ClientError):
         response = {k: v for k, v in error.response.items() if k != "ResponseMetadata"}
         details = error.response.get("Error", {})
         return response, bounded(f"{details.get('Code') or ''}: {details.get('Message') or ''}")
     if isinstance(error, MalformedAnswer):
-        return (raw.evidence() if raw is not None else None), bounded(str(error))
+        raw = raw or error.raw
+        return (raw.excerpt(RAW_SHAPE) if raw is not None else None), bounded(str(error))
     return None, bounded(f"{type(error).__name__}: {error}")
 
 
@@ -392,7 +358,8 @@ class AccountClients:
         self.calls = calls
         self._lock = threading.Lock()
         self._clients: dict[tuple[str, str], Any] = {}
-        self.keys: Memo[tuple[str, str], Call] = Memo()
+        self.recorder = recorder(calls)
+        self.keys: Memo[tuple[str, str], Answer[dict[str, Any]]] = Memo()
         self.destinations: Memo[str, tuple[str | None, Unknown | None, Evidence]] = Memo()
 
     def client(self, service: str, region: str | None) -> Any:
@@ -407,22 +374,22 @@ class AccountClients:
 
     def call(
         self, region: str | None, service: str, operation: str, attributes: list[str], **params: Any
-    ) -> Call:
-        """Make one call; return its answer and the evidence recording it (errors never raise)."""
-        name = f"{service}:{operation}"
-        self.calls.add(name)
-        at = now()
-        response, error, raw = invoke(self.client(service, region), operation, params)
-        if error is not None:
-            code = ""
-            if isinstance(error, ClientError):
-                code = str(error.response.get("Error", {}).get("Code") or "")
-            absent = code in ABSENT_CODES.get(operation, frozenset())
-            shown, message = evidence_of_error(error, raw)
-            evidence = Evidence(
-                call=name, at=at, attributes=attributes, request=params, response=shown, error=message
-            )
-            return Answer(None, error, absent, None if absent else classify_error(error, name)), evidence
-        return Answer(response), Evidence(
-            call=name, at=at, attributes=attributes, request=params, response=response
+    ) -> Answer[dict[str, Any]]:
+        """Make one call; its answer carries the evidence recording it (errors never raise)."""
+        client = self.client(service, region)
+        return self.recorder.call(
+            f"{service}:{operation}", attributes, params, lambda: request(client, operation, params)
         )
+
+
+def recorder(calls: CallCounter) -> CallRecorder:
+    """How the AWS scanner records its calls: S3's "not found" codes are explicitly absent."""
+
+    def absent(error: Exception) -> bool:
+        if not isinstance(error, ClientError):
+            return False
+        code = str(error.response.get("Error", {}).get("Code") or "")
+        operation = str(getattr(error, "operation_name", "") or "")
+        return code in ABSENT_CODES.get(operation, frozenset())
+
+    return CallRecorder(calls, classify_error, lambda error, _: evidence_of_error(error), absent)

@@ -2,19 +2,101 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 
 from auditor.scan.base import Scanner, ScanSummary, run_scan
+from auditor.scan.calls import RETRY_SETTINGS, RetrySettings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# Old option names, kept working with the same meaning: name -> (setting, conversion).
+RETRY_ALIASES: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "read_timeout": ("timeout", float),  # `auditor scan aws --read-timeout`
+    "max_retries": ("max_attempts", lambda retries: int(retries) + 1),  # `auditor scan azure --max-retries`
+}
+
+
+def retry_options() -> list[Callable[[F], F]]:
+    """The retry/timeout vocabulary every scanner shares, and the hidden old names (aliases)."""
+    return [
+        click.option(
+            "--max-attempts",
+            type=click.IntRange(1, 20),
+            default=None,
+            help="Attempts per API call, the first included (default: the scanner's; gcp: by deadline).",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=0.1),
+            default=None,
+            help="Seconds to wait for each HTTP response (default: the scanner's).",
+        ),
+        click.option(
+            "--connect-timeout",
+            type=click.FloatRange(min=0.1),
+            default=None,
+            help="Seconds to wait for each connection (default: the scanner's).",
+        ),
+        click.option(
+            "--retry-deadline",
+            type=click.FloatRange(min=0.0),
+            default=None,
+            help="Seconds one call may keep retrying (gcp).",
+        ),
+        click.option(
+            "--retry-backoff",
+            type=click.FloatRange(0, 60),
+            default=None,
+            help="First wait of the exponential backoff, in seconds (gcp, azure).",
+        ),
+        click.option(
+            "--retry-after-max",
+            type=click.FloatRange(0, 3600),
+            default=None,
+            help="Longest Retry-After honoured, in seconds; a longer one ends the retries (azure).",
+        ),
+        click.option("--read-timeout", type=click.FloatRange(min=0.1), default=None, hidden=True),
+        click.option("--max-retries", type=click.IntRange(0, 20), default=None, hidden=True),
+    ]
+
+
+def retry_settings(values: dict[str, Any]) -> RetrySettings:
+    """The shared settings from the parsed options, old names translated (both given: exit 2)."""
+    settings = {name: values.get(name) for name in RETRY_SETTINGS}
+    for alias, (name, convert) in RETRY_ALIASES.items():
+        value = values.get(alias)
+        if value is None:
+            continue
+        if settings[name] is not None:
+            new, old = "--" + name.replace("_", "-"), "--" + alias.replace("_", "-")
+            raise click.UsageError(f"give {new} or its old name {old}, not both")
+        settings[name] = convert(value)
+    return RetrySettings(**settings)
+
+
+def _with_retry_settings(func: F) -> F:
+    names = (*RETRY_SETTINGS, *RETRY_ALIASES)
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        given = {name: kwargs.pop(name, None) for name in names}
+        return func(*args, retry=retry_settings(given), **kwargs)
+
+    return cast(F, wrapper)
+
+
 def common_scan_options(func: F) -> F:
-    """Add --policies, --output, --concurrency and --progress/--no-progress."""
+    """Add --policies, --output, --concurrency, --progress/--no-progress and the retry vocabulary.
+
+    The command receives the retry/timeout options as one `retry: RetrySettings` argument.
+    """
+    func = _with_retry_settings(func)
     options = [
         click.option(
             "--policies",
@@ -42,6 +124,7 @@ def common_scan_options(func: F) -> F:
             default=None,
             help="Progress bar (default: only when stderr is a terminal).",
         ),
+        *retry_options(),
     ]
     for option in reversed(options):
         func = option(func)

@@ -12,14 +12,14 @@ switches to anonymous credentials and the emulator endpoint.
 
 from __future__ import annotations
 
+import functools
 import os
-import queue
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar, cast
 from urllib.parse import quote
@@ -51,15 +51,19 @@ from auditor.model import (
     Unknown,
     UnknownCode,
 )
-from auditor.policy.yamlfile import load_yaml
 from auditor.policy.zones import ZoneCatalog
 from auditor.scan.base import AttributeNeeds, Scanner, ScanSummary, scanner_context
+from auditor.scan.calls import Answer, CallRecorder, RawAnswer, RawShape, RetrySettings, now, status_code
 from auditor.scan.command import common_scan_options, finish_scan
+from auditor.scan.gcp_source import GcpCloud, bucket_regions
+from auditor.scan.gcp_tls_policy import TLS_CONSTRAINT, TlsPolicyEntry, load_tls_policy
+from auditor.scan.section import options_retry, section_options
+from auditor.scan.threads import stream
+from auditor.sources import ScanOptions
 
 LIST_CALL = "storage:buckets.list"
 GET_CALL = "storage:buckets.get"
 TLS_POLICY_CALL = "file:gcp.restrictTLSVersion"
-TLS_CONSTRAINT = "gcp.restrictTLSVersion"
 READ_ONLY_SCOPE = "https://www.googleapis.com/auth/devstorage.read_only"
 # noAcl returns every field the scanner reads and needs only storage.buckets.list; "full" adds
 # owner/acl/defaultObjectAcl, which the audit does not use.
@@ -103,136 +107,6 @@ _MEMBER_KIND: dict[str, ReplicaKind] = {
 }
 _KMS_KEY = re.compile(r"^projects/[^/]+/locations/(?P<location>[^/]+)/keyRings/[^/]+/cryptoKeys/[^/]+")
 _REQUEST_PREFIX = re.compile(r"^(GET|POST|PUT|PATCH|DELETE|HEAD) \S+: ")
-_TLS_ORDER = ("1.0", "1.1", "1.2")
-_TLS_VALUES = {
-    "TLS_VERSION_1": "1.0",
-    "TLS_VERSION_1_0": "1.0",
-    "TLS1_0": "1.0",
-    "TLS1.0": "1.0",
-    "TLS_VERSION_1_1": "1.1",
-    "TLS1_1": "1.1",
-    "TLS1.1": "1.1",
-}
-
-
-# --- TLS org-policy file ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TlsPolicyEntry:
-    """The effective gcp.restrictTLSVersion of one project, as read from --tls-policy."""
-
-    project: str
-    denied: frozenset[str]
-    raw: Any
-    where: str
-    problem: str | None = None
-
-    @property
-    def min_version(self) -> str | None:
-        """Lowest TLS version the constraint leaves allowed (TLS 1.2+ cannot be denied by it)."""
-        if self.problem is not None:
-            return None
-        return next(v for v in _TLS_ORDER if v not in self.denied)
-
-
-def _tls_value(value: Any, where: str) -> str:
-    text = str(value).strip().upper()
-    text = text.removeprefix("IS:")
-    version = _TLS_VALUES.get(text)
-    if version is None:
-        raise InputError(
-            where,
-            f"unknown TLS version {value!r}: {TLS_CONSTRAINT} denies only TLS_VERSION_1 (TLS 1.0) "
-            "and TLS_VERSION_1_1 (TLS 1.1)",
-        )
-    return version
-
-
-def _str_list(value: Any, where: str, field: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise InputError(where, f"'{field}' must be a list")
-    return value
-
-
-def _parse_tls_entry(project: str, raw: Any, where: str) -> TlsPolicyEntry:
-    """One project's entry: the short form or a raw v2 / v1 org-policy document."""
-    if not isinstance(raw, dict):
-        raise InputError(where, f"project '{project}': expected a mapping")
-    denied: set[str] = set()
-    if "restricted_tls_versions" in raw:
-        extra = set(raw) - {"restricted_tls_versions"}
-        if extra:
-            raise InputError(where, f"project '{project}': unexpected keys {sorted(extra)}")
-        for value in _str_list(raw["restricted_tls_versions"], where, "restricted_tls_versions"):
-            denied.add(_tls_value(value, where))
-        return TlsPolicyEntry(project, frozenset(denied), raw, where)
-    if "spec" in raw or "name" in raw:  # orgpolicy v2 Policy (gcloud org-policies describe)
-        name = raw.get("name")
-        if name is not None and not str(name).endswith(f"/policies/{TLS_CONSTRAINT}"):
-            raise InputError(where, f"project '{project}': policy '{name}' is not {TLS_CONSTRAINT}")
-        spec = raw.get("spec") or {}
-        if not isinstance(spec, dict):
-            raise InputError(where, f"project '{project}': 'spec' must be a mapping")
-        if spec.get("inheritFromParent"):
-            return _tls_problem(project, raw, where, "inheritFromParent is set: give the --effective policy")
-        if spec.get("reset"):
-            return TlsPolicyEntry(project, frozenset(), raw, where)
-        for rule in _str_list(spec.get("rules"), where, "spec.rules"):
-            if not isinstance(rule, dict):
-                raise InputError(where, f"project '{project}': each rule must be a mapping")
-            if rule.get("condition"):
-                return _tls_problem(project, raw, where, "conditional rules cannot be evaluated offline")
-            if rule.get("denyAll"):
-                return _tls_problem(
-                    project, raw, where, "denyAll is not a valid deny list for this constraint"
-                )
-            values = rule.get("values") or {}
-            if values.get("allowedValues"):
-                return _tls_problem(project, raw, where, "allowedValues are not supported by this constraint")
-            for value in _str_list(values.get("deniedValues"), where, "deniedValues"):
-                denied.add(_tls_value(value, where))
-        return TlsPolicyEntry(project, frozenset(denied), raw, where)
-    if "listPolicy" in raw or "constraint" in raw:  # resource-manager v1 OrgPolicy
-        constraint = str(raw.get("constraint", f"constraints/{TLS_CONSTRAINT}"))
-        if constraint.removeprefix("constraints/") != TLS_CONSTRAINT:
-            raise InputError(where, f"project '{project}': constraint '{constraint}' is not {TLS_CONSTRAINT}")
-        if "restoreDefault" in raw:
-            return TlsPolicyEntry(project, frozenset(), raw, where)
-        listed = raw.get("listPolicy") or {}
-        if not isinstance(listed, dict):
-            raise InputError(where, f"project '{project}': 'listPolicy' must be a mapping")
-        if listed.get("inheritFromParent"):
-            return _tls_problem(project, raw, where, "inheritFromParent is set: give the effective policy")
-        if listed.get("allValues") == "DENY" or listed.get("allowedValues"):
-            return _tls_problem(project, raw, where, "only a deny list is valid for this constraint")
-        for value in _str_list(listed.get("deniedValues"), where, "deniedValues"):
-            denied.add(_tls_value(value, where))
-        return TlsPolicyEntry(project, frozenset(denied), raw, where)
-    raise InputError(
-        where,
-        f"project '{project}': expected 'restricted_tls_versions', or an org-policy document "
-        "with 'spec' (v2) or 'listPolicy' (v1)",
-    )
-
-
-def _tls_problem(project: str, raw: Any, where: str, problem: str) -> TlsPolicyEntry:
-    return TlsPolicyEntry(project, frozenset(), raw, where, problem=problem)
-
-
-def load_tls_policy(path: Path) -> dict[str, TlsPolicyEntry]:
-    """Read a --tls-policy file: a mapping of project id to its effective gcp.restrictTLSVersion."""
-    doc = load_yaml(path)
-    if not isinstance(doc.data, dict):
-        raise doc.error((), "a TLS policy file maps project ids to their gcp.restrictTLSVersion policy")
-    return {
-        str(project): _parse_tls_entry(str(project), raw, doc.where((str(project),)))
-        for project, raw in doc.data.items()
-    }
-
-
 # --- errors -------------------------------------------------------------------------------------
 
 
@@ -246,13 +120,16 @@ class MalformedAnswer(Exception):
         self.body = body
 
 
+# How a raw answer shows in `Evidence.response` (docs/scanners/gcp.md, "Errors").
+RAW_SHAPE = RawShape(size="bytes", body="head", truncated="head_truncated", errors="backslashreplace")
+# The shared retry/timeout settings this scanner honours (google-api-core retries by deadline).
+RETRY_SUPPORTED = frozenset({"timeout", "connect_timeout", "retry_deadline", "retry_backoff"})
+
+
 def raw_excerpt(body: bytes, limit: int = RAW_EVIDENCE_BYTES) -> dict[str, Any]:
     """A raw answer for Evidence: its size and its first `limit` bytes (undecodable bytes escaped)."""
-    return {
-        "bytes": len(body),
-        "head": body[:limit].decode("utf-8", "backslashreplace"),
-        "head_truncated": len(body) > limit,
-    }
+    shape = RAW_SHAPE if limit == RAW_SHAPE.limit else RawShape(**{**RAW_SHAPE.__dict__, "limit": limit})
+    return RawAnswer(None, body).excerpt(shape)
 
 
 def _short_repr(body: bytes) -> str:
@@ -287,15 +164,7 @@ def describe_error(exc: BaseException, operation: str) -> Unknown:
         label = f"{status} {reason or type(exc).__name__}"
         # google-cloud-core prefixes the message with "<METHOD> <url>: "; the operation says it.
         message = _REQUEST_PREFIX.sub("", exc.message or "")
-        if status in (401, 403):
-            code = UnknownCode.ACCESS_DENIED
-        elif status == 429:
-            code = UnknownCode.THROTTLED
-        elif status in (408, 504):
-            code = UnknownCode.TIMEOUT
-        else:
-            code = UnknownCode.ERROR
-        return Unknown(code=code, reason=f"{label}: {message} ({operation})")
+        return Unknown(code=status_code(status), reason=f"{label}: {message} ({operation})")
     if isinstance(exc, requests.Timeout):
         return Unknown(code=UnknownCode.TIMEOUT, reason=f"Timeout: {exc} ({operation})")
     if isinstance(exc, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError):
@@ -518,7 +387,7 @@ class BucketRecordBuilder:
     def _members(self, raw: str, kind: LocationType, props: Mapping[str, Any]) -> tuple[list[str], list[str]]:
         """The member regions of a location, and what prevents knowing all of them."""
         if kind != "dual-region":
-            return self.catalog.gcs_regions(raw, kind, None), []
+            return bucket_regions(self.catalog, raw, kind, None), []
         problems: list[str] = []
         placement = props.get("customPlacementConfig")
         data_locations: Any = None
@@ -542,12 +411,12 @@ class BucketRecordBuilder:
             return named, problems
         code = raw.lower()
         if code in self.catalog.gcp.dual_regions:
-            return self.catalog.gcs_regions(raw, kind, None), problems
+            return bucket_regions(self.catalog, raw, kind, None), problems
         if code in self.catalog.gcp.configurable_dual_region_codes or problems:
             # A configurable dual-region always answers the regions it chose.
             problems.append(f"configurable dual-region {raw!r} has no customPlacementConfig.dataLocations")
             return [], problems
-        return self.catalog.gcs_regions(raw, kind, None), problems  # a code the catalog does not know
+        return bucket_regions(self.catalog, raw, kind, None), problems  # a code the catalog does not know
 
     def _encryption(self, resource: StorageResource, props: Mapping[str, Any], call: str) -> None:
         settings = props.get("encryption")
@@ -680,35 +549,27 @@ class BucketRecordBuilder:
         )
         return resource
 
-    def failed(
-        self, project: str, name: str, at: datetime, exc: BaseException, request: dict[str, Any]
-    ) -> StorageResource:
+    def failed(self, project: str, name: str, answer: Answer[Any]) -> StorageResource:
         """A bucket whose own GET failed: every needed group unknown with the reason.
 
         A malformed answer keeps its first bytes (`raw_excerpt`) as the evidence's response.
         """
-        resource = self.identity(project, name, at)
-        groups = self.groups()
-        unknown = describe_error(exc, GET_CALL)
-        for group in groups:
+        resource = self.identity(project, name, answer.evidence.at)
+        unknown = answer.unknown or Unknown(code=UnknownCode.ERROR, reason=f"no answer ({GET_CALL})")
+        for group in self.groups():
             resource.unknown[group] = unknown
-        malformed = malformed_cause(exc)
-        resource.evidence.append(
-            Evidence(
-                call=GET_CALL,
-                at=at,
-                attributes=groups,
-                request=request,
-                response=raw_excerpt(malformed.body) if malformed is not None else None,
-                error=_error_text(exc),
-            )
-        )
+        resource.evidence.append(answer.evidence)
         return resource
+
+
+def _error_evidence(exc: Exception, call: str) -> tuple[Any, str]:
+    """The evidence of a failed call: the raw excerpt of a malformed answer, and the error text."""
+    malformed = malformed_cause(exc)
+    return (raw_excerpt(malformed.body) if malformed is not None else None), _error_text(exc)
 
 
 # --- the scanner --------------------------------------------------------------------------------
 
-_DONE = object()
 _T = TypeVar("_T")
 
 
@@ -730,11 +591,21 @@ class GcsScanner(Scanner):
         api_endpoint: str | None = None,
         page_size: int | None = None,
         retry: Retry | None = None,
+        retry_settings: RetrySettings | None = None,
     ) -> None:
         super().__init__(needs, catalog, concurrency)
         self.projects = list(dict.fromkeys(projects))
-        self.timeout = timeout
-        base = (retry or DEFAULT_RETRY).with_timeout(retry_deadline)
+        given = retry_settings or RetrySettings()
+        given.refuse_unsupported("gcp", RETRY_SUPPORTED)
+        self.settings = given.merged(timeout=timeout, retry_deadline=retry_deadline)
+        read = float(self.settings.timeout or timeout)
+        # One number bounds both the connection and the read, unless a connect timeout is given.
+        self.timeout: float | tuple[float, float] = (
+            read if given.connect_timeout is None else (given.connect_timeout, read)
+        )
+        base = (retry or DEFAULT_RETRY).with_timeout(float(self.settings.retry_deadline or 0.0))
+        if given.retry_backoff is not None:
+            base = base.with_delay(initial=given.retry_backoff)
         transient = cast(Callable[[Exception], bool], base._predicate)
         # A malformed 2xx answer is retried like a 5xx: a proxy or a cut connection may have
         # broken it, and the next attempt may be whole.
@@ -744,6 +615,7 @@ class GcsScanner(Scanner):
         self.api_endpoint = api_endpoint
         self.page_size = page_size
         self.builder = BucketRecordBuilder(needs, catalog, tls_policy)
+        self.recorder = CallRecorder(self.calls, describe_error, _error_evidence)
         self._local = threading.local()
         self._credentials: Any = None
         self._credentials_lock = threading.Lock()
@@ -774,31 +646,19 @@ class GcsScanner(Scanner):
         """Yield buckets and coverage gaps as each listing page and follow-up completes."""
         if not self.projects:
             return
-        results: queue.Queue[object] = queue.Queue(maxsize=max(64, 4 * self.concurrency))
-        stop = threading.Event()
+        yield from stream(self._drive, capacity=max(64, 4 * self.concurrency), name="gcs-scan")
 
-        def emit(record: InventoryRecord) -> None:
-            while not stop.is_set():
-                try:
-                    results.put(record, timeout=0.1)
-                    return
-                except queue.Full:
-                    continue
-
+    def _drive(self, emit: Callable[[InventoryRecord], None], stop: threading.Event) -> None:
+        """List every project at once (each in a worker), the unreachable buckets' GETs in another pool."""
         project_pool = ThreadPoolExecutor(min(len(self.projects), self.concurrency), "gcs-project")
         followup_pool = ThreadPoolExecutor(self.concurrency, "gcs-bucket")
         try:
-            for project in self.projects:
-                project_pool.submit(self._project_task, project, emit, followup_pool, stop, results)
-            finished = 0
-            while finished < len(self.projects):
-                item = results.get()
-                if item is _DONE:
-                    finished += 1
-                else:
-                    yield cast(InventoryRecord, item)
+            tasks = [
+                project_pool.submit(self._project_task, project, emit, followup_pool, stop)
+                for project in self.projects
+            ]
+            wait(tasks)
         finally:
-            stop.set()
             followup_pool.shutdown(wait=True, cancel_futures=True)
             project_pool.shutdown(wait=True, cancel_futures=True)
 
@@ -808,7 +668,6 @@ class GcsScanner(Scanner):
         emit: Callable[[InventoryRecord], None],
         followups: ThreadPoolExecutor,
         stop: threading.Event,
-        results: queue.Queue[object],
     ) -> None:
         pending: list[Future[None]] = []
         try:
@@ -818,16 +677,10 @@ class GcsScanner(Scanner):
             emit(self._gap(project, unknown.code, unknown.reason))
         finally:
             wait(pending)
-            while not stop.is_set():
-                try:
-                    results.put(_DONE, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
 
     def _gap(self, project: str, code: UnknownCode, reason: str) -> CoverageGap:
         return CoverageGap(
-            provider="gcp", account=project, scope="project", code=code, reason=reason, at=_now()
+            provider="gcp", account=project, scope="project", code=code, reason=reason, at=now()
         )
 
     def _get(self, path: str, query: dict[str, str], parse: Callable[[bytes], _T]) -> _T:
@@ -875,15 +728,15 @@ class GcsScanner(Scanner):
                 query["maxResults"] = str(self.page_size)
             if token is not None:
                 query["pageToken"] = token
-            try:
-                page = self._get("/b", query, parse_list_page)
-            except Exception as exc:
-                self.calls.add(LIST_CALL)
-                unknown = describe_error(exc, LIST_CALL)
+            answer = self.recorder.call(
+                LIST_CALL, [], dict(query), functools.partial(self._get, "/b", query, parse_list_page)
+            )
+            if answer.value is None:
+                unknown = answer.unknown or describe_error(RuntimeError("no answer"), LIST_CALL)
                 emit(stopped(unknown.code, unknown.reason))
                 return
-            self.calls.add(LIST_CALL)
-            at = _now()
+            page = answer.value
+            at = now()
             request: dict[str, Any] = {
                 "project": project,
                 "projection": PROJECTION,
@@ -940,24 +793,27 @@ class GcsScanner(Scanner):
     def _unreachable(self, project: str, name: str, emit: Callable[[InventoryRecord], None]) -> None:
         """A bucket the listing could not reach: GET it when any group is needed."""
         if not self.builder.groups():
-            emit(self.builder.identity(project, name, _now()))
+            emit(self.builder.identity(project, name, now()))
             return
         request = {"bucket": name, "projection": PROJECTION}
-        try:
-            props = self._get(f"/b/{quote(name, safe='')}", {"projection": PROJECTION}, _bucket_parser(name))
-        except Exception as exc:
-            self.calls.add(GET_CALL)
-            emit(self.builder.failed(project, name, _now(), exc, request))
+        answer = self.recorder.call(
+            GET_CALL,
+            self.builder.groups(),
+            request,
+            lambda: self._get(f"/b/{quote(name, safe='')}", {"projection": PROJECTION}, _bucket_parser(name)),
+        )
+        if answer.value is None:
+            emit(self.builder.failed(project, name, answer))
             return
-        self.calls.add(GET_CALL)
+        props = answer.value
         try:
-            record = self.builder.build(project, props, _now(), GET_CALL, request)
+            record = self.builder.build(project, props, now(), GET_CALL, request)
         except Exception as exc:  # a record is never lost to an answer it cannot read
             unknown = Unknown(
                 code=UnknownCode.ERROR,
                 reason=f"{MALFORMED}: bucket resource unreadable ({type(exc).__name__}: {exc}) ({GET_CALL})",
             )
-            record = self.builder.unreadable(project, name, _now(), unknown, GET_CALL, request, props)
+            record = self.builder.unreadable(project, name, now(), unknown, GET_CALL, request, props)
         emit(record)
 
 
@@ -966,10 +822,6 @@ def _bucket_parser(name: str) -> Callable[[bytes], dict[str, Any]]:
         return parse_bucket(body, name)
 
     return parse
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 # --- command ------------------------------------------------------------------------------------
@@ -992,20 +844,6 @@ def _now() -> datetime:
     "(see docs/scanners/gcp.md). Without it the minimum TLS version is unknown.",
 )
 @click.option(
-    "--timeout",
-    default=30.0,
-    show_default=True,
-    type=click.FloatRange(min=0.1),
-    help="Seconds to wait for each HTTP response.",
-)
-@click.option(
-    "--retry-deadline",
-    default=120.0,
-    show_default=True,
-    type=click.FloatRange(min=0.0),
-    help="Seconds to keep retrying one call on 429/5xx/connection errors before giving up.",
-)
-@click.option(
     "--api-endpoint",
     default=None,
     help="Cloud Storage JSON API endpoint (e.g. a Private Service Connect endpoint); "
@@ -1018,24 +856,46 @@ def command(
     concurrency: int,
     progress: bool | None,
     tls_policy: Path | None,
-    timeout: float,
-    retry_deadline: float,
     api_endpoint: str | None,
+    retry: RetrySettings,
 ) -> ScanSummary:
     """Inventory Google Cloud Storage buckets of one or more projects."""
     project_ids = [p.strip() for value in projects for p in value.split(",") if p.strip()]
     if not project_ids:
         raise InputError("--project", "give at least one project id")
+    section = GcpCloud(
+        projects=project_ids,
+        api_endpoint=api_endpoint,
+        tls_policy=tls_policy,
+        options={"concurrency": concurrency},
+    )
+    return scan_section(section, list(policy_paths), output, progress, retry)
+
+
+# --- the source: one section of auditor.yaml scanned (auditor.scan.gcp_source registers it) ------
+
+
+def scan_section(
+    section: GcpCloud,
+    policy_paths: list[Path],
+    output: Path,
+    progress: bool | None,
+    retry: RetrySettings | None = None,
+) -> ScanSummary:
+    """Scan what `section` names into `output` (the command and scale-out units both run this)."""
+    options = section_options(section, ScanOptions)
+    project_ids = [p.strip() for value in section.projects for p in value.split(",") if p.strip()]
+    if not project_ids:
+        raise InputError("projects", "give at least one project id")
     needs, catalog = scanner_context(policy_paths)
-    tls = load_tls_policy(tls_policy) if tls_policy is not None else None
+    tls = load_tls_policy(section.tls_policy) if section.tls_policy is not None else None
     scanner = GcsScanner(
         needs,
         catalog,
         project_ids,
-        concurrency=concurrency,
-        timeout=timeout,
-        retry_deadline=retry_deadline,
+        concurrency=options.concurrency,
+        retry_settings=retry or options_retry(options),
         tls_policy=tls,
-        api_endpoint=api_endpoint,
+        api_endpoint=section.api_endpoint,
     )
     return finish_scan(scanner, output, progress)

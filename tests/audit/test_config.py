@@ -15,8 +15,8 @@ from auditor.audit.config import (
     load_config,
     parse_duration,
 )
-from auditor.audit.job import scan_invocations
 from auditor.errors import InputError
+from auditor.scale.units import plan_units
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "auditor.yaml"
 
@@ -28,10 +28,13 @@ def test_the_example_config_is_valid(tmp_path: Path) -> None:
     assert config.outputs.directory == EXAMPLE.parent / "reports"
     assert config.schedule.interval == timedelta(hours=24)
     assert config.database_url() == f"sqlite:///{EXAMPLE.parent / 'reports' / 'history.db'}"
-    calls = dict(scan_invocations(config, tmp_path))
-    assert set(calls) == {"aws", "gcp", "azure"}
-    assert "--max-attempts" in calls["aws"] and calls["aws"][calls["aws"].index("--max-attempts") + 1] == "8"
-    assert calls["azure"][:2] == ["--subscription", "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f"]
+    sections = config.clouds.configured()
+    assert set(sections) == {"aws", "gcp", "azure"}
+    assert sections["aws"].scan_options().max_attempts == 8  # `options:` reach the scanner, typed
+    for section in sections.values():
+        section.check()  # every scanner accepts its section
+    azure = [u for u in plan_units(sections).units if u.source == "azure"]
+    assert [u.settings()["subscriptions"] for u in azure] == [["6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f"]]
 
 
 def test_environment_overrides_secrets_and_redaction_hides_them(tmp_path: Path) -> None:

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 import yaml
 from click.testing import Result
 
 from auditor.audit.config import REPORT_FILES, AuditConfig
+from auditor.document import plain
 from auditor.report import base as report_base
 
 from .conftest import (
@@ -144,7 +144,7 @@ def test_two_runs_give_a_diff_and_a_report_with_changes(
     assert second_doc["run"]["id"] != first_doc["run"]["id"]
     # Every report of the second run got the first run (from the history) as `previous`.
     assert len(seen) == 3
-    assert all(r.previous == first_doc for r in seen)
+    assert all(r.previous is not None and plain(r.previous) == first_doc for r in seen)
     assert "1 new failure(s), 1 fixed" in second.stderr
 
     diff = run_cli("history", "--config", config, "diff", "latest~1", "latest", "--format", "json")
@@ -324,21 +324,22 @@ def test_audit_needs_a_config_or_demo(
     assert result.exit_code == 2
 
 
-def fake_scanner_module(calls: list[tuple[str, list[str]]], estate: list[dict[str, Any]]) -> types.ModuleType:
-    """Stand-ins for `auditor scan aws|gcp`: record their arguments, write that cloud's part of the estate."""
+def fake_scan_module(
+    calls: list[tuple[str, dict[str, Any], list[Path]]], estate: list[dict[str, Any]]
+) -> types.ModuleType:
+    """Stand-ins for the sources' scan functions: record the section they get, write that cloud's part."""
+    from auditor.scan.base import ScanSummary
+
     module = types.ModuleType("auditor_test_fake_scanners")
 
-    def make(cloud: str) -> click.Command:
-        @click.command(cloud, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-        @click.option("--output", required=True, type=click.Path(path_type=Path))
-        @click.pass_context
-        def command(ctx: click.Context, output: Path) -> None:
-            calls.append((cloud, list(ctx.args)))
-            if "--fail" in ctx.args:
-                raise click.UsageError("no such option: --fail")
-            write_records(output, [r for r in estate if r["provider"] == cloud])
+    def make(cloud: str) -> Any:
+        def scan(section: Any, policy_paths: list[Path], output: Path, progress: bool | None) -> ScanSummary:
+            calls.append((cloud, section.model_dump(mode="json"), list(policy_paths)))
+            records = [r for r in estate if r["provider"] == cloud]
+            write_records(output, records)
+            return ScanSummary(provider=cloud, resources=len(records))
 
-        return command
+        return scan
 
     module.aws = make("aws")  # type: ignore[attr-defined]
     module.gcp = make("gcp")  # type: ignore[attr-defined]
@@ -348,14 +349,18 @@ def fake_scanner_module(calls: list[tuple[str, list[str]]], estate: list[dict[st
 def test_audit_scans_the_configured_clouds(
     tmp_path: Path, run_cli: RunCli, demo_inventory: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from auditor import scan
+    import dataclasses
 
-    calls: list[tuple[str, list[str]]] = []
+    from auditor import sources
+
+    calls: list[tuple[str, dict[str, Any], list[Path]]] = []
     monkeypatch.setitem(
-        sys.modules, "auditor_test_fake_scanners", fake_scanner_module(calls, read_records(demo_inventory))
+        sys.modules, "auditor_test_fake_scanners", fake_scan_module(calls, read_records(demo_inventory))
     )
-    monkeypatch.setitem(scan.SCANNER_COMMANDS, "aws", "auditor_test_fake_scanners:aws")
-    monkeypatch.setitem(scan.SCANNER_COMMANDS, "gcp", "auditor_test_fake_scanners:gcp")
+    registry = sources._sources()
+    for cloud in ("aws", "gcp"):
+        fake = dataclasses.replace(registry[cloud], scan=f"auditor_test_fake_scanners:{cloud}")
+        monkeypatch.setitem(registry, cloud, fake)
     policies = tmp_path / "policies"
     shutil.copytree(demo_inventory.parent.parent / "policies", policies)
     config = write_config(
@@ -379,16 +384,15 @@ def test_audit_scans_the_configured_clouds(
     )
     result = run_cli("audit", "--config", config)
     assert result.exit_code == 1, result.stderr
-    by_cloud = dict(calls)
-    assert by_cloud["aws"][:2] == ["--policies", str(policies)]
-    assert by_cloud["aws"][2:4] == ["--profile", "prod"] and "--role-arn" in by_cloud["aws"]
-    assert by_cloud["aws"][by_cloud["aws"].index("--regions") + 1] == "eu-west-1"
-    accounts_file = by_cloud["aws"][by_cloud["aws"].index("--accounts") + 1]
-    assert not Path(accounts_file).exists()  # a temporary file, gone after the run
-    gcp_args = by_cloud["gcp"]
-    assert gcp_args[gcp_args.index("--project") + 1] == "acme-analytics-eu"
-    assert gcp_args[gcp_args.index("--api-endpoint") + 1] == "http://127.0.0.1:9"
-    assert gcp_args[gcp_args.index("--timeout") + 1] == "5"
+    by_cloud = {cloud: (section, paths) for cloud, section, paths in calls}
+    aws, aws_policies = by_cloud["aws"]
+    assert aws_policies == [policies]
+    assert aws["profiles"] == ["prod"] and aws["role"] == "auditor-read"
+    assert aws["regions"] == ["eu-west-1"] and aws["accounts"] == ["111122223333"]
+    gcp, gcp_policies = by_cloud["gcp"]
+    assert gcp_policies == [policies]
+    assert gcp["projects"] == ["acme-analytics-eu"] and gcp["api_endpoint"] == "http://127.0.0.1:9"
+    assert gcp["options"] == {"timeout": 5}
     document = findings(tmp_path / "out" / "findings.json")
     assert {f["resource"]["provider"] for f in document["findings"]} == {"aws", "gcp"}
     assert document["run"]["audit"]["inventory_sources"] == ["scan:aws", "scan:gcp"]

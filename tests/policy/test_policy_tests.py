@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import Result
 
-from auditor.policy.testing import run_policy_tests
+from auditor.policy_testing import run_policy_tests
 from tests.conftest import SHIPPED_POLICIES
 
 Cli = Callable[..., Result]

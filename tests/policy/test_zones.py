@@ -9,6 +9,9 @@ import pytest
 from auditor.errors import InputError
 from auditor.policy.loader import load_zones
 from auditor.policy.zones import ZoneCatalog
+from auditor.scan.aws_source import region_of_location
+from auditor.scan.azure_source import is_geo_redundant, paired_region
+from auditor.scan.gcp_source import bucket_regions
 from tests.conftest import SHIPPED_POLICIES
 
 
@@ -41,34 +44,32 @@ def test_ten_zones_for_every_cloud(catalog: ZoneCatalog) -> None:
 def test_gcs_locations(
     catalog: ZoneCatalog, location: str, kind: str, data_locations: list[str] | None, inside_eu: bool
 ) -> None:
-    regions = catalog.gcs_regions(location, kind, data_locations)
+    regions = bucket_regions(catalog, location, kind, data_locations)
     eu = catalog.regions_in_zone("eu", "gcp")
     assert (bool(regions) and set(regions) <= eu) is inside_eu
 
 
 def test_gcs_asia_is_never_in_one_country(catalog: ZoneCatalog) -> None:
     for kind in ("multi-region", "dual-region"):
-        regions = set(catalog.gcs_regions("ASIA", kind, None))
+        regions = set(bucket_regions(catalog, "ASIA", kind, None))
         for zone in ("sg", "jp", "kr", "in"):
             assert not regions <= catalog.regions_in_zone(zone, "gcp")
 
 
 def test_s3_location_quirks(catalog: ZoneCatalog) -> None:
-    assert catalog.aws_region_of_location(None) == "us-east-1"
-    assert catalog.aws_region_of_location("") == "us-east-1"
-    assert catalog.aws_region_of_location("EU") == "eu-west-1"
-    assert catalog.aws_region_of_location("eu-central-1") == "eu-central-1"
+    assert region_of_location(catalog, None) == "us-east-1"
+    assert region_of_location(catalog, "") == "us-east-1"
+    assert region_of_location(catalog, "EU") == "eu-west-1"
+    assert region_of_location(catalog, "eu-central-1") == "eu-central-1"
 
 
 def test_azure_pairs(catalog: ZoneCatalog) -> None:
-    assert catalog.azure_pair("southeastasia") == "eastasia"
-    assert catalog.azure_pair("northeurope") == "westeurope"
-    assert catalog.azure_pair("brazilsouth") == "southcentralus"
-    assert catalog.azure_pair("italynorth") is None
+    assert paired_region(catalog, "southeastasia") == "eastasia"
+    assert paired_region(catalog, "northeurope") == "westeurope"
+    assert paired_region(catalog, "brazilsouth") == "southcentralus"
+    assert paired_region(catalog, "italynorth") is None
     assert "eastasia" not in catalog.regions_in_zone("sg", "azure")
-    assert catalog.azure_is_geo_redundant("Standard_RAGRS") and not catalog.azure_is_geo_redundant(
-        "Standard_ZRS"
-    )
+    assert is_geo_redundant(catalog, "Standard_RAGRS") and not is_geo_redundant(catalog, "Standard_ZRS")
 
 
 def test_kms_code_with_two_meanings_is_inside_only_under_both(catalog: ZoneCatalog) -> None:

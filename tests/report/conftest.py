@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from auditor.cli import cli
-from auditor.report.document import load_document
+from auditor.document import FindingsDocument, check_document, load_document
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_INVENTORY = REPO / "fixtures" / "demo-estate.jsonl"
@@ -56,8 +56,16 @@ def demo_findings_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def demo_doc(demo_findings_path: Path) -> dict[str, Any]:
-    """A fresh, checked copy of the demo findings document."""
-    return load_document(demo_findings_path)
+    """A fresh, checked copy of the demo findings document, as its JSON object (tests edit it;
+    `typed` makes the document renderers read)."""
+    load_document(demo_findings_path)
+    data: dict[str, Any] = orjson.loads(demo_findings_path.read_bytes())
+    return data
+
+
+def typed(document: dict[str, Any]) -> FindingsDocument:
+    """A findings document's JSON object as the typed document renderers read (checked)."""
+    return check_document(copy.deepcopy(document), "test document")
 
 
 def hostile_record() -> dict[str, Any]:

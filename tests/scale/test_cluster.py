@@ -12,14 +12,15 @@ from typing import Any
 import pytest
 from click.testing import Result
 
-from auditor.audit.config import AuditConfig, AwsCloud, Clouds, Scale
+from auditor.audit.config import AuditConfig, Clouds, Scale
+from auditor.audit.job import scan_configured
 from auditor.inventory import read_inventory
 from auditor.model import CoverageGap, StorageResource
-from auditor.scale import scan_configured
 from auditor.scale.executors import DaskExecutor, InProcessExecutor
 from auditor.scale.merge import merge_parts
 from auditor.scale.run import ScaleOptions, run_units
 from auditor.scale.units import WorkUnit
+from auditor.scan.aws_source import AwsCloud
 from tests.scale.conftest import ROLE, Estate
 from tests.scale.faults import AlwaysRefused, KillWorkerOnce, RecordSpans
 
@@ -188,9 +189,7 @@ def test_no_secret_is_serialised_into_a_task(
 
 
 def test_the_per_account_cap_holds_across_workers(tmp_path: Path, cluster: Any) -> None:
-    units = [
-        WorkUnit("aws", account, region, ()) for account in ("a1", "a2") for region in ("r1", "r2", "r3")
-    ]
+    units = [WorkUnit("aws", account, region) for account in ("a1", "a2") for region in ("r1", "r2", "r3")]
     spans_dir = tmp_path / "spans"
     spans_dir.mkdir()
     report = run_units(

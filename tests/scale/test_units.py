@@ -14,14 +14,17 @@ import pytest
 from click.testing import Result
 from moto import mock_aws
 
-from auditor.audit.config import AuditConfig, AwsCloud, AzureCloud, Clouds, GcpCloud, with_executor
+from auditor.audit.config import AuditConfig, Clouds, with_executor
 from auditor.errors import InputError
 from auditor.inventory import write_inventory
 from auditor.model import CoverageGap, StorageResource, UnknownCode
 from auditor.scale.executors import InProcessExecutor
 from auditor.scale.merge import merge_parts
 from auditor.scale.run import ScaleOptions, run_units
-from auditor.scale.units import UnitResult, WorkUnit, plan_units, sort_part
+from auditor.scale.units import Plan, UnitResult, WorkUnit, plan_units, sort_part
+from auditor.scan.aws_source import AwsCloud
+from auditor.scan.azure_source import AzureCloud
+from auditor.scan.gcp_source import GcpCloud
 from tests.scale.faults import RecordSpans
 
 RunCli = Callable[..., Result]
@@ -44,6 +47,10 @@ def fake_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
 # --- planning ---------------------------------------------------------------------------------------
 
 
+def _plan(config: AuditConfig) -> Plan:
+    return plan_units(config.clouds.configured(), config.policies)
+
+
 def test_one_unit_per_account_project_and_subscription(tmp_path: Path) -> None:
     config = AuditConfig(
         policies=[tmp_path / "p.yaml"],
@@ -53,7 +60,7 @@ def test_one_unit_per_account_project_and_subscription(tmp_path: Path) -> None:
             azure=AzureCloud(subscriptions=["sub-1"]),
         ),
     )
-    plan = plan_units(config, tmp_path)
+    plan = _plan(config)
     assert [u.label for u in plan.units] == [
         "aws:111111111111",
         "aws:222222222222",
@@ -61,25 +68,25 @@ def test_one_unit_per_account_project_and_subscription(tmp_path: Path) -> None:
         "gcp:beta",
         "azure:sub-1",
     ]
-    assert plan.clouds == ["aws", "gcp", "azure"] and not plan.gaps
-    aws = plan.units[1].args
-    assert aws[:2] == ("--policies", str(tmp_path / "p.yaml"))
-    assert aws[aws.index("--role-arn") + 1] == "Auditor" and "--regions" in aws
-    assert Path(aws[aws.index("--accounts") + 1]).read_text() == "222222222222\n"
-    gcp = plan.units[3].args
-    assert gcp.count("--project") == 1 and gcp[gcp.index("--project") + 1] == "beta" and "--timeout" in gcp
+    assert plan.sources == ["aws", "gcp", "azure"] and not plan.gaps
+    aws = plan.units[1]
+    assert aws.policies == (str(tmp_path / "p.yaml"),)
+    assert aws.settings()["role"] == "Auditor" and aws.settings()["regions"] == ["eu-west-1"]
+    assert aws.settings()["accounts"] == ["222222222222"]  # the unit's own account only
+    gcp = plan.units[3].settings()
+    assert gcp["projects"] == ["beta"] and gcp["options"] == {"timeout": 5}
     assert all(u.region is None for u in plan.units)  # listings are account-wide: no region split
     assert len({u.part_name() for u in plan.units}) == len(plan.units)
 
 
 def test_profiles_without_a_role_are_one_unit_each(tmp_path: Path) -> None:
-    plan = plan_units(AuditConfig(clouds=Clouds(aws=AwsCloud(profiles=["prod", "dev"]))), tmp_path)
-    assert [(u.account, u.args) for u in plan.units] == [
-        ("prod", ("--profile", "prod")),
-        ("dev", ("--profile", "dev")),
+    plan = _plan(AuditConfig(clouds=Clouds(aws=AwsCloud(profiles=["prod", "dev"]))))
+    assert [(u.account, u.settings()["profiles"]) for u in plan.units] == [
+        ("prod", ["prod"]),
+        ("dev", ["dev"]),
     ]
-    default = plan_units(AuditConfig(clouds=Clouds(aws=AwsCloud())), tmp_path)
-    assert [(u.account, u.args) for u in default.units] == [("default", ())]
+    default = _plan(AuditConfig(clouds=Clouds(aws=AwsCloud())))
+    assert [(u.account, u.settings()["profiles"]) for u in default.units] == [("default", [])]
 
 
 def test_organization_accounts_are_listed_when_planning(tmp_path: Path, fake_aws: None) -> None:
@@ -87,14 +94,14 @@ def test_organization_accounts_are_listed_when_planning(tmp_path: Path, fake_aws
     org.create_organization(FeatureSet="ALL")
     member = org.create_account(AccountName="m", Email="m@example.com")["CreateAccountStatus"]["AccountId"]
     config = AuditConfig(clouds=Clouds(aws=AwsCloud(role="OrganizationAccountAccessRole", organization=True)))
-    plan = plan_units(config, tmp_path)
+    plan = _plan(config)
     assert {u.account for u in plan.units} == {"123456789012", member} and not plan.gaps
-    assert all("--organization" not in u.args for u in plan.units)
+    assert all(u.settings()["organization"] is False for u in plan.units)
 
 
 def test_an_organization_with_no_account_listed_is_a_gap(tmp_path: Path, fake_aws: None) -> None:
     config = AuditConfig(clouds=Clouds(aws=AwsCloud(role="Auditor", organization=True)))
-    plan = plan_units(config, tmp_path)
+    plan = _plan(config)
     (gap,) = plan.gaps
     # moto lists no account where AWS refuses (AWSOrganizationsNotInUseException): a gap either way.
     assert plan.units == [] and gap.scope == "organization" and "ListAccounts" in gap.reason
@@ -134,7 +141,7 @@ def test_merge_order_does_not_depend_on_part_order_or_fan_in(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("cap", [1, 2])
 def test_the_per_account_cap_in_process(tmp_path: Path, cap: int) -> None:
-    units = [WorkUnit("gcp", p, r, ()) for p in ("p1", "p2") for r in ("r1", "r2", "r3", "r4")]
+    units = [WorkUnit("gcp", p, r) for p in ("p1", "p2") for r in ("r1", "r2", "r3", "r4")]
     with InProcessExecutor(threads=8) as executor:
         report = run_units(
             units,
@@ -164,7 +171,7 @@ class FlakyOnce:
 
 
 def test_a_failed_attempt_is_retried_and_counted(tmp_path: Path) -> None:
-    units = [WorkUnit("azure", s, None, ()) for s in ("s1", "s2")]
+    units = [WorkUnit("azure", s) for s in ("s1", "s2")]
     logged: list[str] = []
     with InProcessExecutor(2) as executor:
         report = run_units(units, executor, tmp_path, runner=FlakyOnce(tmp_path), log=logged.append)
@@ -174,10 +181,11 @@ def test_a_failed_attempt_is_retried_and_counted(tmp_path: Path) -> None:
 
 
 def test_refused_arguments_stop_the_run_without_retries(tmp_path: Path) -> None:
-    units = [WorkUnit("aws", "111111111111", None, ("--no-such-option",))]
+    section = AwsCloud(role="Auditor", accounts=["111111111111"], options={"no-such-option": True})
+    units = [WorkUnit("aws", "111111111111", None, section.model_dump_json())]
     with (
         InProcessExecutor(1) as executor,
-        pytest.raises(InputError, match=r"clouds\.aws: .*--no-such-option"),
+        pytest.raises(InputError, match=r"clouds\.aws: .*no-such-option"),
     ):
         run_units(units, executor, tmp_path)
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from auditor.cli import cli
 from auditor.errors import InputError
 from auditor.model import UnknownCode
-from auditor.scan.gcp import load_tls_policy
+from auditor.scan.gcp_tls_policy import load_tls_policy
 
 from .conftest import POLICIES
 from .helpers import scan_gcp
@@ -87,6 +87,58 @@ def test_bad_tls_policy_file_is_input_error_with_location(tmp_path: Path, text: 
         load_tls_policy(_write(tmp_path, text))
     assert message in str(raised.value)
     assert str(tmp_path / "tls.yaml") in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        (
+            "proj:\n  restricted_tls_versions:\n    - TLS_VERSION_1\n    - SSL3\n",
+            4,
+            "proj.restricted_tls_versions.1: unknown TLS version 'SSL3'",
+        ),
+        ("proj:\n  restricted_tls_versions: [TLS1_0]\n  colour: red\n", 3, "proj.colour: Extra inputs"),
+        (
+            "a: {restricted_tls_versions: []}\nproj:\n  name: projects/1/policies/gcp.resourceLocations\n",
+            3,
+            "proj.name: policy 'projects/1/policies/gcp.resourceLocations' is not gcp.restrictTLSVersion",
+        ),
+        (
+            "proj:\n  constraint: constraints/gcp.resourceLocations\n",
+            2,
+            "proj.constraint: constraint 'constraints/gcp.resourceLocations' is not gcp.restrictTLSVersion",
+        ),
+        ("proj:\n  spec:\n    rules: {values: {}}\n", 3, "proj.spec.rules: Input should be a valid list"),
+        ("a: {restricted_tls_versions: []}\nproj: [TLS_VERSION_1]\n", 2, "proj: expected 'restricted_tls"),
+    ],
+)
+def test_tls_policy_errors_name_the_line_and_field(
+    tmp_path: Path, text: str, line: int, message: str
+) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(InputError) as raised:
+        load_tls_policy(path)
+    assert raised.value.where == f"{path}:{line}"
+    assert raised.value.message.startswith(message), raised.value.message
+
+
+def test_tls_policy_documents_keep_their_other_keys_and_numeric_project_ids(tmp_path: Path) -> None:
+    text = (
+        "123456789:\n"
+        "  name: projects/123456789/policies/gcp.restrictTLSVersion\n"
+        "  etag: abc\n"
+        "  spec: {updateTime: '2026-01-01T00:00:00Z', rules: [{values: {deniedValues: [is:TLS1_0, TLS1_1]}}]}\n"
+        "legacy: {constraint: constraints/gcp.restrictTLSVersion, restoreDefault: {}, listPolicy: {allValues: DENY}}\n"
+        "denied-all: {listPolicy: {allValues: DENY}}\n"
+        "deny-all-v2: {spec: {rules: [{denyAll: true}]}}\n"
+    )
+    parsed = load_tls_policy(_write(tmp_path, text))
+    assert parsed["123456789"].min_version == "1.2"
+    assert parsed["123456789"].raw["etag"] == "abc"  # the evidence keeps the whole document
+    assert parsed["123456789"].where == f"{tmp_path / 'tls.yaml'}:1"
+    assert parsed["legacy"].min_version == "1.0" and parsed["legacy"].problem is None
+    assert parsed["denied-all"].problem == "only a deny list is valid for this constraint"
+    assert parsed["deny-all-v2"].problem == "denyAll is not a valid deny list for this constraint"
 
 
 def test_bad_tls_policy_exits_2_through_the_cli(recorded_server: RecordedGcsServer, tmp_path: Path) -> None:

@@ -1,6 +1,8 @@
 """Policy unit tests (`auditor policy test`): YAML cases of input resources and expected statuses.
 
 A policy directory keeps its tests in ``tests/*.yaml`` beside the policies, like `opa test`.
+It runs policies, so it sits above both: policy -> evaluate -> policy_testing (auditor.policy
+never imports auditor.evaluate).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from auditor.policy.language import PolicyTestCase, PolicyTestFile
 from auditor.policy.loader import LoadedPolicy, LoadedWaiver, load_policies, load_zones
 from auditor.policy.yamlfile import YamlDocument, load_yaml
 from auditor.policy.zones import ZoneCatalog
+from auditor.sources import normalize_record
 
 
 @dataclass
@@ -59,9 +62,11 @@ def _load_resources(
     for index, item in enumerate(raw):
         base = ("tests", case_index, "resources", index)
         try:
-            resources.append(StorageResource.model_validate(item))
+            resource = StorageResource.model_validate(item)
         except ValidationError as exc:
             raise doc.validation_error(exc, base) from exc
+        # Derived fields (an S3 bucket policy's transport verdict) as when an inventory is read.
+        resources.append(normalize_record(resource, doc.where(base)))
     return resources
 
 

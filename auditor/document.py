@@ -1,0 +1,445 @@
+"""The findings document (docs/findings-json.md): its typed models, its writer and its reader.
+
+`auditor check` writes it (`FindingsSpool`, `write_findings_document`); every renderer, the history,
+the baseline and the audit job read it as a `FindingsDocument` (`load_document`, `check_document`).
+It is a public contract: fields are added, never renamed or removed. Documents of any 1.x version
+are read; fields this version does not know are kept as they are (and written back unchanged), and
+fields a version added later than the document are left at their defaults (absent when written).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from auditor.atomicfile import atomic_output
+from auditor.drift import CoverageGap
+from auditor.errors import InputError
+from auditor.findings import Finding, Severity, Status
+from auditor.inputfile import MAX_FINDINGS_BYTES, read_input
+
+SCHEMA_VERSION = "1.2"
+SUPPORTED_MAJOR = "1"
+NOT_RECORDED = "not recorded in this findings file"
+
+
+class _Open(BaseModel):
+    """A part of the document: unknown fields (a later 1.x version's) are kept, not refused."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+# --- run -----------------------------------------------------------------------------------------
+
+
+class ToolInfo(_Open):
+    """`run.tool`: the program that wrote the document."""
+
+    name: str
+    version: str
+
+
+class PolicyInfo(_Open):
+    """`run.policies[]`: one policy as it was evaluated.
+
+    `description`, `expected`, `remediation` and `references` were added in 1.2 (None in older
+    documents: they are then not recorded, and reports say so instead of reading policy files).
+    """
+
+    id: str
+    title: str
+    severity: Severity
+    family: str
+    source: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    controls: dict[str, list[str]]
+    counts: dict[Status, int]
+    description: str | None = None
+    expected: str | None = None
+    remediation: dict[str, str] | None = None
+    references: list[str] | None = None
+
+    @property
+    def details_recorded(self) -> bool:
+        """Whether the document holds the policy's text (schema 1.2 on)."""
+        return self.remediation is not None
+
+
+class StatusCounts(_Open):
+    """`run.counts`: totals over all findings."""
+
+    findings: int
+    by_status: dict[Status, int]
+    by_severity: dict[Severity, dict[Status, int]] = Field(default_factory=dict)
+
+
+class AccountRef(_Open):
+    """An account, project or subscription with at least one resource."""
+
+    provider: str
+    account: str
+
+
+class GapRecord(_Open):
+    """`run.coverage.gaps[]`: a part of the estate that could not be scanned at all."""
+
+    record: str = "gap"
+    provider: str
+    account: str
+    scope: str = "account"
+    code: str = ""
+    reason: str = ""
+    at: str | None = None
+
+    def coverage_gap(self) -> CoverageGap:
+        """The gap as drift classification sees it."""
+        return CoverageGap(
+            provider=self.provider,
+            account=self.account,
+            scope=self.scope or "account",
+            code=self.code,
+            reason=self.reason,
+        )
+
+
+class CoverageInfo(_Open):
+    """`run.coverage`: what was evaluated and what could not be read."""
+
+    resources: int
+    resources_by_provider: dict[str, int] = Field(default_factory=dict)
+    accounts: list[AccountRef] = Field(default_factory=list)
+    regions: dict[str, int] = Field(default_factory=dict)
+    unknown_attributes: dict[str, dict[str, int]] = Field(default_factory=dict)
+    gaps: list[GapRecord] = Field(default_factory=list)
+
+
+class WaiverUse(_Open):
+    """`run.waivers.entries[]`: one waiver of the file and how it was used."""
+
+    id: str
+    policy: str
+    expires: str
+    expired: bool
+    applied: int = 0
+    expired_matches: int = 0
+    source: str = ""
+
+
+class WaiversInfo(_Open):
+    """`run.waivers`: the waiver file, or None."""
+
+    file: str | None
+    entries: list[WaiverUse] = Field(default_factory=list)
+
+
+class BaselineUse(_Open):
+    """`run.gate.baseline` (written by `auditor audit --baseline`)."""
+
+    file: str
+    entries: int
+    baselined: int
+
+
+class GateInfo(_Open):
+    """`run.gate`: the gate's inputs and result."""
+
+    fail_on: Severity
+    allow_incomplete: bool = False
+    failures: int = 0
+    errors: int = 0
+    exit_code: int
+    allow_empty: bool = False
+    nothing_evaluated: bool = False
+    baseline: BaselineUse | None = None
+
+
+class ZoneInfo(_Open):
+    """`run.zone` (1.2): the residency zone as evaluated, from the zone catalog the run loaded.
+
+    `inside`: per cloud, every location id wholly inside the zone; `outside`: per cloud, the
+    catalog's other plain regions. A location in neither is one the catalog does not know.
+    """
+
+    id: str
+    title: str
+    inside: dict[str, list[str]]
+    outside: dict[str, list[str]]
+
+    def state(self, provider: str, region: str) -> str:
+        """`in`, `out`, or `unknown` (the catalog does not know the region)."""
+        region = region.lower()
+        if region in self.inside.get(provider, ()):
+            return "in"
+        return "out" if region in self.outside.get(provider, ()) else "unknown"
+
+
+class AuditInfo(_Open):
+    """`run.audit` (written by `auditor audit`): the job, its configuration and its bundle."""
+
+    job: str
+    config_digest: str
+    inventory_sources: list[str] = Field(default_factory=list)
+    bundle: str | None = None
+    signed_by: str | None = None
+
+
+class RunInfo(_Open):
+    """`run`: what ran, on what, with which result and coverage."""
+
+    schema_version: str
+    id: str
+    tool: ToolInfo
+    started_at: str
+    finished_at: str
+    inventory: str
+    parameters: dict[str, Any]
+    policies: list[PolicyInfo]
+    counts: StatusCounts
+    coverage: CoverageInfo
+    waivers: WaiversInfo
+    gate: GateInfo
+    zone: ZoneInfo | None = None
+    audit: AuditInfo | None = None
+
+    @property
+    def zone_name(self) -> str | None:
+        """The `zone` parameter of the run (a policy's own, if the run has no global one)."""
+        zone = self.parameters.get("zone")
+        if isinstance(zone, str):
+            return zone
+        for policy in self.policies:
+            value = policy.parameters.get("zone")
+            if isinstance(value, str):
+                return value
+        return None
+
+
+# --- findings ------------------------------------------------------------------------------------
+
+
+class ResourceInfo(_Open):
+    """`findings[].resource`: the resource a finding is about."""
+
+    provider: str
+    account: str
+    id: str
+    name: str
+    kind: str = ""
+    regions: list[str]
+    storage_account: str | None = None
+
+
+class WaiverApplied(_Open):
+    """`findings[].waiver`: a waiver that matched the finding (expired ones do not waive)."""
+
+    id: str
+    justification: str
+    approver: str
+    expires: str
+    expired: bool
+    source: str = ""
+
+
+class FindingRecord(_Open):
+    """`findings[]`: one policy evaluated on one resource.
+
+    `evidence` items and `observed` values stay plain JSON: they are the clouds' raw answers.
+    `baselined` is written by `auditor audit --baseline` on accepted failures.
+    """
+
+    policy_id: str
+    status: Status
+    underlying_status: Status
+    severity: Severity
+    resource: ResourceInfo
+    message: str
+    observed: dict[str, Any]
+    expected: str
+    controls: dict[str, list[str]]
+    evidence: list[dict[str, Any]]
+    reasons: list[str] = Field(default_factory=list)
+    waiver: WaiverApplied | None = None
+    baselined: bool = False
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Identity across runs: policy id and resource id."""
+        return (self.policy_id, self.resource.id)
+
+
+class FindingsDocument(_Open):
+    """`{"run": {...}, "findings": [...]}`."""
+
+    run: RunInfo
+    findings: list[FindingRecord]
+
+    def seen_accounts(self) -> set[tuple[str, str]]:
+        """(provider, account) with a resource in this run, from coverage and findings."""
+        seen = {(a.provider, a.account) for a in self.run.coverage.accounts}
+        seen |= {(f.resource.provider, f.resource.account) for f in self.findings}
+        return seen
+
+    def coverage_gaps(self) -> list[CoverageGap]:
+        """The run's coverage gaps as drift classification sees them."""
+        return [g.coverage_gap() for g in self.run.coverage.gaps]
+
+
+def plain(part: BaseModel) -> dict[str, Any]:
+    """A part of the document as its JSON object: the fields it was read or built with, in
+    contract order, unknown ones after them."""
+    return part.model_dump(mode="json", exclude_unset=True)
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+
+class FindingsSpool:
+    """Findings streamed to a temporary file, so memory stays flat however many there are."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        fd, name = tempfile.mkstemp(prefix=".findings.", suffix=".spool", dir=directory)
+        self.path = Path(name)
+        self._handle: IO[bytes] = os.fdopen(fd, "w+b")
+        self._first = True
+
+    def add(self, finding: Finding) -> None:
+        """Append one finding."""
+        if not self._first:
+            self._handle.write(b",\n")
+        self._first = False
+        self._handle.write(orjson.dumps(finding.to_json_dict()))
+
+    def write_document(self, out: IO[bytes], run: RunInfo) -> None:
+        """Write `{"run": ..., "findings": [...]}` to `out`."""
+        out.write(b'{"run": ')
+        out.write(orjson.dumps(plain(run), option=orjson.OPT_INDENT_2))
+        out.write(b',\n"findings": [\n')
+        self._handle.flush()
+        self._handle.seek(0)
+        while chunk := self._handle.read(1 << 20):
+            out.write(chunk)
+        out.write(b"\n]}\n")
+
+    def close(self) -> None:
+        """Remove the temporary file."""
+        self._handle.close()
+        self.path.unlink(missing_ok=True)
+
+
+def write_findings_document(spool: FindingsSpool, run: RunInfo, output: Path | None) -> None:
+    """Write the document atomically to `output`, or to stdout."""
+    if output is None:
+        spool.write_document(sys.stdout.buffer, run)
+        sys.stdout.buffer.flush()
+        return
+    with atomic_output(output) as handle:
+        spool.write_document(handle, run)
+
+
+def write_document(document: FindingsDocument, out: IO[bytes]) -> None:
+    """A read document in the layout `auditor check` writes: one written by auditor comes out byte
+    for byte as it went in; fields a later version adds at the top level follow the findings."""
+    out.write(b'{"run": ')
+    out.write(orjson.dumps(plain(document.run), option=orjson.OPT_INDENT_2))
+    out.write(b',\n"findings": [\n')
+    for index, finding in enumerate(document.findings):
+        if index:
+            out.write(b",\n")
+        out.write(orjson.dumps(plain(finding)))
+    out.write(b"\n]")
+    for key, value in (document.model_extra or {}).items():
+        out.write(b",\n" + orjson.dumps(key) + b": " + orjson.dumps(value))
+    out.write(b"}\n")
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+_TYPE_WORDS = {
+    "string_type": "must be a string",
+    "dict_type": "must be an object",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "list_type": "must be a list",
+    "bool_type": "must be a boolean",
+    "bool_parsing": "must be a boolean",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "missing": "field required",
+}
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    dotted = ""
+    for part in loc:
+        if isinstance(part, int):
+            dotted += f"[{part}]"
+        else:
+            dotted += f".{part}" if dotted else str(part)
+    return dotted
+
+
+def _finding_message(error: Any) -> str:
+    """A finding's problem in the words readers of 1.x documents were told (`'maybe' is not one of
+    pass, fail, error, waived`); run problems keep pydantic's wording."""
+    field = error["loc"][-1] if error["loc"] else ""
+    if error["type"] == "enum":
+        if field == "severity":
+            return f"{error['input']!r} is not a severity"
+        return f"{error['input']!r} is not one of pass, fail, error, waived"
+    return str(_TYPE_WORDS.get(error["type"], error["msg"]))
+
+
+def check_document(data: Any, where: str) -> FindingsDocument:
+    """`data` (parsed JSON) as a findings document this version can read; else InputError naming
+    `where` and the first field that is wrong, such as `f.json: findings[3].status: ...`."""
+    if not isinstance(data, dict) or not isinstance(data.get("run"), dict):
+        raise InputError(where, "not a findings document: expected an object with 'run' and 'findings'")
+    if not isinstance(data.get("findings"), list):
+        raise InputError(where, "not a findings document: 'findings' must be a list")
+    version = data["run"].get("schema_version")
+    if not isinstance(version, str) or version.split(".", 1)[0] != SUPPORTED_MAJOR:
+        raise InputError(
+            f"{where}: run.schema_version",
+            f"unsupported findings schema version {version!r} (this auditor reads {SUPPORTED_MAJOR}.x)",
+        )
+    try:
+        return FindingsDocument.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        # The first part that is wrong (the run, else the first bad finding); within it, a missing
+        # field or a wrong type before a value outside its set, as 1.x readers were told.
+        part = errors[0]["loc"][:2] if errors[0]["loc"][:1] == ("findings",) else errors[0]["loc"][:1]
+        same = [e for e in errors if e["loc"][: len(part)] == part]
+        first = next((e for e in same if e["type"] != "enum"), same[0])
+        loc = tuple(first["loc"])
+        message = _finding_message(first) if loc[:1] == ("findings",) else first["msg"]
+        raise InputError(f"{where}: {_dotted(loc)}", message) from None
+
+
+def load_document(path: Path) -> FindingsDocument:
+    """Read and check the findings document at `path`; bad input raises InputError naming the file.
+
+    Only a regular file of at most MAX_FINDINGS_BYTES (4 GiB) is read (see auditor.inputfile).
+    """
+    raw = read_input(path, limit=MAX_FINDINGS_BYTES, what="findings")
+    # A large document is millions of objects: collecting garbage while they are made costs more
+    # than the parse itself, and none of them is garbage.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise InputError(str(path), f"not valid JSON ({exc})") from exc
+        del raw
+        return check_document(data, str(path))
+    finally:
+        if was_enabled:
+            gc.enable()

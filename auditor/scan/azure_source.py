@@ -1,0 +1,60 @@
+"""The Azure source: its section of auditor.yaml, one unit per subscription, its registration.
+
+Importing this module imports no Azure SDK: the scanner (`auditor.scan.azure`) is named, not imported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from auditor.model import CoverageGap
+from auditor.policy.zones import ZoneCatalog
+from auditor.sources import ScanOptions, Source, SourceSection
+
+
+class AzureOptions(ScanOptions):
+    """`auditor scan azure` options a section may set under `options:` (besides the shared ones)."""
+
+    container_page_size: int | None = Field(None, ge=1, le=5000)
+
+
+class AzureCloud(SourceSection):
+    """Azure: which subscriptions to scan, and the endpoints (sovereign clouds)."""
+
+    scan_options_model: ClassVar[type[ScanOptions]] = AzureOptions
+    file_fields: ClassVar[tuple[str, ...]] = ("ca_bundle",)
+
+    subscriptions: list[str] = Field(min_length=1)
+    arm_endpoint: str | None = None
+    blob_endpoint_template: str | None = None
+    ca_bundle: Path | None = None
+    blob_credential: Literal["token", "shared-key", "none"] | None = None
+
+    def units(self) -> Iterator[tuple[str, SourceSection] | CoverageGap]:
+        """One unit per subscription."""
+        for subscription in dict.fromkeys(self.subscriptions):
+            yield subscription, self.model_copy(update={"subscriptions": [subscription]})
+
+
+SOURCE = Source(
+    name="azure",
+    label="Azure",
+    section=AzureCloud,
+    scan="auditor.scan.azure:scan_section",
+    command="auditor.scan.azure:command",
+)
+
+
+def paired_region(catalog: ZoneCatalog, region: str) -> str | None:
+    """The paired (geo-secondary) region of an Azure region, or None if it has none."""
+    found = catalog.azure.regions.get(region.lower())
+    return found.pair if found else None
+
+
+def is_geo_redundant(catalog: ZoneCatalog, sku: str) -> bool:
+    """Whether a storage account SKU replicates to the paired region."""
+    return sku.lower() in {s.lower() for s in catalog.azure.geo_redundant_skus}
