@@ -174,7 +174,10 @@ def run_info(
             unknown_attributes={
                 path: dict(codes) for path, codes in sorted(totals.unknown_attributes.items())
             },
-            gaps=[GapRecord.model_validate(g.model_dump(mode="json")) for g in totals.gaps],
+            # A gap's evidence stays in the inventory: the findings contract (1.2) has no such field.
+            gaps=[
+                GapRecord.model_validate(g.model_dump(mode="json", exclude={"evidence"})) for g in totals.gaps
+            ],
         ),
         waivers=WaiversInfo(
             file=waivers_file,

@@ -20,7 +20,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from auditor.atomicfile import atomic_output
-from auditor.drift import CoverageGap
+from auditor.drift import RecordedGap
 from auditor.errors import InputError
 from auditor.findings import Finding, Severity, Status
 from auditor.inputfile import MAX_FINDINGS_BYTES, read_input
@@ -98,9 +98,9 @@ class GapRecord(_Open):
     reason: str = ""
     at: str | None = None
 
-    def coverage_gap(self) -> CoverageGap:
+    def coverage_gap(self) -> RecordedGap:
         """The gap as drift classification sees it."""
-        return CoverageGap(
+        return RecordedGap(
             provider=self.provider,
             account=self.account,
             scope=self.scope or "account",
@@ -286,7 +286,7 @@ class FindingsDocument(_Open):
         seen |= {(f.resource.provider, f.resource.account) for f in self.findings}
         return seen
 
-    def coverage_gaps(self) -> list[CoverageGap]:
+    def coverage_gaps(self) -> list[RecordedGap]:
         """The run's coverage gaps as drift classification sees them."""
         return [g.coverage_gap() for g in self.run.coverage.gaps]
 

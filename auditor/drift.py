@@ -65,8 +65,8 @@ def classify_change(before: str | None, after: str | None, *, assessed: bool = T
 
 
 @dataclass(frozen=True)
-class CoverageGap:
-    """A part of the estate a run could not scan: `run.coverage.gaps[]` of the findings JSON."""
+class RecordedGap:
+    """A coverage gap as a run recorded it (`run.coverage.gaps[]` of the findings JSON), for drift."""
 
     provider: str
     account: str
@@ -75,7 +75,7 @@ class CoverageGap:
     reason: str = ""
 
     @classmethod
-    def from_json(cls, gap: Mapping[str, Any]) -> CoverageGap:
+    def from_json(cls, gap: Mapping[str, Any]) -> RecordedGap:
         """From a findings-JSON gap (`{provider, account, scope, code, reason, at}`)."""
         return cls(
             provider=str(gap.get("provider") or ""),
@@ -123,7 +123,7 @@ class LaterCoverage:
 
     def __init__(
         self,
-        gaps: Iterable[CoverageGap],
+        gaps: Iterable[RecordedGap],
         *,
         seen_accounts: Iterable[tuple[str, str]],
         known_accounts: Iterable[tuple[str, str]],
@@ -145,7 +145,7 @@ class LaterCoverage:
         """Whether `gap_over` for this account depends on the resource's regions."""
         return any(g.region is not None for g in self._candidates(provider, account))
 
-    def _candidates(self, provider: str, account: str) -> list[CoverageGap]:
+    def _candidates(self, provider: str, account: str) -> list[RecordedGap]:
         out = [g for g in self._attributed if g.provider == provider and g.account == account]
         if (provider, account) not in self.seen:
             out += [g for g in self._unattributed if g.provider == provider and g not in out]
@@ -153,7 +153,7 @@ class LaterCoverage:
 
     def gap_over(
         self, provider: str, account: str, regions: Sequence[str] | None = None
-    ) -> CoverageGap | None:
+    ) -> RecordedGap | None:
         """The gap of the later run that hides a resource of `provider`/`account`, or None.
 
         `regions` are the resource's regions (None or empty: unknown, so any region gap of its
@@ -170,8 +170,8 @@ class LaterCoverage:
 
 
 def gap_changes(
-    before: Iterable[CoverageGap], after: Iterable[CoverageGap]
-) -> tuple[list[CoverageGap], list[CoverageGap]]:
+    before: Iterable[RecordedGap], after: Iterable[RecordedGap]
+) -> tuple[list[RecordedGap], list[RecordedGap]]:
     """Coverage gaps new in the later run and gaps of the earlier run that are closed in it,
     matched by provider, account and scope."""
     old = {g.key: g for g in before}

@@ -230,7 +230,11 @@ class StorageResource(StrictModel):
 
 
 class CoverageGap(StrictModel):
-    """A part of the estate that could not be scanned at all (an account, a project, a region)."""
+    """A part of the estate that could not be scanned at all (an account, a project, a region).
+
+    ``evidence`` holds the failed call(s) that made the gap, as attribute evidence does (a
+    malformed answer keeps its bounded raw bytes); it is left out of JSON when empty.
+    """
 
     record: Literal["gap"] = "gap"
     provider: Provider
@@ -239,6 +243,17 @@ class CoverageGap(StrictModel):
     code: UnknownCode
     reason: str
     at: datetime | None = None
+    evidence: list[Evidence] = Field(
+        default_factory=list, description="The failed call(s) behind the gap, raw answer bytes bounded."
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_no_evidence(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Gaps without evidence serialize exactly as before the field existed.
+        data: dict[str, Any] = handler(self)
+        if not data.get("evidence"):
+            data.pop("evidence", None)
+        return data
 
 
 GROUPS: frozenset[str] = frozenset({"location", "encryption", "transport", "access", "tags"})

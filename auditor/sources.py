@@ -1,10 +1,12 @@
 """The sources auditor can scan, registered once: each is one module exporting `SOURCE = Source(...)`.
 
-A source declares its name and label, the pydantic model of its section of auditor.yaml
+Every `auditor/scan/<name>_source.py` module is a source declaration, found by its name. A source
+declares its name, label and listing order, the pydantic model of its section of auditor.yaml
 (`clouds: {<name>: ...}`, with the scanner options it accepts), how a section splits into units
-of work, where its scanner and its `auditor scan <name>` command live, and how a record it produced
-is normalized when an inventory is read. Everything else (the CLI scan group, the audit config,
-the scale-out planner and workers, report labels) is derived from this registry.
+of work, where its scanner and its `auditor scan <name>` command live, how a record it produced
+is normalized when an inventory is read, and the model of its section of the zone catalog.
+Everything else (the CLI scan group, the audit config, the scale-out planner and workers, the zone
+catalog's sections, report labels) is derived from this registry.
 
 Loading the registry imports only the small declaration modules: the scanner and command modules,
 which import cloud SDKs, are named as "module:attribute" and imported when a scan runs.
@@ -13,6 +15,7 @@ which import cloud SDKs, are named as "module:attribute" and imported when a sca
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -34,14 +37,13 @@ from auditor.strict import StrictModel
 
 if TYPE_CHECKING:
     from auditor.model import CoverageGap, StorageResource
+    from auditor.policy.zones import ProviderCatalog
     from auditor.scan.base import ScanSummary
 
-# The declaration modules, in the order sources are listed, planned and reported.
-SOURCE_MODULES: tuple[str, ...] = (
-    "auditor.scan.aws_source",
-    "auditor.scan.gcp_source",
-    "auditor.scan.azure_source",
-)
+# Where source declarations live: every module of this package whose name ends in DECLARATION_SUFFIX.
+# Named, not imported: the package imports this module (an edge the import graph need not see).
+SOURCE_PACKAGE = "auditor.scan"
+DECLARATION_SUFFIX = "_source"
 
 OptionValue = str | int | float | bool | list[str]
 SOURCE_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
@@ -131,6 +133,11 @@ class Source:
     scan: str  # "module:function", a ScanFunction (the module may import the cloud's SDK)
     command: str  # "module:attribute", the click command `auditor scan <name>`
     normalize: Callable[[StorageResource], None] | None = None
+    # Where the source comes when sources are listed, planned and reported (lowest first, ties by name).
+    order: int = 100
+    # The model of the source's section of the zone catalog (the top-level key named after the
+    # source); None: the base ProviderCatalog (`regions:` only), and the section is optional.
+    catalog: type[ProviderCatalog] | None = None
 
     def load_scan(self) -> ScanFunction:
         """The scan function (imports the scanner module)."""
@@ -147,19 +154,34 @@ def _load(target: str) -> Any:
     return getattr(importlib.import_module(module_name), attribute)
 
 
-@cache
-def _sources() -> dict[str, Source]:
+def declaration_modules(package: str = SOURCE_PACKAGE) -> list[str]:
+    """The source declaration modules of `package`: every `<name>_source` module in it."""
+    path = importlib.import_module(package).__path__
+    return sorted(
+        f"{package}.{info.name}"
+        for info in pkgutil.iter_modules(path)
+        if info.name.endswith(DECLARATION_SUFFIX) and not info.ispkg
+    )
+
+
+def discover(package: str = SOURCE_PACKAGE) -> dict[str, Source]:
+    """Import every declaration module of `package` and return its sources by name, in order."""
     found: dict[str, Source] = {}
-    for module_name in SOURCE_MODULES:
-        source = importlib.import_module(module_name).SOURCE
+    for module_name in declaration_modules(package):
+        source = getattr(importlib.import_module(module_name), "SOURCE", None)
         if not isinstance(source, Source) or not SOURCE_NAME.match(source.name) or source.name in found:
             raise RuntimeError(f"{module_name}.SOURCE is not a valid, unique Source")
         found[source.name] = source
-    return found
+    return {source.name: source for source in sorted(found.values(), key=lambda s: (s.order, s.name))}
+
+
+@cache
+def _sources() -> dict[str, Source]:
+    return discover()
 
 
 def sources() -> dict[str, Source]:
-    """Every registered source by name, in registration order."""
+    """Every registered source by name, in order (`Source.order`, then name)."""
     return dict(_sources())
 
 

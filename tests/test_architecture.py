@@ -1,13 +1,16 @@
 """The shape of the package: imports flow one way, and only auditor/scan/ knows the clouds by name.
 
-Both checks read the source with `ast` (nothing is imported). Imports inside functions count: a
-lazy import is still a dependency. The source registry loads source modules by name
-(`auditor.sources.SOURCE_MODULES`, importlib), a plug-in edge this graph does not see by design.
+The graph checks read the source with `ast` (nothing is imported). Imports inside functions count:
+a lazy import is still a dependency. The source registry finds the `auditor/scan/*_source.py`
+modules and imports them by name (pkgutil, importlib), a plug-in edge this graph does not see by
+design; the last test checks that loading the registry imports no cloud SDK.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -163,3 +166,23 @@ def test_the_rule_sees_a_branch_on_a_cloud() -> None:
         '"""Mentions aws in a docstring."""\nif provider == "gcp":\n    x = config.clouds.azure\n'
     )
     assert sorted(_cloud_names(tree)) == ["'gcp'", ".azure"]
+
+
+def test_loading_the_registry_imports_no_cloud_sdk() -> None:
+    """`auditor check` and `auditor report` load every source declaration: none may import an SDK."""
+    code = (
+        "import auditor.sources as s; print(len(s.sources())); import sys; "
+        'print([m for m in sys.modules if m.split(".")[0] in ("boto3", "botocore", "google", "azure")])'
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=PACKAGE.parent,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    registered, sdk_modules = done.stdout.splitlines()
+    assert int(registered) >= 3  # the registry did load the declarations
+    assert sdk_modules == "[]"

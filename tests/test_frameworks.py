@@ -24,7 +24,7 @@ from auditor.frameworks import (
     load_framework,
     read_framework,
 )
-from auditor.report import context
+from auditor.report import view
 
 from .conftest import DEMO_INVENTORY, DEMO_WAIVERS
 
@@ -281,7 +281,7 @@ def test_one_status_in_the_words_of_each_report(
 
 def test_the_report_matrix_and_the_period_report_agree(run_cli: RunCli, tmp_path: Path) -> None:
     # both modules decide with the one function
-    assert context.control_status is period.control_status is control_status
+    assert view.control_status is period.control_status is control_status
     # Runs of parts of the demo estate (waivers included; without its coverage gap, so each run is a
     # complete test): only compliant resources, then with waived ones, with unreadable ones, all.
     lines = [line for line in DEMO_INVENTORY.read_bytes().splitlines(keepends=True) if b'"gap"' not in line]

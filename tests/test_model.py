@@ -188,3 +188,31 @@ def test_partial_kind_is_checked() -> None:
         StorageResource.model_validate(
             {**BASE, "unknown": {"location.regions": {"code": "error", "reason": "x", "partial": "some"}}}
         )
+
+
+def test_a_gap_without_evidence_serializes_as_before_and_one_with_evidence_round_trips() -> None:
+    from datetime import UTC, datetime
+
+    from auditor.inventory import dump_record
+    from auditor.model import Evidence
+
+    at = datetime(2026, 1, 2, tzinfo=UTC)
+    bare = CoverageGap(
+        provider="aws", account="1", scope="buckets", code=UnknownCode.ERROR, reason="r", at=at
+    )
+    assert list(json.loads(dump_record(bare))) == [
+        "record",
+        "provider",
+        "account",
+        "scope",
+        "code",
+        "reason",
+        "at",
+    ]
+    failed = Evidence(call="s3:ListBuckets", at=at, attributes=[], response={"body": "<x"}, error="bad")
+    gap = bare.model_copy(update={"evidence": [failed]})
+    line = dump_record(gap)
+    assert json.loads(line)["evidence"][0]["response"] == {"body": "<x"}
+    again = parse_record(line, "test")
+    assert isinstance(again, CoverageGap) and again.evidence == [failed]
+    assert parse_record(dump_record(bare), "test") == bare

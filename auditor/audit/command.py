@@ -275,7 +275,12 @@ def history_prune(ctx: click.Context, keep_days: int, protect_from: datetime | N
 @history.command("period")
 @click.option("--from", "start", type=click.DateTime(formats=["%Y-%m-%d"]), required=True)
 @click.option("--to", "end", type=click.DateTime(formats=["%Y-%m-%d"]), required=True, help="Inclusive.")
-@click.option("--framework", default="soc2", show_default=True, help="soc2, gdpr, iso27001, ...")
+@click.option(
+    "--framework",
+    default="soc2",
+    show_default=True,
+    help="A framework file's name (policies/frameworks/*.yaml or your policy directories' frameworks/).",
+)
 @click.option(
     "--format", "output_format", type=click.Choice(["html", "json"]), default="html", show_default=True
 )

@@ -12,16 +12,25 @@ import os
 import re
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import orjson
-from pydantic import Field, ValidationError, ValidationInfo, create_model, field_serializer, field_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_serializer,
+    field_validator,
+)
 
 from auditor.errors import InputError
 from auditor.findings import Severity
 from auditor.frameworks import available_frameworks
 from auditor.policy.loader import shipped_root
 from auditor.policy.yamlfile import load_yaml
+from auditor.report.base import FORMATS
 from auditor.sources import SourceSection, sources
 from auditor.strict import StrictModel
 
@@ -36,18 +45,19 @@ ExecutorName = Literal["in-process", "dask"]
 # Settings of how a run executes, not of what it audits: left out of the config digest.
 EXECUTION_KEYS = ("executor", "scheduler", "scale")
 _SCHEDULER_URL = re.compile(r"^(tcp|tls|ws|wss|inproc|ucx)://[^\s/]+$")
-ReportFormat = Literal["json", "html", "sarif", "junit", "markdown", "csv"]
-DEFAULT_FORMATS: tuple[ReportFormat, ...] = ("html", "sarif", "junit", "markdown")
 
+
+def _registered_format(name: str) -> str:
+    if name not in FORMATS:
+        raise ValueError(f"unknown report format '{name}' (known: {', '.join(FORMATS)})")
+    return name
+
+
+# A format registered in auditor.report.base.FORMATS.
+ReportFormat = Annotated[str, AfterValidator(_registered_format)]
+DEFAULT_FORMATS: tuple[str, ...] = ("html", "sarif", "junit", "markdown")
 # File names of the reports in the output directory (stable, so CI steps can find them).
-REPORT_FILES: dict[str, str] = {
-    "json": "report.json",
-    "html": "report.html",
-    "sarif": "report.sarif",
-    "junit": "junit.xml",
-    "markdown": "summary.md",
-    "csv": "findings.csv",
-}
+REPORT_FILES: dict[str, str] = {name: spec.file_name for name, spec in FORMATS.items()}
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

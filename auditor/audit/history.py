@@ -36,7 +36,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from auditor.audit.config import redact_url
 from auditor.document import FindingsDocument, check_document, plain
-from auditor.drift import SECTIONS, CoverageGap, LaterCoverage, classify_change, gap_changes
+from auditor.drift import SECTIONS, LaterCoverage, RecordedGap, classify_change, gap_changes
 from auditor.errors import InputError
 
 metadata = MetaData()
@@ -167,7 +167,7 @@ class Change:
     severity: str
     before: str | None
     after: str | None
-    gap: CoverageGap | None = None  # not assessed: the later run's coverage gap that hid it
+    gap: RecordedGap | None = None  # not assessed: the later run's coverage gap that hid it
 
     def to_json_dict(self) -> dict[str, Any]:
         """JSON-ready form (`gap` only on not-assessed changes)."""
@@ -200,8 +200,8 @@ class RunDiff:
     newly_unknown: list[Change] = field(default_factory=list)
     newly_waived: list[Change] = field(default_factory=list)
     not_assessed: list[Change] = field(default_factory=list)
-    new_gaps: list[CoverageGap] = field(default_factory=list)
-    closed_gaps: list[CoverageGap] = field(default_factory=list)
+    new_gaps: list[RecordedGap] = field(default_factory=list)
+    closed_gaps: list[RecordedGap] = field(default_factory=list)
 
     SECTIONS = SECTIONS
 
@@ -557,7 +557,7 @@ class History:
                 ).scalar_one()
             )
 
-    def coverage_gaps(self, run_id: str) -> list[CoverageGap]:
+    def coverage_gaps(self, run_id: str) -> list[RecordedGap]:
         """The run's coverage gaps (from `auditor_coverage`, where `reason` is `code: reason`)."""
         gaps = []
         for item in self.coverage(run_id):
@@ -565,7 +565,7 @@ class History:
                 continue
             code, sep, reason = (item["reason"] or "").partition(": ")
             gaps.append(
-                CoverageGap(
+                RecordedGap(
                     provider=item["provider"],
                     account=item["account"],
                     scope=item["scope"] or "account",

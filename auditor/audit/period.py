@@ -35,7 +35,7 @@ from typing import Any
 from auditor import __version__
 from auditor.audit.config import format_duration
 from auditor.audit.history import History, RunSummary
-from auditor.drift import CoverageGap
+from auditor.drift import RecordedGap
 from auditor.errors import InputError
 from auditor.frameworks import ControlStatus, control_status, load_framework
 from auditor.report.html import finalize_visible
@@ -188,7 +188,7 @@ class RunCoverage:
     controls of the framework its gaps make incomplete (None: every control)."""
 
     resources: int
-    gaps: list[CoverageGap]
+    gaps: list[RecordedGap]
     gap_controls: frozenset[str] | None
 
     @property

@@ -1,23 +1,38 @@
-"""Residency zones: which regions of each cloud lie inside a named zone (eu, uk, us, ...).
+"""Residency zones: which regions of each source lie inside a named zone (eu, uk, us, ...).
 
 The catalog (policies/zones/catalog.yaml) lists every region with its country; a zone is a set of
-countries, and a region is inside a zone when its country is. GCS multi-regions, predefined
-dual-regions and Cloud KMS multi-region locations are inside a zone only when all their member
-regions are. Users may add zones in `zones/*.yaml` beside their own policies.
+countries, and a region is inside a zone when its country is. A location made of several regions
+(a multi-region, a dual-region, a key ring's multi-region location) is inside a zone only when all
+its member regions are. Each source's section of the catalog is validated with the model the source
+declares (`Source.catalog`, in its `auditor/scan/<name>_source.py`). Users may add zones in
+`zones/*.yaml` beside their own policies.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import (
+    Field,
+    ModelWrapValidatorHandler,
+    SerializeAsAny,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from auditor.model import Provider
 from auditor.policy.yamlfile import load_yaml
+from auditor.sources import sources as registered_sources
 from auditor.strict import StrictModel
+
+# The catalog's own top-level keys; every other top-level key is the section of the source it names.
+CATALOG_FIELDS = ("version", "sources", "zones")
 
 
 class Zone(StrictModel):
@@ -46,15 +61,10 @@ class MemberSet(StrictModel):
     verified: bool = True
 
 
-class EligibleSet(StrictModel):
-    """A configurable dual-region code and the regions its data locations may be chosen from."""
-
-    eligible: list[str]
-    note: str | None = None
-
-
 class ProviderCatalog(StrictModel):
-    """One provider's part of the catalog (the YAML section named after the provider).
+    """One source's section of the catalog (the top-level key named after the source).
+
+    A source with more than `regions:` declares a subclass as its `Source.catalog`.
 
     `multi_location_tables` names the tables of locations made of several regions (a multi-region,
     a dual-region, a KMS multi-region): such a location is inside a zone only if every member is,
@@ -81,48 +91,37 @@ class ProviderCatalog(StrictModel):
                 yield f"region '{name}' pairs with unknown region '{region.pair}'"
 
 
-class AwsCatalog(ProviderCatalog):
-    location_aliases: dict[str, str] = Field(default_factory=dict)
-
-    def reference_errors(self) -> Iterator[str]:
-        yield from super().reference_errors()
-        for alias, target in self.location_aliases.items():
-            if target not in self.regions:
-                yield f"location alias '{alias}' names unknown region '{target}'"
-
-
-class GcpCatalog(ProviderCatalog):
-    # A code in several tables (KMS 'asia1' includes Seoul, GCS 'asia1' does not) is inside a
-    # zone only if it is inside under every meaning.
-    multi_location_tables: ClassVar[tuple[str, ...]] = ("multi_regions", "dual_regions", "kms_locations")
-
-    multi_regions: dict[str, MemberSet] = Field(default_factory=dict)
-    dual_regions: dict[str, MemberSet] = Field(default_factory=dict)
-    configurable_dual_region_codes: dict[str, EligibleSet] = Field(default_factory=dict)
-    kms_locations: dict[str, MemberSet] = Field(default_factory=dict)
-
-    def reference_errors(self) -> Iterator[str]:
-        yield from super().reference_errors()
-        for code, eligible in self.configurable_dual_region_codes.items():
-            for member in eligible.eligible:
-                if member not in self.regions:
-                    yield f"dual-region code '{code}' names unknown region '{member}'"
-
-
-class AzureCatalog(ProviderCatalog):
-    geo_redundant_skus: list[str] = Field(default_factory=list)
-    local_skus: list[str] = Field(default_factory=list)
+Section = TypeVar("Section", bound=ProviderCatalog)
 
 
 class ZoneCatalog(StrictModel):
-    """The whole catalog; see docs/zone-catalog.md. Each provider's section is a `ProviderCatalog`."""
+    """The whole catalog; see docs/zone-catalog.md.
+
+    `providers` holds each source's section by source name, in source order. In the file (and in
+    `model_dump`) each section is a top-level key named after its source, validated with the model
+    the source declares; a source that declares one must have its section, a key that names no
+    source is an error.
+    """
 
     version: int = 1
     sources: list[str] = Field(default_factory=list)
     zones: dict[str, Zone]
-    aws: AwsCatalog
-    gcp: GcpCatalog
-    azure: AzureCatalog
+    providers: dict[str, SerializeAsAny[ProviderCatalog]]
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _source_sections(cls, data: Any, handler: ModelWrapValidatorHandler[ZoneCatalog]) -> ZoneCatalog:
+        if not isinstance(data, Mapping):
+            return handler(data)
+        own = {key: value for key, value in data.items() if key in CATALOG_FIELDS}
+        providers, errors = _validate_sections(data)
+        if not errors:
+            return handler({**own, "providers": providers})
+        try:  # the catalog's own fields come first, as in the file
+            handler({**own, "providers": {}})
+        except ValidationError as exc:
+            errors[:0] = _error_details(exc)
+        raise ValidationError.from_exception_data(cls.__name__, errors)
 
     @model_validator(mode="after")
     def _references_exist(self) -> ZoneCatalog:
@@ -131,14 +130,19 @@ class ZoneCatalog(StrictModel):
                 raise ValueError(f"{provider} {problem}")
         return self
 
-    @property
-    def providers(self) -> dict[str, ProviderCatalog]:
-        """Each provider's section by provider name (the source names of auditor.sources)."""
-        return {
-            name: value
-            for name in type(self).model_fields
-            if isinstance(value := getattr(self, name), ProviderCatalog)
-        }
+    @model_serializer(mode="wrap")
+    def _sections_at_top_level(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        sections = data.pop("providers", {})
+        return {**data, **sections}
+
+    def section(self, provider: Provider, model: type[Section]) -> Section:
+        """`provider`'s section as the model its source declares (KeyError if it has none)."""
+        found = self.providers[provider]
+        if not isinstance(found, model):
+            kind = type(found).__name__
+            raise TypeError(f"the zone catalog's {provider} section is a {kind}, not a {model.__name__}")
+        return found
 
     def _regions(self, provider: Provider) -> dict[str, Region]:
         return self.providers[provider].regions
@@ -180,6 +184,40 @@ class ZoneCatalog(StrictModel):
         """The zones a location lies inside (for reports)."""
         region = region.lower()
         return [zone for zone in self.zones if region in self._zone_sets[(zone, provider)]]
+
+
+def _validate_sections(data: Mapping[Any, Any]) -> tuple[dict[str, ProviderCatalog], list[InitErrorDetails]]:
+    """Each source's section of a catalog document, validated, and the errors, as pydantic orders them."""
+    sections: dict[str, ProviderCatalog] = {}
+    errors: list[InitErrorDetails] = []
+    known = registered_sources()
+    for name, source in known.items():
+        if name not in data:
+            if source.catalog is not None:
+                errors.append({"type": "missing", "loc": (name,), "input": data})
+            continue
+        try:
+            sections[name] = (source.catalog or ProviderCatalog).model_validate(data[name])
+        except ValidationError as exc:
+            errors.extend(_error_details(exc, (name,)))
+    errors.extend(
+        {"type": "extra_forbidden", "loc": (key,), "input": value}
+        for key, value in data.items()
+        if key not in CATALOG_FIELDS and key not in known
+    )
+    return sections, errors
+
+
+def _error_details(exc: ValidationError, prefix: tuple[str, ...] = ()) -> list[InitErrorDetails]:
+    """`exc`'s errors (type, message and input kept) with `prefix` before their location."""
+    return [
+        {
+            "type": PydanticCustomError(error["type"], error["msg"]),
+            "loc": (*prefix, *error["loc"]),
+            "input": error["input"],
+        }
+        for error in exc.errors()
+    ]
 
 
 def load_zone_catalog(paths: list[Path]) -> ZoneCatalog:

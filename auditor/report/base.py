@@ -16,15 +16,27 @@ from typing import IO, ClassVar
 from auditor.atomicfile import atomic_output
 from auditor.document import FindingsDocument
 
-# format name -> "module:Class"; a new format is one new module and one line here.
-RENDERERS: dict[str, str] = {
-    "json": "auditor.report.json_format:JsonRenderer",
-    "html": "auditor.report.html:HtmlRenderer",
-    "sarif": "auditor.report.sarif:SarifRenderer",
-    "junit": "auditor.report.junit:JunitRenderer",
-    "markdown": "auditor.report.markdown:MarkdownRenderer",
-    "csv": "auditor.report.csv_format:CsvRenderer",
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """A registered report format: its renderer ("module:Class", imported when used) and the file
+    name `auditor audit` gives it in the output directory (stable, so CI steps can find it)."""
+
+    renderer: str
+    file_name: str
+
+
+# A new format is one new module and one line here; `auditor report --format`, the audit config's
+# `outputs.formats` and the report file names are derived from this table.
+FORMATS: dict[str, OutputFormat] = {
+    "json": OutputFormat("auditor.report.json_format:JsonRenderer", "report.json"),
+    "html": OutputFormat("auditor.report.html:HtmlRenderer", "report.html"),
+    "sarif": OutputFormat("auditor.report.sarif:SarifRenderer", "report.sarif"),
+    "junit": OutputFormat("auditor.report.junit:JunitRenderer", "junit.xml"),
+    "markdown": OutputFormat("auditor.report.markdown:MarkdownRenderer", "summary.md"),
+    "csv": OutputFormat("auditor.report.csv_format:CsvRenderer", "findings.csv"),
 }
+RENDERERS: dict[str, str] = {name: spec.renderer for name, spec in FORMATS.items()}
 
 
 @dataclass

@@ -10,7 +10,7 @@ import click
 from auditor.document import load_document
 from auditor.inputfile import open_input
 from auditor.report.base import RENDERERS, ReportInput, render_to_file
-from auditor.report.context import report_frameworks
+from auditor.report.view import report_frameworks
 
 # Inputs are checked when read (auditor.inputfile): a directory, FIFO or device is one error line
 # `file: what is wrong` with exit 2, not click's usage block.
@@ -55,7 +55,7 @@ def command(
     frameworks: tuple[str, ...],
     output: Path,
 ) -> None:
-    """Write an evidence report (html, sarif, junit, markdown, csv or json) from a findings document."""
+    """Write an evidence report in one of the registered formats (see --format) from a findings document."""
     if inventory_path is not None:  # read later, while rendering: refuse a bad one before any work
         open_input(inventory_path, "inventory").close()
     report = ReportInput(

@@ -16,7 +16,7 @@ import orjson
 from auditor.document import FindingRecord
 from auditor.errors import visible
 from auditor.report.base import Renderer, ReportInput
-from auditor.report.context import report_frameworks
+from auditor.report.view import report_frameworks
 
 BASE_COLUMNS = [
     "policy_id",

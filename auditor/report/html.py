@@ -21,7 +21,7 @@ from markupsafe import Markup, escape
 from auditor.errors import visible
 from auditor.findings import Status
 from auditor.report.base import Renderer, ReportInput
-from auditor.report.context import (
+from auditor.report.view import (
     STATUSES,
     ProviderResidency,
     ReportView,

@@ -16,7 +16,7 @@ from auditor.document import FindingRecord
 from auditor.errors import visible
 from auditor.findings import Status
 from auditor.report.base import Renderer, ReportInput
-from auditor.report.context import display_value, policy_details, report_frameworks
+from auditor.report.view import display_value, policy_details, report_frameworks
 
 _COUNTED = {Status.FAIL: "failures", Status.ERROR: "errors", Status.WAIVED: "skipped"}
 # Characters XML 1.0 cannot carry at all; cloud data (tags, names) may contain them.

@@ -13,7 +13,7 @@ from typing import IO, Any
 from auditor.errors import visible
 from auditor.findings import Status
 from auditor.report.base import Renderer, ReportInput
-from auditor.report.context import (
+from auditor.report.view import (
     PROVIDER_LABELS,
     STATUSES,
     compare_runs,

@@ -27,13 +27,13 @@ from auditor.errors import InputError, visible
 from auditor.findings import Status
 from auditor.inputfile import open_input, read_lines
 from auditor.report.base import Renderer, ReportInput
-from auditor.report.context import (
+from auditor.report.markdown import md_block
+from auditor.report.view import (
     PROVIDER_LABELS,
     PolicyDetails,
     policy_details,
     report_frameworks,
 )
-from auditor.report.markdown import md_block
 
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 

@@ -14,8 +14,8 @@ import functools
 import json
 import re
 import threading
-from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 from typing import Any, ClassVar
@@ -55,6 +55,7 @@ from auditor.scan.base import AttributeNeeds, Scanner, ScanSummary, scanner_cont
 from auditor.scan.calls import RetrySettings, bounded, now
 from auditor.scan.command import common_scan_options, finish_scan
 from auditor.scan.section import options_retry, section_options
+from auditor.scan.threads import POLL, stream
 
 # AWS retired TLS 1.0/1.1 on all its API endpoints; the post (updated) says the gradual rollout
 # completed by December 31, 2023 (first announced for June 28, 2023).
@@ -71,8 +72,8 @@ SSE_DEFAULT_NOTE = (
 PUBLIC_ACCESS_FLAGS = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
 LIST_PAGE_SIZE = 1000
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
-# The shared retry/timeout settings botocore can honour (retry backoff is botocore's own).
-RETRY_SUPPORTED = frozenset({"max_attempts", "timeout", "connect_timeout"})
+# The shared retry/timeout settings this scanner honours (declared with its options).
+RETRY_SUPPORTED = AwsOptions.retry_used
 
 
 def _arn_region(value: str | None) -> str | None:
@@ -141,36 +142,49 @@ class AwsScanner(Scanner):
     # --- the stream ------------------------------------------------------------------------------
 
     def scan(self) -> Iterator[InventoryRecord]:
-        """Yield every bucket of every account (and a gap per account that cannot be scanned)."""
+        """Yield every bucket of every account (and a gap per account that cannot be scanned).
+
+        A driver thread resolves the accounts one after the other and lists each account's
+        buckets; workers scan the buckets and emit their records (`auditor.scan.threads.stream`).
+        """
+        yield from stream(self._drive, capacity=self.concurrency * 4, name="aws-scan")
+
+    def _drive(self, emit: Callable[[InventoryRecord], None], stop: threading.Event) -> None:
         for item in self.resolver.sessions():
+            if stop.is_set():
+                return
             if isinstance(item, CoverageGap):
-                yield item
+                emit(item)
                 continue
             account = AccountClients(item, self.config, self.resolver.region_of(item.session), self.calls)
-            yield from self._scan_account(account)
+            self._scan_account(account, emit, stop)
 
-    def _scan_account(self, account: AccountClients) -> Iterator[InventoryRecord]:
-        window = self.concurrency * 4  # bounded in-flight work: memory does not grow with the estate
+    def _scan_account(
+        self, account: AccountClients, emit: Callable[[InventoryRecord], None], stop: threading.Event
+    ) -> None:
+        # Bounded in-flight work: memory does not grow with the estate.
+        slots = threading.BoundedSemaphore(self.concurrency * 4)
+
+        def scan_one(entry: dict[str, Any]) -> None:
+            try:
+                record = self._scan_bucket_safely(account, entry)
+                if record is not None:
+                    emit(record)
+            finally:
+                slots.release()
+
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="auditor-aws") as pool:
-            pending: set[Future[InventoryRecord | None]] = set()
             for entry in self._list_buckets(account):
                 if isinstance(entry, CoverageGap):
-                    yield entry
+                    emit(entry)
                     continue
-                pending.add(pool.submit(self._scan_bucket_safely, account, entry))
-                if len(pending) >= window:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    yield from self._results(done)
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                yield from self._results(done)
-
-    @staticmethod
-    def _results(done: Iterable[Future[InventoryRecord | None]]) -> Iterator[InventoryRecord]:
-        for future in done:
-            record = future.result()
-            if record is not None:
-                yield record
+                while not slots.acquire(timeout=POLL):
+                    if stop.is_set():
+                        return
+                if stop.is_set():
+                    slots.release()
+                    return
+                pool.submit(scan_one, entry)
 
     def _list_buckets(self, account: AccountClients) -> Iterator[dict[str, Any] | CoverageGap]:
         token: str | None = None
@@ -208,14 +222,23 @@ class AwsScanner(Scanner):
             if entry.get("Name"):
                 yield entry
             else:  # a listing entry without a name cannot be scanned, and must not vanish
+                reason = f"malformed answer: a bucket entry without a Name: {bounded(repr(entry), 200)}"
                 yield CoverageGap(
                     provider="aws",
                     account=account.account.account_id,
                     scope="buckets",
                     code=UnknownCode.ERROR,
-                    reason=f"malformed answer: a bucket entry without a Name: {bounded(repr(entry), 200)}"
-                    " (s3:ListBuckets)",
+                    reason=f"{reason} (s3:ListBuckets)",
                     at=now(),
+                    evidence=[
+                        Evidence(
+                            call="s3:ListBuckets",
+                            at=now(),
+                            attributes=["buckets"],
+                            response=entry,
+                            error=reason,
+                        )
+                    ],
                 )
 
     def _list_page(self, account: AccountClients, params: dict[str, Any]) -> dict[str, Any] | CoverageGap:
@@ -233,6 +256,7 @@ class AwsScanner(Scanner):
             code=unknown.code,
             reason=unknown.reason,
             at=now(),
+            evidence=[answer.evidence],
         )
 
     def _scan_bucket_safely(self, account: AccountClients, entry: dict[str, Any]) -> InventoryRecord | None:

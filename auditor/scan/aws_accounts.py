@@ -18,12 +18,12 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError
 
 from auditor.errors import InputError
-from auditor.model import CoverageGap
+from auditor.model import CoverageGap, Evidence
 from auditor.scan.aws_calls import classify_error as classify_error
 from auditor.scan.aws_calls import client_config as client_config
 from auditor.scan.aws_calls import instrument, recorder, request
 from auditor.scan.base import CallCounter
-from auditor.scan.calls import now
+from auditor.scan.calls import Answer, now
 
 SessionHook = Callable[[boto3.Session], None]
 ACCOUNT_ID = re.compile(r"^\d{12}$")
@@ -124,18 +124,18 @@ class AccountResolver:
 
     def _call(
         self, session: boto3.Session, service: str, operation: str, **params: Any
-    ) -> tuple[dict[str, Any] | None, Exception | None]:
+    ) -> Answer[dict[str, Any]]:
         client = instrument(session.client(service, region_name=self.region_of(session), config=self.config))
-        answer = recorder(self.calls).call(
+        return recorder(self.calls).call(
             f"{service}:{operation}", [], params, lambda: request(client, operation, params)
         )
-        return answer.value, answer.error
 
     def _identify(self, label: str, session: boto3.Session) -> AccountSession | CoverageGap:
         """The session's account (sts:GetCallerIdentity), or a gap named `label`."""
-        identity, error = self._call(session, "sts", "GetCallerIdentity")
+        answer = self._call(session, "sts", "GetCallerIdentity")
+        identity = answer.value
         if identity is None:
-            return self._gap(label, error, "sts:GetCallerIdentity")
+            return self._gap(label, answer.error, "sts:GetCallerIdentity", evidence=answer.evidence)
         arn = str(identity["Arn"])
         return AccountSession(label, session, str(identity["Account"]), partition_of(arn), arn)
 
@@ -146,7 +146,9 @@ class AccountResolver:
         operation: str,
         scope: str = "account",
         context: str = "",
+        evidence: Evidence | None = None,
     ) -> CoverageGap:
+        """A gap for `account`; `evidence` is the failed call's (none when no call was made)."""
         unknown = classify_error(error or RuntimeError("no answer"), operation)
         return CoverageGap(
             provider="aws",
@@ -155,6 +157,7 @@ class AccountResolver:
             code=unknown.code,
             reason=f"{context}{unknown.reason}",
             at=now(),
+            evidence=[evidence] if evidence is not None else [],
         )
 
     def _profile(self) -> str | None:
@@ -235,9 +238,16 @@ class AccountResolver:
     def _organization_accounts(self, base: AccountSession) -> Iterator[str | CoverageGap]:
         token: str | None = None
         while True:
-            page, error = self._call(base.session, "organizations", "ListAccounts", **_token(token))
+            answer = self._call(base.session, "organizations", "ListAccounts", **_token(token))
+            page = answer.value
             if page is None:
-                yield self._gap(base.account_id, error, "organizations:ListAccounts", scope="organization")
+                yield self._gap(
+                    base.account_id,
+                    answer.error,
+                    "organizations:ListAccounts",
+                    scope="organization",
+                    evidence=answer.evidence,
+                )
                 return
             for account in page.get("Accounts", []):
                 # `Status` is being replaced by `State`; either says ACTIVE for a live account.
@@ -251,12 +261,12 @@ class AccountResolver:
     def _assume(self, base: AccountSession, account_id: str) -> AccountSession | CoverageGap:
         assert self.source.role is not None
         role_arn = role_arn_for(self.source.role, account_id, base.partition)
-        answer, error = self._call(
+        answer = self._call(
             base.session, "sts", "AssumeRole", RoleArn=role_arn, RoleSessionName=ROLE_SESSION_NAME
         )
-        if answer is None:
-            return self._gap(account_id, error, f"sts:AssumeRole {role_arn}")
-        credentials = answer["Credentials"]
+        if answer.value is None:
+            return self._gap(account_id, answer.error, f"sts:AssumeRole {role_arn}", evidence=answer.evidence)
+        credentials = answer.value["Credentials"]
         session = self._session(
             aws_access_key_id=credentials["AccessKeyId"],
             aws_secret_access_key=credentials["SecretAccessKey"],

@@ -1,4 +1,5 @@
-"""The AWS source: its section of auditor.yaml, its units of work (one per account), its registration.
+"""The AWS source: its section of auditor.yaml, its units of work (one per account), its section of
+the zone catalog, its registration.
 
 Importing this module imports no AWS SDK: the scanner (`auditor.scan.aws`) is named, not imported,
 and listing an organization's accounts imports boto3 only when a plan needs it.
@@ -14,16 +15,21 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from auditor.model import CoverageGap, UnknownCode
-from auditor.policy.zones import ZoneCatalog
+from auditor.policy.zones import ProviderCatalog, ZoneCatalog
 from auditor.scan.aws_bucket_policy import apply_bucket_policy
+from auditor.scan.calls import RetryScopedOptions
 from auditor.sources import ScanOptions, Source, SourceSection
 
 ACCOUNT_ID = re.compile(r"^\d{12}$")
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 
 
-class AwsOptions(ScanOptions):
+class AwsOptions(RetryScopedOptions):
     """`auditor scan aws` options a section may set under `options:` (besides the shared ones)."""
+
+    # The shared retry/timeout settings botocore can honour (retry backoff is botocore's own).
+    retry_source: ClassVar[str] = "aws"
+    retry_used: ClassVar[frozenset[str]] = frozenset({"max_attempts", "timeout", "connect_timeout"})
 
     retry_mode: Literal["standard", "adaptive"] = "standard"
     verify_region: bool = False
@@ -79,6 +85,18 @@ class AwsCloud(SourceSection):
         return resolver.organization_account_ids()
 
 
+class AwsCatalog(ProviderCatalog):
+    """The `aws:` section of the zone catalog: regions, and location constraints that are not one."""
+
+    location_aliases: dict[str, str] = Field(default_factory=dict)
+
+    def reference_errors(self) -> Iterator[str]:
+        yield from super().reference_errors()
+        for alias, target in self.location_aliases.items():
+            if target not in self.regions:
+                yield f"location alias '{alias}' names unknown region '{target}'"
+
+
 def _empty_organization_gap() -> CoverageGap:
     return CoverageGap(
         provider="aws",
@@ -97,10 +115,12 @@ SOURCE = Source(
     scan="auditor.scan.aws:scan_section",
     command="auditor.scan.aws:command",
     normalize=apply_bucket_policy,
+    order=10,
+    catalog=AwsCatalog,
 )
 
 
 def region_of_location(catalog: ZoneCatalog, raw: str | None) -> str:
     """GetBucketLocation's LocationConstraint to a region: empty is us-east-1, 'EU' eu-west-1."""
     value = raw or ""
-    return catalog.aws.location_aliases.get(value, value.lower() or "us-east-1")
+    return catalog.section("aws", AwsCatalog).location_aliases.get(value, value.lower() or "us-east-1")

@@ -14,50 +14,40 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlparse
 
 import click
-import requests
-from azure.core.pipeline.transport import RequestsTransport
-from azure.mgmt.storage import StorageManagementClient
 from azure.storage.blob import BlobServiceClient
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 from auditor.errors import InputError
 from auditor.inventory import InventoryRecord
 from auditor.model import (
     Access,
     CoverageGap,
-    Encryption,
     Evidence,
-    Location,
     Provider,
-    ProviderTlsFloor,
-    Replica,
     StorageResource,
-    Transport,
     Unknown,
     UnknownCode,
 )
+from auditor.scan.azure_accounts import TLS_FLOOR, AccountFacts, account_facts
 from auditor.scan.azure_calls import (
     OP_ACCOUNTS,
     OP_ARM_GET,
     OP_ARM_LIST,
     OP_BLOB_LIST,
     RAW_EVIDENCE_BYTES,
-    ArmRetry,
-    BlobRetry,
+    AzureClients,
+    BlobCredentialMode,
     LastAnswer,
+    Listing,
     MalformedAnswer,
     check_arm_page,
-    failure,
     is_malformed,
     jsonable,
-    malformed_unknown,
     recorder,
     unknown_from,
 )
@@ -69,10 +59,9 @@ from auditor.scan.azure_credentials import (
     parse_account_keys,
     redact,
     register_secret,
-    valid_shared_key,
 )
 from auditor.scan.azure_keys import KEY_LEAVES, KeyResolver, Scopes
-from auditor.scan.azure_source import AzureCloud, AzureOptions, is_geo_redundant, paired_region
+from auditor.scan.azure_source import AzureCloud, AzureOptions
 from auditor.scan.base import AttributeNeeds, Scanner, ScanSummary, scanner_context
 from auditor.scan.calls import RetrySettings, now
 from auditor.scan.command import common_scan_options, finish_scan
@@ -88,6 +77,7 @@ __all__ = [
     "ACCESS_TOKEN_ENV",
     "ACCOUNT_KEYS_ENV",
     "RAW_EVIDENCE_BYTES",
+    "TLS_FLOOR",
     "AzureScanner",
     "StaticTokenCredential",
     "command",
@@ -97,34 +87,16 @@ __all__ = [
 ]
 
 DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
-
-# Azure Storage refuses TLS 1.0/1.1 on every account in every cloud since 3 February 2026 (moved
-# from 1 Nov 2024, then 1 Nov 2025): TLS 1.2 is the platform floor whatever `minimumTlsVersion` says.
-TLS_FLOOR = ProviderTlsFloor(
-    version="TLS1_2",
-    since=date(2026, 2, 3),
-    source="https://learn.microsoft.com/en-us/azure/storage/common/transport-layer-security-configure-migrate-to-tls2",
-)
-
-BlobCredentialMode = Literal["token", "shared-key", "none"]
-# The shared retry/timeout settings this scanner honours (azure-core retries count attempts).
-RETRY_SUPPORTED = frozenset(
-    {"max_attempts", "timeout", "connect_timeout", "retry_backoff", "retry_after_max"}
-)
+# The shared retry/timeout settings this scanner honours (declared with its options).
+RETRY_SUPPORTED = AzureOptions.retry_used
+# What a container listing page feeds, and what its failure leaves unknown.
+LISTED = ["tags", "access", "encryption"]
 
 
 def _redacted(record: InventoryRecord) -> InventoryRecord:
     if isinstance(record, CoverageGap):
         record.reason = redact(record.reason)
     return record
-
-
-def _parse_resource_group(resource_id: str) -> str | None:
-    parts = resource_id.strip("/").split("/")
-    for i, part in enumerate(parts[:-1]):
-        if part.lower() == "resourcegroups":
-            return parts[i + 1]
-    return None
 
 
 @dataclass
@@ -138,28 +110,6 @@ class _Container:
     deny_override: bool | None
     evidence: list[Evidence]
     unknown: dict[str, Unknown] = field(default_factory=dict)
-
-
-@dataclass
-class _Facts:
-    """What the account listing (and its key vault) says, shared by every container of the account."""
-
-    subscription: str
-    account_id: str
-    name: str
-    resource_group: str | None
-    raw: dict[str, Any]
-    blob_endpoint: str | None
-    location: Location | None = None
-    encryption: Encryption | None = None
-    transport: Transport | None = None
-    allow_public: bool | None = None
-    tags: dict[str, str] = field(default_factory=dict)
-    unknown: dict[str, Unknown] = field(default_factory=dict)
-    evidence: list[Evidence] = field(default_factory=list)
-
-
-_DONE = object()
 
 
 class AzureScanner(Scanner):
@@ -199,21 +149,10 @@ class AzureScanner(Scanner):
         connection_timeout = given.connect_timeout or connection_timeout
         read_timeout = given.timeout or read_timeout
         self.subscriptions = list(dict.fromkeys(subscriptions))
-        self.credential = credential
-        self.arm_endpoint = arm_endpoint.rstrip("/")
-        self.blob_endpoint_template = blob_endpoint_template
-        self.verify: str | bool = ca_bundle or True
-        self.blob_credential = blob_credential
-        self.account_keys = dict(account_keys or {})
-        for key in self.account_keys.values():
+        account_keys = dict(account_keys or {})
+        for key in account_keys.values():
             register_secret(key)
         self.container_page_size = container_page_size
-        self.retry_total = retry_total
-        self.retry_backoff = retry_backoff
-        self.retry_backoff_max = retry_backoff_max
-        self.retry_after_max = retry_after_max
-        self.connection_timeout = connection_timeout
-        self.read_timeout = read_timeout
         # The longest one logical call (every retry and wait included) can take: no wait in the scan
         # is longer than this, so a server that never answers cannot hold the scan.
         self.call_bound = (
@@ -222,102 +161,37 @@ class AzureScanner(Scanner):
             + 5.0
         )
 
-        self.want_location = needs.wants("location")
         self.want_encryption = needs.wants("encryption")
         self.want_keys = any(needs.wants(f"encryption.{leaf}") for leaf in KEY_LEAVES)
-        self.want_key_location = needs.wants("encryption.key_location")
-        self.want_transport = needs.wants("transport")
         self.want_access = needs.wants("access")
         self.want_tags = needs.wants("tags")
 
-        self._session = requests.Session()
-        adapter = HTTPAdapter(
-            pool_connections=64,
-            pool_maxsize=concurrency + 4,
-            max_retries=Retry(total=False, redirect=False, raise_on_status=False),
-        )
-        self._session.mount("https://", adapter)
-        self._session.mount("http://", adapter)
-        self._clients: dict[str, StorageManagementClient] = {}
-        self._clients_lock = threading.Lock()
         self._answer = LastAnswer()
+        self.clients = AzureClients(
+            credential=credential,
+            arm_endpoint=arm_endpoint.rstrip("/"),
+            verify=ca_bundle or True,
+            pool_size=concurrency + 4,
+            answer=self._answer,
+            retry_total=retry_total,
+            retry_backoff=retry_backoff,
+            retry_backoff_max=retry_backoff_max,
+            retry_after_max=retry_after_max,
+            connection_timeout=connection_timeout,
+            read_timeout=read_timeout,
+            call_bound=self.call_bound,
+            blob_credential=blob_credential,
+            blob_endpoint_template=blob_endpoint_template,
+            account_keys=account_keys,
+        )
         self.recorder = recorder(self.calls, self._answer)
         self.keys = KeyResolver(
-            arm=self._arm,
+            arm=self.clients.arm,
             answer=self._answer,
             recorder=self.recorder,
-            want_key_location=self.want_key_location,
+            want_key_location=needs.wants("encryption.key_location"),
             call_bound=self.call_bound,
         )
-
-    # --- clients ---------------------------------------------------------------------------------
-
-    def _transport(self) -> RequestsTransport:
-        return RequestsTransport(
-            session=self._session,
-            session_owner=False,
-            connection_verify=self.verify,
-            connection_timeout=self.connection_timeout,
-            read_timeout=self.read_timeout,
-        )
-
-    def _arm(self, subscription: str) -> StorageManagementClient:
-        with self._clients_lock:
-            client = self._clients.get(subscription)
-            if client is None:
-                client = StorageManagementClient(
-                    self.credential,
-                    subscription,
-                    base_url=self.arm_endpoint,
-                    credential_scopes=[f"{self.arm_endpoint}/.default"],
-                    transport=self._transport(),
-                    retry_policy=ArmRetry(
-                        retry_total=self.retry_total,
-                        retry_backoff_factor=self.retry_backoff,
-                        retry_backoff_max=self.retry_backoff_max,
-                        retry_after_max=self.retry_after_max,
-                        timeout=self.call_bound,
-                    ),
-                    raw_request_hook=self._answer.on_request,
-                    raw_response_hook=self._answer.on_response,
-                )
-                self._clients[subscription] = client
-        return client
-
-    def _blob_client(self, facts: _Facts) -> tuple[BlobServiceClient | None, str | None, str]:
-        """A data-plane client for the account, or None and why the data plane is not tried."""
-        if self.blob_credential == "none":
-            return None, None, "the data plane is disabled (--blob-credential none)"
-        if self.blob_endpoint_template:
-            url = self.blob_endpoint_template.format(account=facts.name)
-        elif facts.blob_endpoint:
-            url = facts.blob_endpoint
-        else:
-            return None, None, "ARM returned no primaryEndpoints.blob for the account"
-        credential: Any
-        if self.blob_credential == "shared-key":
-            key = self.account_keys.get(facts.name)
-            if key is None:
-                return None, url, f"no shared key for account '{facts.name}' in {ACCOUNT_KEYS_ENV}"
-            if not valid_shared_key(key):
-                return None, url, f"the shared key for account '{facts.name}' is not base64"
-            credential = {"account_name": facts.name, "account_key": key}
-        else:
-            credential = self.credential
-        client = BlobServiceClient(
-            url,
-            credential=credential,
-            transport=self._transport(),
-            retry_policy=BlobRetry(
-                retry_total=self.retry_total,
-                backoff=self.retry_backoff,
-                backoff_max=self.retry_backoff_max,
-                retry_after_max=self.retry_after_max,
-            ),
-            raw_request_hook=self._answer.on_request,
-            raw_response_hook=self._answer.on_response,
-        )
-        return client, url, ""
 
     # --- the scan --------------------------------------------------------------------------------
 
@@ -333,13 +207,8 @@ class AzureScanner(Scanner):
             self._drive(lambda record: emit(_redacted(record)), stop)
 
         yield from stream(
-            drive, capacity=max(256, self.concurrency * 16), name="azure-scan", close=self._close
+            drive, capacity=max(256, self.concurrency * 16), name="azure-scan", close=self.clients.close
         )
-
-    def _close(self) -> None:
-        for client in self._clients.values():
-            client.close()
-        self._session.close()
 
     def _drive(self, emit: Callable[[InventoryRecord], None], stop: threading.Event) -> None:
         slots = threading.BoundedSemaphore(self.concurrency * 2)
@@ -363,39 +232,43 @@ class AzureScanner(Scanner):
         self, subscription: str, emit: Callable[[InventoryRecord], None]
     ) -> Iterator[tuple[dict[str, Any], datetime]]:
         """Every storage account of a subscription; a listing failure becomes a coverage gap."""
+        listing = Listing(
+            self.recorder,
+            self._answer,
+            OP_ACCOUNTS,
+            [],
+            {"subscription": subscription},
+            lambda: self.clients.arm(subscription).storage_accounts.list().by_page(),
+            check=lambda: check_arm_page(self._answer, OP_ACCOUNTS),
+            item=lambda account: jsonable(dict(account)),
+        )
         listed = 0
-        pages_read = 0
-        self._answer.clear()
-        try:
-            pages = self._arm(subscription).storage_accounts.list().by_page()
-            for page in pages:
-                self.calls.add(OP_ACCOUNTS)
-                pages_read += 1
-                at = now()
-                check_arm_page(self._answer, OP_ACCOUNTS)
-                entries = [jsonable(dict(account)) for account in page]
-                for entry in entries:
-                    listed += 1
-                    yield entry, at
-                self._answer.clear()
-        except Exception as exc:
-            self.calls.add(OP_ACCOUNTS)
-            unknown = unknown_from(exc, OP_ACCOUNTS)
-            reason = unknown.reason
-            if is_malformed(exc) and self._answer.body is not None:
-                reason = f"{reason}; answer of {len(self._answer.body)} bytes on page {pages_read or 1}"
-            if listed:
-                reason = f"storage account listing stopped after {listed} accounts: {reason}"
-            emit(
-                CoverageGap(
-                    provider="azure",
-                    account=subscription,
-                    scope="subscription",
-                    code=unknown.code,
-                    reason=reason,
-                    at=now(),
-                )
+        for entries in listing:
+            at = now()
+            for entry in entries:
+                listed += 1
+                yield entry, at
+        failed = listing.failure
+        if failed is None:
+            return
+        assert failed.unknown is not None and failed.error is not None
+        reason = failed.unknown.reason
+        raw = failed.evidence.response
+        if is_malformed(failed.error) and isinstance(raw, dict) and raw.get("bytes") is not None:
+            reason = f"{reason}; answer of {raw['bytes']} bytes on page {listing.pages_read + 1}"
+        if listed:
+            reason = f"storage account listing stopped after {listed} accounts: {reason}"
+        emit(
+            CoverageGap(
+                provider="azure",
+                account=subscription,
+                scope="subscription",
+                code=failed.unknown.code,
+                reason=reason,
+                at=now(),
+                evidence=[failed.evidence],
             )
+        )
 
     def _scan_account_guarded(
         self,
@@ -418,6 +291,14 @@ class AzureScanner(Scanner):
             extent = (
                 f"scanned only in part ({len(emitted)} containers recorded)" if emitted else "not scanned"
             )
+            entry = Evidence(
+                call=OP_ACCOUNTS,
+                at=listed_at,
+                attributes=[],
+                request={"subscription": subscription},
+                response=raw,
+                error=unknown.reason,
+            )
             emit(
                 CoverageGap(
                     provider="azure",
@@ -426,6 +307,7 @@ class AzureScanner(Scanner):
                     code=unknown.code,
                     reason=f"{what} {extent}: {unknown.reason}",
                     at=now(),
+                    evidence=[entry],
                 )
             )
 
@@ -437,7 +319,9 @@ class AzureScanner(Scanner):
         emit: Callable[[InventoryRecord], None],
         emitted: set[str],
     ) -> None:
-        facts = self._account_facts(subscription, raw, listed_at)
+        facts = account_facts(
+            subscription, raw, listed_at, needs=self.needs, catalog=self.catalog, keys=self.keys
+        )
         scopes = self.keys.encryption_scopes(facts) if self.want_keys else None
 
         def emit_page(containers: list[_Container]) -> None:
@@ -448,11 +332,11 @@ class AzureScanner(Scanner):
 
         failures: list[tuple[str, Unknown]] = []
         attempts: list[Evidence] = []
-        client, url, why_not = self._blob_client(facts)
+        client, url, why_not = self.clients.blob(facts.name, facts.blob_endpoint)
         listed_all = False
         if client is not None:
             with client:
-                failure, evidence = self._list_data_plane(client, url or "", facts, emit_page)
+                failure, evidence = self._list_data_plane(client, url or "", emit_page)
             if failure is None:
                 listed_all = True
             else:
@@ -484,124 +368,127 @@ class AzureScanner(Scanner):
                 code=code,
                 reason=f"containers of storage account {facts.account_id} {extent}: {reason}",
                 at=now(),
+                evidence=list(attempts),
             )
         )
 
     # --- container listing -----------------------------------------------------------------------
 
     def _list_data_plane(
-        self,
-        client: BlobServiceClient,
-        url: str,
-        facts: _Facts,
-        emit_page: Callable[[list[_Container]], None],
+        self, client: BlobServiceClient, url: str, emit_page: Callable[[list[_Container]], None]
     ) -> tuple[Unknown | None, Evidence]:
         request: dict[str, Any] = {"endpoint": url, "include": ["metadata"] if self.want_tags else []}
         if self.container_page_size:
             request["maxresults"] = self.container_page_size
-        number = 0
-        self._answer.clear()
-        try:
-            pages = client.list_containers(
-                include_metadata=self.want_tags, results_per_page=self.container_page_size
-            ).by_page()
-            for page in pages:
-                self.calls.add(OP_BLOB_LIST)
-                number += 1
-                at = now()
-                body = self._answer.body
-                if body is not None and b"EnumerationResults" not in body[:1024]:
-                    raise MalformedAnswer("the answer is not an EnumerationResults document")
-                batch: list[_Container] = []
-                for props in page:
-                    scope = props.encryption_scope
-                    listed = {
-                        "name": props.name,
-                        "metadata": dict(props.metadata or {}) if self.want_tags else None,
-                        "public_access": jsonable(props.public_access),
-                        "default_encryption_scope": scope.default_encryption_scope if scope else None,
-                        "prevent_encryption_scope_override": (
-                            scope.prevent_encryption_scope_override if scope else None
-                        ),
-                        "last_modified": jsonable(props.last_modified),
-                    }
-                    batch.append(
-                        _Container(
-                            name=props.name,
-                            metadata=listed["metadata"],
-                            public_access=listed["public_access"],
-                            default_scope=listed["default_encryption_scope"],
-                            deny_override=listed["prevent_encryption_scope_override"],
-                            evidence=[
-                                Evidence(
-                                    call=OP_BLOB_LIST,
-                                    at=at,
-                                    attributes=["name", "tags", "access", "encryption"],
-                                    request={**request, "page": number},
-                                    response=listed,
-                                )
-                            ],
-                        )
-                    )
-                emit_page(batch)
-                self._answer.clear()
-        except Exception as exc:
-            return self._listing_failure(OP_BLOB_LIST, exc, request, number + 1)
-        return None, Evidence(call=OP_BLOB_LIST, at=now(), attributes=[])
 
-    def _listing_failure(
-        self, operation: str, exc: Exception, request: dict[str, Any], page: int
-    ) -> tuple[Unknown, Evidence]:
-        """A container listing that failed on `page`: why, and the evidence of the failed call."""
-        self.calls.add(operation)
-        return failure(
-            self.recorder, exc, operation, ["tags", "access", "encryption"], {**request, "page": page}
+        def check() -> None:
+            body = self._answer.body
+            if body is not None and b"EnumerationResults" not in body[:1024]:
+                raise MalformedAnswer("the answer is not an EnumerationResults document")
+
+        listing = Listing(
+            self.recorder,
+            self._answer,
+            OP_BLOB_LIST,
+            LISTED,
+            request,
+            lambda: client.list_containers(
+                include_metadata=self.want_tags, results_per_page=self.container_page_size
+            ).by_page(),
+            check=check,
+            item=self._listed_container,
         )
+        for page in listing:
+            at = now()
+            evidence_request = {**request, "page": listing.pages_read}
+            emit_page(
+                [
+                    _Container(
+                        name=listed["name"],
+                        metadata=listed["metadata"],
+                        public_access=listed["public_access"],
+                        default_scope=listed["default_encryption_scope"],
+                        deny_override=listed["prevent_encryption_scope_override"],
+                        evidence=[
+                            Evidence(
+                                call=OP_BLOB_LIST,
+                                at=at,
+                                attributes=["name", *LISTED],
+                                request=evidence_request,
+                                response=listed,
+                            )
+                        ],
+                    )
+                    for listed in page
+                ]
+            )
+        return self._listing_result(listing)
+
+    def _listed_container(self, props: Any) -> dict[str, Any]:
+        """One data-plane listing entry as the evidence shows it."""
+        scope = props.encryption_scope
+        return {
+            "name": props.name,
+            "metadata": dict(props.metadata or {}) if self.want_tags else None,
+            "public_access": jsonable(props.public_access),
+            "default_encryption_scope": scope.default_encryption_scope if scope else None,
+            "prevent_encryption_scope_override": scope.prevent_encryption_scope_override if scope else None,
+            "last_modified": jsonable(props.last_modified),
+        }
+
+    @staticmethod
+    def _listing_result(listing: Listing) -> tuple[Unknown | None, Evidence]:
+        """Why a container listing failed and the failed page's evidence, or None when it was whole."""
+        failed = listing.failure
+        if failed is None:
+            return None, Evidence(call=listing.operation, at=now(), attributes=[])
+        assert failed.unknown is not None
+        return failed.unknown, failed.evidence
 
     def _list_arm(
-        self, facts: _Facts, emit_page: Callable[[list[_Container]], None]
+        self, facts: AccountFacts, emit_page: Callable[[list[_Container]], None]
     ) -> tuple[Unknown | None, Evidence]:
         request: dict[str, Any] = {
             "subscription": facts.subscription,
             "resourceGroup": facts.resource_group,
             "account": facts.name,
         }
-        if facts.resource_group is None:
+        group = facts.resource_group
+        if group is None:
             unknown = Unknown(
                 code=UnknownCode.ERROR,
                 reason=f"BadResourceId: no resource group in '{facts.account_id}' ({OP_ARM_LIST})",
             )
             return unknown, Evidence(call=OP_ARM_LIST, at=now(), attributes=[], error=unknown.reason)
-        client = self._arm(facts.subscription)
         kwargs: dict[str, Any] = {}
         if self.container_page_size:
             kwargs["maxpagesize"] = str(self.container_page_size)
             request["$maxpagesize"] = self.container_page_size
-        number = 0
-        self._answer.clear()
-        try:
-            for page in client.blob_containers.list(facts.resource_group, facts.name, **kwargs).by_page():
-                self.calls.add(OP_ARM_LIST)
-                number += 1
-                at = now()
-                check_arm_page(self._answer, OP_ARM_LIST)
-                batch = [
-                    self._arm_container(facts, jsonable(dict(item)), at, {**request, "page": number})
-                    for item in page
-                ]
-                self._answer.clear()
-                emit_page(batch)
-        except Exception as exc:
-            return self._listing_failure(OP_ARM_LIST, exc, request, number + 1)
-        return None, Evidence(call=OP_ARM_LIST, at=now(), attributes=[])
+        listing = Listing(
+            self.recorder,
+            self._answer,
+            OP_ARM_LIST,
+            LISTED,
+            request,
+            lambda: (
+                self.clients.arm(facts.subscription)
+                .blob_containers.list(group, facts.name, **kwargs)
+                .by_page()
+            ),
+            check=lambda: check_arm_page(self._answer, OP_ARM_LIST),
+            item=_arm_entry,
+        )
+        for page in listing:
+            at = now()
+            page_request = {**request, "page": listing.pages_read}
+            emit_page([self._arm_container(facts, group, item, at, page_request) for item in page])
+        return self._listing_result(listing)
 
     def _arm_container(
-        self, facts: _Facts, item: dict[str, Any], at: datetime, request: dict[str, Any]
+        self, facts: AccountFacts, group: str, item: dict[str, Any], at: datetime, request: dict[str, Any]
     ) -> _Container:
         props = item.get("properties") or {}
-        name = item.get("name")
-        if not isinstance(name, str) or not name or not isinstance(props, dict):
-            raise MalformedAnswer("a container entry without a name or properties")
+        name = str(item["name"])
         container = _Container(
             name=name,
             metadata=None,
@@ -612,7 +499,7 @@ class AzureScanner(Scanner):
                 Evidence(
                     call=OP_ARM_LIST,
                     at=at,
-                    attributes=["name", "tags", "access", "encryption"],
+                    attributes=["name", *LISTED],
                     request=request,
                     response=item,
                 )
@@ -625,11 +512,9 @@ class AzureScanner(Scanner):
             return container
         # The ARM container list leaves metadata out; the per-container GET has it.
         get_request = {**{k: v for k, v in request.items() if k != "page"}, "container": name}
-        self._answer.clear()
-        try:
-            self.calls.add(OP_ARM_GET)
-            group = facts.resource_group or ""  # _list_arm returns early without one
-            got = self._arm(facts.subscription).blob_containers.get(group, facts.name, name)
+
+        def perform() -> tuple[dict[str, Any], dict[str, str]]:
+            got = self.clients.arm(facts.subscription).blob_containers.get(group, facts.name, name)
             if got is None:
                 raise MalformedAnswer("no container in the answer")
             answer = jsonable(dict(got))
@@ -639,205 +524,25 @@ class AzureScanner(Scanner):
             metadata = got_props.get("metadata") or {}
             if not isinstance(metadata, dict):
                 raise MalformedAnswer("metadata is not a mapping")
-            container.metadata = {str(k): str(v) for k, v in metadata.items()}
-            container.evidence.append(
-                Evidence(call=OP_ARM_GET, at=now(), attributes=["tags"], request=get_request, response=answer)
-            )
-        except Exception as exc:
-            unknown, evidence = failure(self.recorder, exc, OP_ARM_GET, ["tags"], get_request)
-            container.unknown["tags"] = unknown
-            container.evidence.append(evidence)
+            return answer, {str(k): str(v) for k, v in metadata.items()}
+
+        self._answer.clear()
+        try:
+            got = self.recorder.call(OP_ARM_GET, ["tags"], get_request, perform, shown=lambda value: value[0])
         finally:
             self._answer.clear()
+        container.evidence.append(got.evidence)
+        if got.value is not None:
+            container.metadata = got.value[1]
+        else:
+            assert got.unknown is not None
+            container.unknown["tags"] = got.unknown
         return container
-
-    # --- account settings ------------------------------------------------------------------------
-
-    def _account_facts(self, subscription: str, raw: dict[str, Any], listed_at: datetime) -> _Facts:
-        props_raw = raw.get("properties")
-        props: dict[str, Any] = props_raw if isinstance(props_raw, dict) else {}
-        account_id = str(raw.get("id") or "")
-        endpoints = props.get("primaryEndpoints")
-        blob_endpoint = endpoints.get("blob") if isinstance(endpoints, dict) else None
-        allow_public = props.get("allowBlobPublicAccess")
-        raw_tags = raw.get("tags")
-        facts = _Facts(
-            subscription=subscription,
-            account_id=account_id,
-            name=str(raw.get("name")),
-            resource_group=_parse_resource_group(account_id),
-            raw=raw,
-            blob_endpoint=blob_endpoint if isinstance(blob_endpoint, str) and blob_endpoint else None,
-            allow_public=allow_public if isinstance(allow_public, bool) else None,
-            tags={str(k): str(v) for k, v in raw_tags.items()} if isinstance(raw_tags, dict) else {},
-        )
-        malformed = f"MalformedAnswer: malformed/empty answer to {OP_ACCOUNTS}"
-        if props_raw is not None and not isinstance(props_raw, dict):
-            for group in ("location", "encryption", "transport", "access"):
-                facts.unknown[group] = Unknown(
-                    code=UnknownCode.ERROR,
-                    reason=f"{malformed} (properties is not an object) ({OP_ACCOUNTS})",
-                )
-        if raw_tags is not None and not isinstance(raw_tags, dict):
-            facts.unknown["tags"] = Unknown(
-                code=UnknownCode.ERROR, reason=f"{malformed} (tags is not an object) ({OP_ACCOUNTS})"
-            )
-        if allow_public is not None and not isinstance(allow_public, bool):
-            facts.unknown["access.public_access_blocked"] = Unknown(
-                code=UnknownCode.ERROR,
-                reason=f"{malformed} (allowBlobPublicAccess is {type(allow_public).__name__}) "
-                f"({OP_ACCOUNTS})",
-            )
-        groups = [
-            g
-            for g, wanted in (
-                ("location", self.want_location),
-                ("encryption", self.want_encryption),
-                ("transport", self.want_transport),
-                ("access", self.want_access),
-                ("tags", self.want_tags),
-            )
-            if wanted
-        ]
-        facts.evidence.append(
-            Evidence(
-                call=OP_ACCOUNTS,
-                at=listed_at,
-                attributes=groups,
-                request={"subscription": subscription},
-                response=raw,
-            )
-        )
-        # A field of an unexpected shape makes its group unknown, never the account's other groups.
-        if self.want_location:
-            try:
-                self._account_location(facts, raw, props)
-            except Exception as exc:
-                facts.location = None
-                facts.unknown["location"] = malformed_unknown(exc, OP_ACCOUNTS)
-        if self.want_transport:
-            try:
-                self._account_transport(facts, props, listed_at)
-            except Exception as exc:
-                facts.transport = None
-                facts.unknown["transport"] = malformed_unknown(exc, OP_ACCOUNTS)
-        if self.want_encryption:
-            try:
-                resolved = self.keys.account_encryption(facts, props)
-            except Exception as exc:
-                resolved = self.keys.unresolved(malformed_unknown(exc, OP_ACCOUNTS).reason, UnknownCode.ERROR)
-            facts.encryption = resolved.encryption
-            facts.unknown.update(resolved.unknown)
-            facts.evidence.extend(resolved.evidence)
-        return facts
-
-    def _account_location(self, facts: _Facts, raw: dict[str, Any], props: dict[str, Any]) -> None:
-        location_raw = raw.get("location")
-        if not location_raw:
-            facts.unknown["location"] = Unknown(
-                code=UnknownCode.ERROR,
-                reason=f"MissingLocation: the account has no location ({OP_ACCOUNTS})",
-            )
-            return
-        if not isinstance(location_raw, str):
-            raise MalformedAnswer(f"location is {type(location_raw).__name__}")
-        primary = location_raw.lower().replace(" ", "")
-        sku_raw = raw.get("sku")
-        sku_name = sku_raw.get("name") if isinstance(sku_raw, dict) else None
-        sku = sku_name if isinstance(sku_name, str) else ""
-        regions = [primary]
-        replicas: list[Replica] = []
-        # In every case below the primary is known to hold the data, so `regions` keeps it and the
-        # unknown is partial ("members"): a policy can still fail on a known region outside its zone.
-        if not sku:
-            facts.unknown["location.regions"] = Unknown(
-                code=UnknownCode.ERROR,
-                reason=f"MalformedAnswer: malformed/empty answer to {OP_ACCOUNTS} (no sku.name, so "
-                f"the replication and its regions are unknown) ({OP_ACCOUNTS})",
-                partial="members",
-            )
-        elif is_geo_redundant(self.catalog, sku):
-            secondary_raw = props.get("secondaryLocation")
-            endpoints = props.get("secondaryEndpoints")
-            target = endpoints.get("blob") if isinstance(endpoints, dict) else None
-            if secondary_raw is not None and not isinstance(secondary_raw, str):
-                replicas.append(
-                    Replica(
-                        region=None, kind="geo-secondary", target=target if isinstance(target, str) else None
-                    )
-                )
-                facts.unknown["location.regions"] = Unknown(
-                    code=UnknownCode.ERROR,
-                    reason=f"MalformedAnswer: malformed/empty answer to {OP_ACCOUNTS} (secondaryLocation "
-                    f"is {type(secondary_raw).__name__}) ({OP_ACCOUNTS})",
-                    partial="members",
-                )
-            else:
-                secondary = (
-                    secondary_raw.lower().replace(" ", "")
-                    if secondary_raw
-                    else paired_region(self.catalog, primary)
-                )
-                replicas.append(
-                    Replica(
-                        region=secondary,
-                        kind="geo-secondary",
-                        target=target if isinstance(target, str) else None,
-                    )
-                )
-                if secondary is None:
-                    facts.unknown["location.regions"] = Unknown(
-                        code=UnknownCode.ERROR,
-                        reason=f"NoPairedRegion: SKU {sku} keeps a copy in the paired region, but ARM "
-                        f"returned no secondaryLocation and the zone catalog has no pair for '{primary}' "
-                        f"({OP_ACCOUNTS})",
-                        partial="members",
-                    )
-                elif secondary != primary:
-                    regions.append(secondary)
-        elif sku.lower() not in {s.lower() for s in self.catalog.azure.local_skus}:
-            facts.unknown["location.regions"] = Unknown(
-                code=UnknownCode.NOT_SUPPORTED,
-                reason=f"UnknownSku: SKU '{sku}' is in neither the geo-redundant nor the local SKU list "
-                f"of the zone catalog ({OP_ACCOUNTS})",
-                partial="members",
-            )
-        facts.location = Location(
-            raw=str(location_raw), type="region", primary=primary, regions=regions, replicas=replicas
-        )
-
-    def _account_transport(self, facts: _Facts, props: dict[str, Any], listed_at: datetime) -> None:
-        https_only = props.get("supportsHttpsTrafficOnly")
-        transport = Transport(
-            plaintext_refused=None, plaintext_refused_by=None, min_tls_version=None, min_tls_enforced_by=None
-        )
-        if isinstance(https_only, bool):
-            transport.plaintext_refused = https_only
-            transport.plaintext_refused_by = "account:supportsHttpsTrafficOnly" if https_only else None
-        else:
-            facts.unknown["transport.plaintext_refused"] = Unknown(
-                code=UnknownCode.ERROR,
-                reason=f"MissingSetting: ARM returned no supportsHttpsTrafficOnly ({OP_ACCOUNTS})",
-            )
-        minimum = props.get("minimumTlsVersion")
-        if minimum:
-            transport.min_tls_version = str(minimum)
-            transport.min_tls_enforced_by = "account:minimumTlsVersion"
-        elif TLS_FLOOR.since is not None and listed_at.date() >= TLS_FLOOR.since:
-            transport.min_tls_version = TLS_FLOOR.version
-            transport.min_tls_enforced_by = "provider"
-            transport.provider_floor = TLS_FLOOR
-        else:
-            facts.unknown["transport.min_tls_version"] = Unknown(
-                code=UnknownCode.ERROR,
-                reason=f"MissingSetting: ARM returned no minimumTlsVersion ({OP_ACCOUNTS})",
-            )
-        facts.transport = transport
 
     # --- records ---------------------------------------------------------------------------------
 
     def _container_record(
-        self, facts: _Facts, container: _Container, scopes: Scopes | None
+        self, facts: AccountFacts, container: _Container, scopes: Scopes | None
     ) -> StorageResource:
         unknown = {k: v for k, v in facts.unknown.items() if not k.startswith("encryption")}
         evidence = [*facts.evidence, *container.evidence]
@@ -882,7 +587,7 @@ class AzureScanner(Scanner):
 
     def _account_record(
         self,
-        facts: _Facts,
+        facts: AccountFacts,
         scopes: Scopes | None,
         containers_unknown: Unknown | None,
         attempts: list[Evidence],
@@ -927,6 +632,15 @@ class AzureScanner(Scanner):
             unknown=unknown,
             evidence=evidence,
         )
+
+
+def _arm_entry(item: Any) -> dict[str, Any]:
+    """One ARM container listing entry as plain JSON; an entry without a name fails its page."""
+    entry: dict[str, Any] = jsonable(dict(item))
+    name = entry.get("name")
+    if not isinstance(name, str) or not name or not isinstance(entry.get("properties") or {}, dict):
+        raise MalformedAnswer("a container entry without a name or properties")
+    return entry
 
 
 @click.command("azure")

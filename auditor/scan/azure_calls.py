@@ -1,21 +1,23 @@
-"""How the Azure scanner makes its calls: retries, the last raw answer, and what a failure means.
+"""How the Azure scanner makes its calls: clients, retries, the last raw answer, what a failure means.
 
 Both planes (ARM and the blob data plane) retry 408/429/500/502/503/504 and connection errors,
-honouring `Retry-After` up to a bound; the last answer each thread received is kept (`LastAnswer`)
-so an answer that cannot be parsed becomes bounded evidence; `unknown_from` maps an SDK error to
-an `Unknown` through the shared status table (`auditor.scan.calls.HTTP_STATUS`).
+honouring `Retry-After` up to a bound (`AzureClients` builds every client with them); the last
+answer each thread received is kept (`LastAnswer`) so an answer that cannot be parsed becomes
+bounded evidence; `unknown_from` maps an SDK error to an `Unknown` through the shared status table
+(`auditor.scan.calls.HTTP_STATUS`). Every request, each page of a listing included (`pages`), is
+one `CallRecorder.call`: counted, timed and evidenced on the shared path.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+import requests
 from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
@@ -28,13 +30,18 @@ from azure.core.exceptions import (
     ServiceResponseTimeoutError,
 )
 from azure.core.pipeline.policies import RetryPolicy
-from azure.storage.blob import ExponentialRetry
+from azure.core.pipeline.transport import RequestsTransport
+from azure.mgmt.storage import StorageManagementClient
+from azure.storage.blob import BlobServiceClient, ExponentialRetry
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
-from auditor.model import Evidence, Unknown, UnknownCode
-from auditor.scan.azure_credentials import redact
+from auditor.model import Unknown, UnknownCode
+from auditor.scan.azure_credentials import ACCOUNT_KEYS_ENV, redact, valid_shared_key
 from auditor.scan.base import CallCounter
 from auditor.scan.calls import (
     TRANSPORT,
+    Answer,
     CallRecorder,
     RawAnswer,
     RawShape,
@@ -44,7 +51,10 @@ from auditor.scan.calls import (
 )
 
 if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
     from azure.core.pipeline import PipelineRequest, PipelineResponse
+
+BlobCredentialMode = Literal["token", "shared-key", "none"]
 
 OP_ACCOUNTS = "storage:StorageAccounts.List"
 OP_BLOB_LIST = "blob:ListContainers"
@@ -278,21 +288,204 @@ def recorder(calls: CallCounter, answer: LastAnswer) -> CallRecorder:
     return CallRecorder(calls, unknown_from, error_evidence)
 
 
-def failure(
-    recorder: CallRecorder,
-    exc: Exception,
-    operation: str,
-    attributes: list[str],
-    request: dict[str, Any] | None,
-) -> tuple[Unknown, Evidence]:
-    """Why a call made outside `CallRecorder.call` (a page of a listing) failed, and its evidence."""
+# --- paged listings -------------------------------------------------------------------------------
 
-    def perform() -> None:
-        raise exc
 
-    # The listing counted its pages itself: this records the failure without counting a call.
-    answer = dataclasses.replace(recorder, counter=CallCounter()).call(
-        operation, attributes, request, perform
-    )
-    assert answer.unknown is not None
-    return answer.unknown, answer.evidence
+class Listing:
+    """The pages of one listing, each page fetched as one recorded call.
+
+    Iterating yields each page's items (converted by `item` inside the call, so an entry the
+    conversion refuses fails that page's call); a failed page ends the iteration and is kept in
+    `failure` (its `Answer`: the `Unknown` and the evidence, with the raw answer of a malformed one).
+    `request` is the evidence's request; each call adds its page number.
+    """
+
+    def __init__(
+        self,
+        recorder: CallRecorder,
+        answer: LastAnswer,
+        operation: str,
+        attributes: list[str],
+        request: dict[str, Any],
+        open_pages: Callable[[], Iterator[Any]],
+        *,
+        check: Callable[[], None] | None = None,
+        item: Callable[[Any], Any] = jsonable,
+    ) -> None:
+        self.recorder = recorder
+        self.answer = answer
+        self.operation = operation
+        self.attributes = attributes
+        self.request = request
+        self.open_pages = open_pages
+        self.check = check
+        self.item = item
+        self.failure: Answer[list[Any] | None] | None = None
+        self.pages_read = 0
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        pages: Iterator[Any] | None = None
+
+        def fetch() -> list[Any] | None:
+            nonlocal pages
+            if pages is None:
+                pages = iter(self.open_pages())
+            try:
+                page = next(pages)
+            except StopIteration:
+                return None  # the last page said there is no next one: no request was made
+            if self.check is not None:
+                self.check()
+            return [self.item(entry) for entry in page]
+
+        self.answer.clear()
+        while True:
+            got = self.recorder.call(
+                self.operation,
+                list(self.attributes),
+                {**self.request, "page": self.pages_read + 1},
+                fetch,
+                shown=_nothing,
+                counted=lambda value: value is not None,
+            )
+            if not got.ok:
+                self.failure = got  # the failed answer stays in `answer` until the next request
+                return
+            if got.value is None:
+                return
+            self.pages_read += 1
+            yield got.value
+            self.answer.clear()
+
+
+def _nothing(_: Any) -> None:
+    return None  # a page's items become records (with their own evidence), not one big response
+
+
+# --- clients --------------------------------------------------------------------------------------
+
+
+class AzureClients:
+    """The clients of one scan: one ARM client per subscription, one data-plane client per account.
+
+    They share one connection pool, the scan's timeouts and retries, and the hooks that keep each
+    thread's last answer (`LastAnswer`).
+    """
+
+    def __init__(
+        self,
+        *,
+        credential: TokenCredential,
+        arm_endpoint: str,
+        verify: str | bool,
+        pool_size: int,
+        answer: LastAnswer,
+        retry_total: int,
+        retry_backoff: float,
+        retry_backoff_max: float,
+        retry_after_max: float,
+        connection_timeout: float,
+        read_timeout: float,
+        call_bound: float,
+        blob_credential: BlobCredentialMode,
+        blob_endpoint_template: str | None,
+        account_keys: Mapping[str, str],
+    ) -> None:
+        self.credential = credential
+        self.arm_endpoint = arm_endpoint
+        self.verify = verify
+        self.answer = answer
+        self.retry_total = retry_total
+        self.retry_backoff = retry_backoff
+        self.retry_backoff_max = retry_backoff_max
+        self.retry_after_max = retry_after_max
+        self.connection_timeout = connection_timeout
+        self.read_timeout = read_timeout
+        self.call_bound = call_bound
+        self.blob_credential = blob_credential
+        self.blob_endpoint_template = blob_endpoint_template
+        self.account_keys = account_keys
+        self._session = requests.Session()
+        adapter = HTTPAdapter(
+            pool_connections=64,
+            pool_maxsize=pool_size,
+            max_retries=Retry(total=False, redirect=False, raise_on_status=False),
+        )
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
+        self._clients: dict[str, StorageManagementClient] = {}
+        self._lock = threading.Lock()
+
+    def _transport(self) -> RequestsTransport:
+        return RequestsTransport(
+            session=self._session,
+            session_owner=False,
+            connection_verify=self.verify,
+            connection_timeout=self.connection_timeout,
+            read_timeout=self.read_timeout,
+        )
+
+    def arm(self, subscription: str) -> StorageManagementClient:
+        """The ARM client of `subscription` (made once, shared by every thread)."""
+        with self._lock:
+            client = self._clients.get(subscription)
+            if client is None:
+                client = StorageManagementClient(
+                    self.credential,
+                    subscription,
+                    base_url=self.arm_endpoint,
+                    credential_scopes=[f"{self.arm_endpoint}/.default"],
+                    transport=self._transport(),
+                    retry_policy=ArmRetry(
+                        retry_total=self.retry_total,
+                        retry_backoff_factor=self.retry_backoff,
+                        retry_backoff_max=self.retry_backoff_max,
+                        retry_after_max=self.retry_after_max,
+                        timeout=self.call_bound,
+                    ),
+                    raw_request_hook=self.answer.on_request,
+                    raw_response_hook=self.answer.on_response,
+                )
+                self._clients[subscription] = client
+        return client
+
+    def blob(self, account: str, endpoint: str | None) -> tuple[BlobServiceClient | None, str | None, str]:
+        """A data-plane client for `account`, or None and why the data plane is not tried."""
+        if self.blob_credential == "none":
+            return None, None, "the data plane is disabled (--blob-credential none)"
+        if self.blob_endpoint_template:
+            url = self.blob_endpoint_template.format(account=account)
+        elif endpoint:
+            url = endpoint
+        else:
+            return None, None, "ARM returned no primaryEndpoints.blob for the account"
+        credential: Any
+        if self.blob_credential == "shared-key":
+            key = self.account_keys.get(account)
+            if key is None:
+                return None, url, f"no shared key for account '{account}' in {ACCOUNT_KEYS_ENV}"
+            if not valid_shared_key(key):
+                return None, url, f"the shared key for account '{account}' is not base64"
+            credential = {"account_name": account, "account_key": key}
+        else:
+            credential = self.credential
+        client = BlobServiceClient(
+            url,
+            credential=credential,
+            transport=self._transport(),
+            retry_policy=BlobRetry(
+                retry_total=self.retry_total,
+                backoff=self.retry_backoff,
+                backoff_max=self.retry_backoff_max,
+                retry_after_max=self.retry_after_max,
+            ),
+            raw_request_hook=self.answer.on_request,
+            raw_response_hook=self.answer.on_response,
+        )
+        return client, url, ""
+
+    def close(self) -> None:
+        """Close every ARM client and the shared session."""
+        for client in self._clients.values():
+            client.close()
+        self._session.close()

@@ -7,7 +7,7 @@ region is its vault's, looked up once per distinct vault in the whole scan (`Key
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,9 +23,9 @@ from auditor.scan.azure_calls import (
     OP_SCOPES,
     OP_VAULT,
     LastAnswer,
+    Listing,
     MalformedAnswer,
     check_arm_page,
-    failure,
     jsonable,
     unknown_from,
 )
@@ -35,7 +35,8 @@ from auditor.scan.calls import CallRecorder, Memo, now
 if TYPE_CHECKING:
     from azure.mgmt.storage import StorageManagementClient
 
-    from auditor.scan.azure import _Container, _Facts
+    from auditor.scan.azure import _Container
+    from auditor.scan.azure_accounts import AccountFacts
 
 RESOURCES_API_VERSION = "2021-04-01"
 ACCOUNT_KEY_SCOPE = "$account-encryption-key"
@@ -75,6 +76,15 @@ def microsoft_managed() -> KeyEncryption:
     )
 
 
+def _named_scope(scope: Any) -> dict[str, Any]:
+    """One encryption scope as plain JSON; a scope without a name fails its page."""
+    raw: dict[str, Any] = jsonable(dict(scope))
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise MalformedAnswer("an encryption scope without a name")
+    return raw
+
+
 class KeyResolver:
     """Resolves the key leaves of `encryption` for the accounts and containers of one scan."""
 
@@ -95,7 +105,7 @@ class KeyResolver:
         self.call_bound = call_bound
         self._vaults: Memo[tuple[str, str], tuple[str | None, Unknown | None, Evidence]] = Memo()
 
-    def account_encryption(self, facts: _Facts, props: dict[str, Any]) -> KeyEncryption:
+    def account_encryption(self, facts: AccountFacts, props: dict[str, Any]) -> KeyEncryption:
         encryption = props.get("encryption") or {}
         source = encryption.get("keySource")
         if not source:
@@ -239,35 +249,37 @@ class KeyResolver:
             )
         return str(found[0]["location"]).lower().replace(" ", ""), None, answer.evidence
 
-    def encryption_scopes(self, facts: _Facts) -> Scopes:
+    def encryption_scopes(self, facts: AccountFacts) -> Scopes:
         request = {
             "subscription": facts.subscription,
             "resourceGroup": facts.resource_group,
             "account": facts.name,
         }
         by_name: dict[str, dict[str, Any]] = {}
-        self.answer.clear()
-        try:
-            if facts.resource_group is None:
+        group = facts.resource_group
+
+        def open_pages() -> Iterator[Any]:
+            if group is None:
                 raise AzureError(f"no resource group in '{facts.account_id}'")
-            for page in (
-                self.arm(facts.subscription)
-                .encryption_scopes.list(facts.resource_group, facts.name)
-                .by_page()
-            ):
-                self.calls.add(OP_SCOPES)
-                check_arm_page(self.answer, OP_SCOPES)
-                for scope in page:
-                    raw = jsonable(dict(scope))
-                    scope_name = raw.get("name")
-                    if not isinstance(scope_name, str) or not scope_name:
-                        raise MalformedAnswer("an encryption scope without a name")
-                    by_name[scope_name] = raw
-                self.answer.clear()
-        except Exception as exc:
-            self.calls.add(OP_SCOPES)
-            unknown, evidence = failure(self.recorder, exc, OP_SCOPES, ["encryption"], request)
-            return Scopes(by_name, unknown, evidence)
+            return self.arm(facts.subscription).encryption_scopes.list(group, facts.name).by_page()
+
+        listing = Listing(
+            self.recorder,
+            self.answer,
+            OP_SCOPES,
+            ["encryption"],
+            request,
+            open_pages,
+            check=lambda: check_arm_page(self.answer, OP_SCOPES),
+            item=_named_scope,
+        )
+        for page in listing:
+            by_name.update((raw["name"], raw) for raw in page)
+        failed = listing.failure
+        if failed is not None:
+            assert failed.unknown is not None
+            evidence = failed.evidence.model_copy(update={"request": request})
+            return Scopes(by_name, failed.unknown, evidence)
         return Scopes(
             by_name,
             None,
@@ -280,7 +292,7 @@ class KeyResolver:
             ),
         )
 
-    def _scope_encryption(self, facts: _Facts, scope: dict[str, Any]) -> KeyEncryption | None:
+    def _scope_encryption(self, facts: AccountFacts, scope: dict[str, Any]) -> KeyEncryption | None:
         props = scope.get("properties") or {}
         source = str(props.get("source") or "").lower()
         if source == "microsoft.storage":
@@ -294,7 +306,7 @@ class KeyResolver:
         return None
 
     def container_encryption(
-        self, facts: _Facts, container: _Container, scopes: Scopes | None
+        self, facts: AccountFacts, container: _Container, scopes: Scopes | None
     ) -> KeyEncryption | None:
         """The encryption a container's blobs get: its default scope's, else the account's.
 

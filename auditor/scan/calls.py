@@ -19,11 +19,15 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from auditor.errors import InputError
 from auditor.model import Evidence, Unknown, UnknownCode
 from auditor.scan.base import CallCounter
+from auditor.sources import ScanOptions
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -315,8 +319,16 @@ class RetrySettings:
         """Raise `InputError` (exit 2) for a setting given that `source` has no use for."""
         for name in RETRY_SETTINGS:
             if getattr(self, name) is not None and name not in supported:
-                flag = "--" + name.replace("_", "-")
-                raise InputError(flag, f"{source} scans do not use {flag} (see docs/scanners/{source}.md)")
+                raise InputError(_flag(name), unused_setting(source, name))
+
+
+def _flag(setting: str) -> str:
+    return "--" + setting.replace("_", "-")
+
+
+def unused_setting(source: str, setting: str) -> str:
+    """Why a retry/timeout `setting` is refused for `source` (one wording, flag or auditor.yaml)."""
+    return f"{source} scans do not use {_flag(setting)} (see docs/scanners/{source}.md)"
 
 
 RETRY_SETTINGS: tuple[str, ...] = (
@@ -327,3 +339,25 @@ RETRY_SETTINGS: tuple[str, ...] = (
     "retry_backoff",
     "retry_after_max",
 )
+# The settings' old names (auditor.scan.command.RETRY_ALIASES) -> the setting each sets.
+RETRY_OLD_NAMES: dict[str, str] = {"read_timeout": "timeout", "max_retries": "max_attempts"}
+
+
+class RetryScopedOptions(ScanOptions):
+    """A scanner's `options:` that accept only the retry/timeout settings it uses (`retry_used`).
+
+    A setting the scanner has no use for is refused when the section is checked (the audit's
+    up-front validation), with the words `auditor scan <source>` refuses its flag with.
+    """
+
+    retry_source: ClassVar[str] = ""
+    retry_used: ClassVar[frozenset[str]] = frozenset(RETRY_SETTINGS)
+
+    @field_validator(*RETRY_SETTINGS, *RETRY_OLD_NAMES)
+    @classmethod
+    def _refuse_unused(cls, value: Any, info: ValidationInfo) -> Any:
+        name = str(info.field_name)
+        setting = RETRY_OLD_NAMES.get(name, name)
+        if value is not None and setting not in cls.retry_used:
+            raise PydanticCustomError("unused_setting", unused_setting(cls.retry_source, setting))
+        return value

@@ -55,11 +55,10 @@ from auditor.policy.zones import ZoneCatalog
 from auditor.scan.base import AttributeNeeds, Scanner, ScanSummary, scanner_context
 from auditor.scan.calls import Answer, CallRecorder, RawAnswer, RawShape, RetrySettings, now, status_code
 from auditor.scan.command import common_scan_options, finish_scan
-from auditor.scan.gcp_source import GcpCloud, bucket_regions
+from auditor.scan.gcp_source import GcpCatalog, GcpCloud, GcpOptions, bucket_regions
 from auditor.scan.gcp_tls_policy import TLS_CONSTRAINT, TlsPolicyEntry, load_tls_policy
 from auditor.scan.section import options_retry, section_options
 from auditor.scan.threads import stream
-from auditor.sources import ScanOptions
 
 LIST_CALL = "storage:buckets.list"
 GET_CALL = "storage:buckets.get"
@@ -122,8 +121,8 @@ class MalformedAnswer(Exception):
 
 # How a raw answer shows in `Evidence.response` (docs/scanners/gcp.md, "Errors").
 RAW_SHAPE = RawShape(size="bytes", body="head", truncated="head_truncated", errors="backslashreplace")
-# The shared retry/timeout settings this scanner honours (google-api-core retries by deadline).
-RETRY_SUPPORTED = frozenset({"timeout", "connect_timeout", "retry_deadline", "retry_backoff"})
+# The shared retry/timeout settings this scanner honours (declared with its options).
+RETRY_SUPPORTED = GcpOptions.retry_used
 
 
 def raw_excerpt(body: bytes, limit: int = RAW_EVIDENCE_BYTES) -> dict[str, Any]:
@@ -410,9 +409,9 @@ class BucketRecordBuilder:
                 )
             return named, problems
         code = raw.lower()
-        if code in self.catalog.gcp.dual_regions:
+        if code in self.catalog.section("gcp", GcpCatalog).dual_regions:
             return bucket_regions(self.catalog, raw, kind, None), problems
-        if code in self.catalog.gcp.configurable_dual_region_codes or problems:
+        if code in self.catalog.section("gcp", GcpCatalog).configurable_dual_region_codes or problems:
             # A configurable dual-region always answers the regions it chose.
             problems.append(f"configurable dual-region {raw!r} has no customPlacementConfig.dataLocations")
             return [], problems
@@ -454,7 +453,7 @@ class BucketRecordBuilder:
                 reason=f"defaultKmsKeyName {key!r} is not a Cloud KMS key name ({call})",
             )
         elif (
-            key_location not in self.catalog.gcp.kms_locations
+            key_location not in self.catalog.section("gcp", GcpCatalog).kms_locations
             and self.catalog.country_of("gcp", key_location) is None
         ):
             resource.unknown["encryption.key_location"] = Unknown(
@@ -678,9 +677,18 @@ class GcsScanner(Scanner):
         finally:
             wait(pending)
 
-    def _gap(self, project: str, code: UnknownCode, reason: str) -> CoverageGap:
+    def _gap(
+        self, project: str, code: UnknownCode, reason: str, evidence: Evidence | None = None
+    ) -> CoverageGap:
+        """A gap for `project`; `evidence` is the failed call's (a malformed answer's bytes bounded)."""
         return CoverageGap(
-            provider="gcp", account=project, scope="project", code=code, reason=reason, at=now()
+            provider="gcp",
+            account=project,
+            scope="project",
+            code=code,
+            reason=reason,
+            at=now(),
+            evidence=[evidence] if evidence is not None else [],
         )
 
     def _get(self, path: str, query: dict[str, str], parse: Callable[[bytes], _T]) -> _T:
@@ -714,12 +722,12 @@ class GcsScanner(Scanner):
         token: str | None = None
         seen_tokens: set[str] = set()
 
-        def stopped(code: UnknownCode, reason: str) -> CoverageGap:
+        def stopped(code: UnknownCode, reason: str, evidence: Evidence) -> CoverageGap:
             # Say what was not listed: every bucket of this page and of the pages after it.
             if page_number > 1:
                 reason = f"listing stopped at page {page_number} after {listed} buckets: {reason}"
             not_listed = "its buckets" if page_number == 1 else f"its buckets from page {page_number} on"
-            return self._gap(project, code, f"{reason}; not listed: {not_listed}")
+            return self._gap(project, code, f"{reason}; not listed: {not_listed}", evidence)
 
         while not stop.is_set():
             page_number += 1
@@ -733,7 +741,7 @@ class GcsScanner(Scanner):
             )
             if answer.value is None:
                 unknown = answer.unknown or describe_error(RuntimeError("no answer"), LIST_CALL)
-                emit(stopped(unknown.code, unknown.reason))
+                emit(stopped(unknown.code, unknown.reason, answer.evidence))
                 return
             page = answer.value
             at = now()
@@ -748,12 +756,16 @@ class GcsScanner(Scanner):
             for index, entry in enumerate(page.items, 1):
                 name = entry.get("name") if isinstance(entry, dict) else None
                 if not isinstance(name, str) or not name:
+                    raw = orjson.dumps(entry)
+                    problem = f"{MALFORMED}: entry {index} of listing page {page_number} names no bucket"
                     emit(
                         self._gap(
                             project,
                             UnknownCode.ERROR,
-                            f"{MALFORMED}: entry {index} of listing page {page_number} names no bucket "
-                            f"({_short_repr(orjson.dumps(entry))}) ({LIST_CALL}); not listed: that bucket",
+                            f"{problem} ({_short_repr(raw)}) ({LIST_CALL}); not listed: that bucket",
+                            answer.evidence.model_copy(
+                                update={"response": raw_excerpt(raw), "error": f"{problem} ({LIST_CALL})"}
+                            ),
                         )
                     )
                     continue
@@ -767,11 +779,16 @@ class GcsScanner(Scanner):
                 return
             if page.next_page_token in seen_tokens:
                 page_number += 1
+                problem = (
+                    f"{MALFORMED}: nextPageToken {page.next_page_token!r} repeats an earlier page's "
+                    f"({LIST_CALL})"
+                )
+                repeated = {"nextPageToken": page.next_page_token}
                 emit(
                     stopped(
                         UnknownCode.ERROR,
-                        f"{MALFORMED}: nextPageToken {page.next_page_token!r} repeats an earlier page's "
-                        f"({LIST_CALL})",
+                        problem,
+                        answer.evidence.model_copy(update={"response": repeated, "error": problem}),
                     )
                 )
                 return
@@ -883,7 +900,7 @@ def scan_section(
     retry: RetrySettings | None = None,
 ) -> ScanSummary:
     """Scan what `section` names into `output` (the command and scale-out units both run this)."""
-    options = section_options(section, ScanOptions)
+    options = section_options(section, GcpOptions)
     project_ids = [p.strip() for value in section.projects for p in value.split(",") if p.strip()]
     if not project_ids:
         raise InputError("projects", "give at least one project id")

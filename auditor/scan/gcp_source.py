@@ -1,4 +1,5 @@
-"""The Google Cloud source: its section of auditor.yaml, one unit per project, its registration.
+"""The Google Cloud source: its section of auditor.yaml, one unit per project, its section of the
+zone catalog, its registration.
 
 Importing this module imports no Google SDK: the scanner (`auditor.scan.gcp`) is named, not imported.
 """
@@ -12,13 +13,26 @@ from typing import ClassVar
 from pydantic import Field
 
 from auditor.model import CoverageGap
-from auditor.policy.zones import ZoneCatalog
-from auditor.sources import Source, SourceSection
+from auditor.policy.zones import MemberSet, ProviderCatalog, ZoneCatalog
+from auditor.scan.calls import RetryScopedOptions
+from auditor.sources import ScanOptions, Source, SourceSection
+from auditor.strict import StrictModel
+
+
+class GcpOptions(RetryScopedOptions):
+    """`auditor scan gcp` options a section may set under `options:` (the shared ones)."""
+
+    # The shared retry/timeout settings the scanner honours (google-api-core retries by deadline).
+    retry_source: ClassVar[str] = "gcp"
+    retry_used: ClassVar[frozenset[str]] = frozenset(
+        {"timeout", "connect_timeout", "retry_deadline", "retry_backoff"}
+    )
 
 
 class GcpCloud(SourceSection):
     """Google Cloud: which projects to scan, and the endpoint (Private Service Connect, emulator)."""
 
+    scan_options_model: ClassVar[type[ScanOptions]] = GcpOptions
     file_fields: ClassVar[tuple[str, ...]] = ("tls_policy",)
 
     projects: list[str] = Field(min_length=1)
@@ -31,12 +45,41 @@ class GcpCloud(SourceSection):
             yield project, self.model_copy(update={"projects": [project]})
 
 
+class EligibleSet(StrictModel):
+    """A configurable dual-region code and the regions its data locations may be chosen from."""
+
+    eligible: list[str]
+    note: str | None = None
+
+
+class GcpCatalog(ProviderCatalog):
+    """The `gcp:` section of the zone catalog: regions, GCS multi- and dual-regions, KMS locations."""
+
+    # A code in several tables (KMS 'asia1' includes Seoul, GCS 'asia1' does not) is inside a
+    # zone only if it is inside under every meaning.
+    multi_location_tables: ClassVar[tuple[str, ...]] = ("multi_regions", "dual_regions", "kms_locations")
+
+    multi_regions: dict[str, MemberSet] = Field(default_factory=dict)
+    dual_regions: dict[str, MemberSet] = Field(default_factory=dict)
+    configurable_dual_region_codes: dict[str, EligibleSet] = Field(default_factory=dict)
+    kms_locations: dict[str, MemberSet] = Field(default_factory=dict)
+
+    def reference_errors(self) -> Iterator[str]:
+        yield from super().reference_errors()
+        for code, eligible in self.configurable_dual_region_codes.items():
+            for member in eligible.eligible:
+                if member not in self.regions:
+                    yield f"dual-region code '{code}' names unknown region '{member}'"
+
+
 SOURCE = Source(
     name="gcp",
     label="Google Cloud",
     section=GcpCloud,
     scan="auditor.scan.gcp:scan_section",
     command="auditor.scan.gcp:command",
+    order=20,
+    catalog=GcpCatalog,
 )
 
 
@@ -50,12 +93,13 @@ def bucket_regions(
     """
     code = location.lower()
     kind = location_type.lower()
+    section = catalog.section("gcp", GcpCatalog)
     if kind == "dual-region":
         if data_locations:
             return sorted({d.lower() for d in data_locations})
-        predefined = catalog.gcp.dual_regions.get(code)
+        predefined = section.dual_regions.get(code)
         return list(predefined.members) if predefined else [code]
     if kind == "multi-region":
-        multi = catalog.gcp.multi_regions.get(code)
+        multi = section.multi_regions.get(code)
         return list(multi.members) if multi else [code]
     return [code]

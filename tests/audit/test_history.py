@@ -407,7 +407,7 @@ def test_region_and_unattributed_gaps_in_the_store(store: History) -> None:
 
 def test_drift_rules_without_a_store() -> None:
     from auditor.audit.history import FindingRow
-    from auditor.drift import CoverageGap, LaterCoverage, classify_change
+    from auditor.drift import LaterCoverage, RecordedGap, classify_change
 
     assert classify_change("fail", "error") == "newly_unknown"  # unknown is never fixed
     assert classify_change("fail", None) == "fixed"
@@ -420,7 +420,7 @@ def test_drift_rules_without_a_store() -> None:
     earlier = [row("sub-a", "/sub-a/c1"), row("sub-b", "/sub-b/c2"), row("sub-b", "/sub-b/c3")]
     later = [row("sub-b", "/sub-b/c3", "error")]
     coverage = LaterCoverage(
-        [CoverageGap("azure", "sub-a", "containers", "access_denied", "listing failed")],
+        [RecordedGap("azure", "sub-a", "containers", "access_denied", "listing failed")],
         seen_accounts={("azure", "sub-b")},
         known_accounts={("azure", "sub-a"), ("azure", "sub-b")},
     )

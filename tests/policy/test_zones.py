@@ -11,7 +11,7 @@ from auditor.policy.loader import load_zones
 from auditor.policy.zones import ZoneCatalog
 from auditor.scan.aws_source import region_of_location
 from auditor.scan.azure_source import is_geo_redundant, paired_region
-from auditor.scan.gcp_source import bucket_regions
+from auditor.scan.gcp_source import GcpCatalog, bucket_regions
 from tests.conftest import SHIPPED_POLICIES
 
 
@@ -88,3 +88,22 @@ def test_user_zone_added_and_duplicate_rejected(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="already defined") as caught:
         load_zones([tmp_path])
     assert "dup.yaml:2" in str(caught.value)
+
+
+def test_a_section_for_an_unregistered_source_is_rejected_with_its_line(tmp_path: Path) -> None:
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    shipped = (SHIPPED_POLICIES / "zones" / "catalog.yaml").read_text()
+    (zones / "catalog.yaml").write_text(shipped + "openai:\n  regions: {}\n")
+    with pytest.raises(InputError, match="openai: Extra inputs are not permitted") as caught:
+        load_zones([tmp_path])
+    assert str(caught.value).startswith(f"{zones / 'catalog.yaml'}:{shipped.count(chr(10)) + 1}: ")
+
+
+def test_each_section_has_its_source_model_and_dumps_as_the_file(catalog: ZoneCatalog) -> None:
+    assert list(catalog.providers) == ["aws", "gcp", "azure"]
+    assert isinstance(catalog.section("gcp", GcpCatalog), GcpCatalog)
+    dumped = catalog.model_dump()
+    assert {"aws", "gcp", "azure"} <= set(dumped) and "providers" not in dumped
+    assert dumped["aws"]["location_aliases"]["EU"] == "eu-west-1"
+    assert ZoneCatalog.model_validate(dumped) == catalog

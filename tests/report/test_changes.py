@@ -16,8 +16,8 @@ import pytest
 
 from auditor.document import load_document
 from auditor.report.base import ReportInput, render_to_file
-from auditor.report.context import compare_runs
 from auditor.report.markdown import md
+from auditor.report.view import compare_runs
 
 from .conftest import DEMO_INVENTORY, run_check, typed
 

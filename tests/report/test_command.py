@@ -10,7 +10,7 @@ from click.testing import CliRunner, Result
 from auditor.cli import cli
 from auditor.document import load_document
 from auditor.frameworks import available_frameworks, control_verdict
-from auditor.report.context import framework_views, policy_details
+from auditor.report.view import framework_views, policy_details
 
 from .conftest import DEMO_INVENTORY
 

@@ -209,3 +209,44 @@ def test_unused_setting_is_refused() -> None:
         RetrySettings(retry_deadline=1.0).refuse_unsupported("aws", frozenset({"max_attempts"}))
     merged = RetrySettings(timeout=3.0).merged(timeout=30.0, max_attempts=5)
     assert (merged.timeout, merged.max_attempts) == (3.0, 5)
+
+
+@pytest.mark.parametrize(
+    ("source", "section", "given", "refused"),
+    [
+        ("aws", {}, {"retry-deadline": 5}, "--retry-deadline"),
+        ("aws", {}, {"retry-backoff": 1}, "--retry-backoff"),
+        ("gcp", {"projects": ["p"]}, {"max-attempts": 3}, "--max-attempts"),
+        ("gcp", {"projects": ["p"]}, {"max-retries": 2}, "--max-attempts"),
+        ("gcp", {"projects": ["p"]}, {"retry-after-max": 3}, "--retry-after-max"),
+        ("azure", {"subscriptions": ["s"]}, {"retry-deadline": 5}, "--retry-deadline"),
+    ],
+)
+def test_config_check_refuses_a_setting_the_scanner_does_not_use(
+    source: str, section: dict[str, Any], given: dict[str, Any], refused: str
+) -> None:
+    from auditor.scan.calls import unused_setting
+    from auditor.sources import sources
+
+    model = sources()[source].section
+    with pytest.raises(ValueError) as caught:
+        model.model_validate({**section, "options": given}).check()
+    # the words the scanner refuses the flag with (RetrySettings.refuse_unsupported)
+    assert str(caught.value).endswith(unused_setting(source, refused[2:].replace("-", "_")))
+    assert refused in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("source", "section", "given"),
+    [
+        ("aws", {}, {"max-attempts": 3, "timeout": 2, "connect-timeout": 1, "read-timeout": 2}),
+        ("gcp", {"projects": ["p"]}, {"retry-deadline": 5, "retry-backoff": 1, "timeout": 2}),
+        ("azure", {"subscriptions": ["s"]}, {"max-retries": 2, "retry-after-max": 3, "retry-backoff": 1}),
+    ],
+)
+def test_config_check_accepts_the_settings_the_scanner_uses(
+    source: str, section: dict[str, Any], given: dict[str, Any]
+) -> None:
+    from auditor.sources import sources
+
+    sources()[source].section.model_validate({**section, "options": given}).check()

@@ -607,6 +607,27 @@ def test_cli_empty_listing_is_incomplete(proxy: FaultProxy, tmp_path: Path) -> N
     (gap,) = records
     assert isinstance(gap, CoverageGap) and (gap.account, gap.scope) == (ACCOUNT, "buckets")
     assert gap.reason == "malformed answer: empty body (s3:ListBuckets)"
+    # The gap keeps the failed call's evidence, raw answer included (bounded).
+    (evidence,) = gap.evidence
+    assert (evidence.call, evidence.attributes) == ("s3:ListBuckets", ["buckets"])
+    assert evidence.response == {"http_status": 200, "body_bytes": 0, "body": "", "body_truncated": False}
+    assert evidence.error == "malformed answer: empty body"
+
+
+@pytest.mark.parametrize("event", ["s3.ListBuckets", "sts.GetCallerIdentity"])
+def test_a_listing_gap_keeps_the_raw_answer_as_evidence(
+    event: str, proxy: FaultProxy, upstream: str, catalog: ZoneCatalog
+) -> None:
+    proxy.add(FaultRule("garbled", status=503))
+    result = run(catalog, hook=route(proxy, upstream, event), max_attempts=1, **TIMEOUTS)
+    (gap,) = result.gaps
+    (evidence,) = gap.evidence
+    assert evidence.call == event.replace(".", ":") and evidence.error
+    raw = evidence.response
+    assert raw["http_status"] is not None and raw["body_bytes"] > 0  # S3's garbled 200 reads as 500
+    assert len(raw["body"]) <= 4 * BODY_LIMIT
+    # and the inventory line carries it
+    assert json.loads(dump_record(gap))["evidence"][0]["response"] == raw
 
 
 def test_cli_empty_tagging_answer_is_unknown_not_untagged(proxy: FaultProxy, tmp_path: Path) -> None:

@@ -240,6 +240,9 @@ def test_a_broken_call_never_passes_never_loses_never_hangs(
     # No lost resource: every container is in the inventory or covered by a gap.
     for key in EXPECTED:
         assert key in resources or covered(key, gaps), f"{key} is neither recorded nor covered"
+    # Every listing gap carries the failed call(s) behind it.
+    for gap in gaps:
+        assert gap.evidence and all(e.error for e in gap.evidence), gap
 
     # The attributes the broken call feeds are unknown, with the fault's code.
     code = EXPECTED_CODE[fault]
@@ -444,6 +447,12 @@ def test_garbled_account_listing_of_one_subscription_leaves_the_next(
     assert not resources
     assert [(g.account, g.code) for g in gaps] == [(SUBSCRIPTION, UnknownCode.ERROR)]
     assert any(second in p for _, p in arm_proxy.requests)  # the next subscription was listed
+    # The gap keeps the failed page's evidence, with the raw answer (bounded, redacted).
+    (evidence,) = gaps[0].evidence
+    assert evidence.call == "storage:StorageAccounts.List"
+    assert evidence.request == {"subscription": SUBSCRIPTION, "page": 1}
+    assert evidence.response["status"] == 200 and evidence.response["bytes"] > 0
+    assert "garbled" in evidence.response["body"] and evidence.error
     assert listing  # (documented path of the broken listing)
 
 

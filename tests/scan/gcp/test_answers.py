@@ -93,6 +93,11 @@ def test_a_page_that_says_nothing_usable_is_a_gap_after_the_pages_read(
     assert gap.reason.startswith(f"listing stopped at page 2 after 2 buckets: {MALFORMED}: ")
     assert problem in gap.reason and f"({LIST_CALL})" in gap.reason
     assert gap.reason.endswith("not listed: its buckets from page 2 on")
+    # The gap keeps the failed page's evidence with its raw bytes (not only 96 of them in the reason).
+    (evidence,) = gap.evidence
+    assert evidence.call == LIST_CALL and evidence.request is not None and evidence.request["pageToken"]
+    assert evidence.error is not None and problem in evidence.error
+    assert evidence.response["bytes"] > 0 and evidence.response["head"]
 
 
 def test_a_repeated_page_token_ends_the_listing_with_a_gap(
@@ -106,6 +111,7 @@ def test_a_repeated_page_token_ends_the_listing_with_a_gap(
     (gap,) = run.gaps
     assert gap.reason.startswith("listing stopped at page 3 after 4 buckets: ")
     assert "repeats an earlier page's" in gap.reason
+    assert gap.evidence[0].response == {"nextPageToken": _token(PROJECT, 2)}
     assert recorded_server.requests["buckets.list"] == 2  # it did not follow the loop
 
 
@@ -122,6 +128,9 @@ def test_an_entry_without_a_name_is_a_gap_and_the_others_are_kept(
         f"{MALFORMED}: entry 3 of listing page 1",
     ]
     assert all(g.code is UnknownCode.ERROR and g.reason.endswith("not listed: that bucket") for g in gaps)
+    heads = [g.evidence[0].response["head"] for g in gaps]
+    assert heads == ['{"kind":"storage#bucket"}', '"junk"']
+    assert all(g.evidence[0].call == LIST_CALL for g in gaps)
 
 
 # --- bucket entries ------------------------------------------------------------------------------

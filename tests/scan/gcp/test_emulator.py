@@ -6,6 +6,7 @@ import pytest
 
 from auditor.model import normalize_tag_key
 from auditor.policy.loader import load_zones
+from auditor.scan.gcp_source import GcpCatalog
 
 from .conftest import EMULATOR_PROJECT, POLICIES
 from .helpers import ScanRun, scan_gcp
@@ -109,4 +110,4 @@ def test_emulator_location_is_read_as_returned(emulator_scan: ScanRun) -> None:
     location = emulator_scan.resources["plain-default"].location
     assert location is not None
     assert (location.raw, location.type) == ("US", "multi-region")
-    assert set(location.regions) == set(load_zones([]).gcp.multi_regions["us"].members)
+    assert set(location.regions) == set(load_zones([]).section("gcp", GcpCatalog).multi_regions["us"].members)

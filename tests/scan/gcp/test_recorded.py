@@ -8,6 +8,7 @@ import pytest
 
 from auditor.model import UnknownCode
 from auditor.policy.loader import load_zones
+from auditor.scan.gcp_source import GcpCatalog
 
 from .conftest import POLICIES, RECORDED
 from .helpers import ScanRun, scan_gcp
@@ -121,7 +122,7 @@ def test_eu_code_is_decided_by_its_type(eu_scan: ScanRun) -> None:
     assert multi is not None and dual is not None
     assert multi.raw == dual.raw == "EU"
     assert multi.type == "multi-region"
-    assert multi.regions == CATALOG.gcp.multi_regions["eu"].members
+    assert multi.regions == CATALOG.section("gcp", GcpCatalog).multi_regions["eu"].members
     assert {r.kind for r in multi.replicas} == {"multi-region-member"}
     assert set(multi.regions) <= EU
     assert not {"europe-west2", "europe-west6"} & set(multi.regions)

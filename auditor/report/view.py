@@ -29,7 +29,7 @@ from auditor.document import (
     WaiverUse,
     ZoneInfo,
 )
-from auditor.drift import CoverageGap, LaterCoverage, classify_change, gap_changes
+from auditor.drift import LaterCoverage, RecordedGap, classify_change, gap_changes
 from auditor.findings import Severity, Status
 from auditor.frameworks import (
     VERDICTS,
@@ -411,7 +411,7 @@ class ChangeView:
     resource_id: str
     before: str
     after: str
-    gap: CoverageGap | None = None  # not assessed: the coverage gap of this run that hid it
+    gap: RecordedGap | None = None  # not assessed: the coverage gap of this run that hid it
 
 
 @dataclass
@@ -429,11 +429,11 @@ class Changes:
     still_failing: list[ChangeView] = field(default_factory=list)
     newly_unknown: list[ChangeView] = field(default_factory=list)
     not_assessed: list[ChangeView] = field(default_factory=list)
-    new_gaps: list[CoverageGap] = field(default_factory=list)
-    closed_gaps: list[CoverageGap] = field(default_factory=list)
+    new_gaps: list[RecordedGap] = field(default_factory=list)
+    closed_gaps: list[RecordedGap] = field(default_factory=list)
 
 
-def _change(finding: FindingRecord, before: str, after: str, gap: CoverageGap | None = None) -> ChangeView:
+def _change(finding: FindingRecord, before: str, after: str, gap: RecordedGap | None = None) -> ChangeView:
     resource = finding.resource
     return ChangeView(
         policy_id=finding.policy_id,
