@@ -52,6 +52,7 @@ class UnknownCode(StrEnum):
     TIMEOUT = "timeout"
     NOT_SUPPORTED = "not_supported"
     NOT_COLLECTED = "not_collected"
+    NOT_KNOWN_UNTIL_APPLY = "not_known_until_apply"  # infrastructure as code: a value known after apply
     ERROR = "error"
 
 
@@ -83,15 +84,38 @@ class Unknown(StrictModel):
         return data
 
 
-class Evidence(StrictModel):
-    """One API call behind one or more attributes: what was asked, when, and what came back."""
+class SourceLocation(StrictModel):
+    """Where in a repository a declared value comes from (infrastructure as code)."""
 
-    call: str = Field(description="API operation, e.g. 's3:GetBucketEncryption'.")
+    file: str = Field(description="Path of the file, relative to the source root when one was given.")
+    line: int | None = Field(default=None, ge=1, description="1-based line of the declaration.")
+    address: str | None = Field(
+        default=None,
+        description="Terraform address or template logical id, e.g. 'module.logs.aws_s3_bucket.b'.",
+    )
+
+
+class Evidence(StrictModel):
+    """One API call (or one declaration in a file) behind one or more attributes: what was asked,
+    when, and what came back."""
+
+    call: str = Field(description="API operation, e.g. 's3:GetBucketEncryption', or 'terraform:plan'.")
     at: datetime
     attributes: list[str] = Field(description="Attribute paths (or groups) this answer supports.")
     request: dict[str, Any] | None = None
     response: Any = None
     error: str | None = None
+    location: SourceLocation | None = Field(
+        default=None, description="Infrastructure as code: the file and line this evidence was read from."
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_no_location(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Evidence of a live API call serializes exactly as before the field existed.
+        data: dict[str, Any] = handler(self)
+        if data.get("location") is None:
+            data.pop("location", None)
+        return data
 
 
 class Replica(StrictModel):
@@ -178,6 +202,11 @@ class StorageResource(StrictModel):
     name: str
     id: str = Field(description="Stable id: ARN, gs:// URI, or Azure resource id + container.")
     scanned_at: datetime | None = None
+    origin: str | None = Field(
+        default=None,
+        description="The infrastructure-as-code source that declared the record ('terraform', "
+        "'cloudformation', 'arm'); null (omitted) for a live scan.",
+    )
 
     location: Location | None = None
     encryption: Encryption | None = None
@@ -187,6 +216,14 @@ class StorageResource(StrictModel):
 
     unknown: dict[str, Unknown] = Field(default_factory=dict)
     evidence: list[Evidence] = Field(default_factory=list)
+
+    @model_serializer(mode="wrap")
+    def _omit_live_origin(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A live scan's record serializes exactly as before `origin` existed.
+        data: dict[str, Any] = handler(self)
+        if data.get("origin") is None:
+            data.pop("origin", None)
+        return data
 
     # The evidence exactly as read from JSONL, kept so findings need not re-serialize it.
     _evidence_json: list[dict[str, Any]] | None = PrivateAttr(default=None)
@@ -263,7 +300,9 @@ GROUP_MODELS: dict[str, type[BaseModel]] = {
     "transport": Transport,
     "access": Access,
 }
-IDENTITY_FIELDS: frozenset[str] = frozenset({"provider", "kind", "account", "storage_account", "name", "id"})
+IDENTITY_FIELDS: frozenset[str] = frozenset(
+    {"provider", "kind", "account", "storage_account", "name", "id", "origin"}
+)
 
 
 def attribute_paths() -> frozenset[str]:

@@ -138,6 +138,10 @@ class Source:
     # The model of the source's section of the zone catalog (the top-level key named after the
     # source); None: the base ProviderCatalog (`regions:` only), and the section is optional.
     catalog: type[ProviderCatalog] | None = None
+    # True: the source's name is the `provider` of the records it writes (a cloud's live scan).
+    # False: its records describe resources of other sources' providers (infrastructure as code:
+    # a Terraform plan's S3 bucket is a record of provider "aws", with `origin` "terraform").
+    provider: bool = True
 
     def load_scan(self) -> ScanFunction:
         """The scan function (imports the scanner module)."""
@@ -190,6 +194,11 @@ def source_names() -> tuple[str, ...]:
     return tuple(_sources())
 
 
+def provider_names() -> tuple[str, ...]:
+    """The `provider` values inventory records may carry (sources that are providers), in order."""
+    return tuple(name for name, source in _sources().items() if source.provider)
+
+
 def get_source(name: str) -> Source:
     """The source called `name` (KeyError if none is registered)."""
     return _sources()[name]
@@ -217,6 +226,6 @@ def normalize_record(record: StorageResource, where: str) -> StorageResource:
 
 def check_provider(provider: str, where: str) -> None:
     """Raise InputError if `provider` is not a registered source."""
-    if provider not in _sources():
-        known = ", ".join(_sources())
+    if provider not in provider_names():
+        known = ", ".join(provider_names())
         raise InputError(where, f"provider: unknown source '{provider}' (expected one of {known})")

@@ -28,7 +28,7 @@ from pydantic import (
 from auditor.findings import Severity, Status
 from auditor.model import RESOURCE_KINDS, Provider, ResourceKind
 from auditor.policy.operators import OPERATORS
-from auditor.sources import source_names
+from auditor.sources import provider_names
 from auditor.strict import StrictModel
 
 POLICY_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)+$"
@@ -276,14 +276,14 @@ class Parameter(StrictModel):
 class Scope(StrictModel):
     """Which resources a policy applies to; resources outside it get no finding."""
 
-    providers: list[Provider] = Field(default_factory=lambda: list(source_names()))
+    providers: list[Provider] = Field(default_factory=lambda: list(provider_names()))
     kinds: list[ResourceKind] = Field(default_factory=lambda: list(RESOURCE_KINDS))
     where: Condition | None = None
 
     @field_validator("providers")
     @classmethod
     def _registered(cls, providers: list[str]) -> list[str]:
-        known = source_names()
+        known = provider_names()
         for provider in providers:
             if provider not in known:
                 raise ValueError(f"unknown source '{provider}' (expected one of {', '.join(known)})")

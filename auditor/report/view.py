@@ -42,7 +42,7 @@ from auditor.frameworks import (
 )
 from auditor.model import StorageResource
 from auditor.report.base import ReportInput
-from auditor.sources import source_labels, source_names
+from auditor.sources import provider_names, source_labels
 
 STATUSES: tuple[Status, ...] = tuple(Status)
 SEVERITIES: tuple[Severity, ...] = tuple(Severity)
@@ -390,7 +390,7 @@ class KeyLocation:
 
 
 def _zone_state(zone: ZoneInfo | None, provider: str, region: str) -> ZoneState:
-    if zone is None or provider not in source_names():
+    if zone is None or provider not in provider_names():
         return "unknown"
     state = zone.state(provider, region)
     return "in" if state == "in" else "out" if state == "out" else "unknown"
@@ -653,7 +653,7 @@ def _residency(
             view.outside += 1
         else:
             view.inside += 1
-    order: dict[str, int] = {p: i for i, p in enumerate(source_names())}
+    order: dict[str, int] = {p: i for i, p in enumerate(provider_names())}
     for view in views.values():
         view.regions.sort(key=lambda r: ({"in": 0, "out": 1, "unknown": 2}[r.state], -r.resources, r.region))
     key_rows = [KeyLocation(p, r, n, _zone_state(zone, p, r)) for (p, r), n in sorted(keys.items())]
