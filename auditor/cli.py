@@ -44,6 +44,8 @@ LAZY_COMMANDS: dict[str, str] = {
     "baseline": "auditor.audit.command:baseline",
     "keygen": "auditor.audit.command:keygen",
     "verify": "auditor.audit.command:verify",
+    "drift": "auditor.intent:command",  # declared (infrastructure as code) vs observed
+    "permissions": "auditor.permissions:command",  # the permissions the loaded policies need
 }
 
 

@@ -25,7 +25,9 @@ from auditor.errors import InputError
 from auditor.findings import Finding, Severity, Status
 from auditor.inputfile import MAX_FINDINGS_BYTES, read_input
 
-SCHEMA_VERSION = "1.2"
+# 1.3: evidence items may carry `location` {file, line, address} (infrastructure as code), kept
+# as plain JSON like the rest of an evidence item; unknown code `not_known_until_apply`.
+SCHEMA_VERSION = "1.3"
 SUPPORTED_MAJOR = "1"
 NOT_RECORDED = "not recorded in this findings file"
 

@@ -82,7 +82,7 @@ class SourceSection(StrictModel):
 
     # The scanner options this source accepts under `options:`.
     scan_options_model: ClassVar[type[ScanOptions]] = ScanOptions
-    # Fields holding a file path: resolved relative to auditor.yaml and checked readable.
+    # Fields holding a file path, or a list of them: resolved relative to auditor.yaml, checked readable.
     file_fields: ClassVar[tuple[str, ...]] = ()
 
     options: dict[str, OptionValue] = Field(

@@ -18,11 +18,13 @@ import orjson
 from pydantic import (
     AfterValidator,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     ValidationInfo,
     create_model,
     field_serializer,
     field_validator,
+    model_serializer,
 )
 
 from auditor.errors import InputError
@@ -94,6 +96,17 @@ class SourceSections(StrictModel):
     def configured(self) -> dict[str, SourceSection]:
         """The sections given, by source name, in registry order."""
         return {name: value for name in type(self).model_fields if (value := getattr(self, name)) is not None}
+
+    @model_serializer(mode="wrap")
+    def _omit_unused_declared_sources(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # The config digest hashes this form. A source of declared resources (infrastructure as
+        # code) appears only when configured, so adding one leaves every existing digest as it was.
+        data: dict[str, Any] = handler(self)
+        registered = sources()
+        for name in list(data):
+            if data[name] is None and name in registered and not registered[name].provider:
+                del data[name]
+        return data
 
 
 def _clouds_model() -> type[SourceSections]:
@@ -311,7 +324,11 @@ def _resolve_paths(config: AuditConfig, base: Path) -> None:
     config.scale.parts_directory = _resolve(base, config.scale.parts_directory)
     for section in config.clouds.configured().values():
         for name in section.file_fields:
-            setattr(section, name, _resolve(base, getattr(section, name)))
+            value = getattr(section, name)
+            if isinstance(value, list):  # a list of files (plans, templates)
+                setattr(section, name, [p for p in (_resolve(base, v) for v in value) if p is not None])
+            else:
+                setattr(section, name, _resolve(base, value))
 
 
 def apply_environment(config: AuditConfig, environ: dict[str, str] | None = None) -> AuditConfig:

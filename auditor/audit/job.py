@@ -201,9 +201,10 @@ def validate_config(config: AuditConfig) -> None:
         (config.baseline, "baseline file"),
         (config.signing.private_key, "signing key"),
         *(
-            (getattr(section, name), f"clouds.{source}.{name}")
+            (path, f"clouds.{source}.{name}")
             for source, section in sections.items()
             for name in section.file_fields
+            for path in _as_paths(getattr(section, name))
         ),
     ]
     key = config.signing.private_key
@@ -236,6 +237,11 @@ def validate_config(config: AuditConfig) -> None:
         )
     )
     _check_scanner_options(config)
+
+
+def _as_paths(value: Path | list[Path] | None) -> list[Path | None]:
+    """A file field's paths: one path, or each of a list of files."""
+    return list(value) if isinstance(value, list) else [value]
 
 
 def _require_readable(path: Path, what: str) -> None:

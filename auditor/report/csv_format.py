@@ -16,7 +16,7 @@ import orjson
 from auditor.document import FindingRecord
 from auditor.errors import visible
 from auditor.report.base import Renderer, ReportInput
-from auditor.report.view import report_frameworks
+from auditor.report.view import finding_places, report_frameworks
 
 BASE_COLUMNS = [
     "policy_id",
@@ -34,7 +34,9 @@ BASE_COLUMNS = [
     "expected",
 ]
 WAIVER_COLUMNS = ["waiver_id", "waiver_expired", "waiver_approver", "waiver_expires", "waiver_justification"]
-TAIL_COLUMNS = ["reasons", "evidence_calls", "evidence_at", "baselined"]
+# `evidence_locations` (file:line of the declarations, infrastructure as code) came last, so the
+# columns before it keep their positions.
+TAIL_COLUMNS = ["reasons", "evidence_calls", "evidence_at", "baselined", "evidence_locations"]
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -77,6 +79,7 @@ def row(finding: FindingRecord, frameworks: list[str]) -> list[str]:
         " ".join(str(e.get("call")) for e in finding.evidence),
         " ".join(str(e.get("at")) for e in finding.evidence),
         "true" if finding.baselined else "false",
+        " ".join(place.file_line for place in finding_places(finding)),
     ]
     return [cell(v) for v in values]
 

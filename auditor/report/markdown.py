@@ -17,6 +17,7 @@ from auditor.report.view import (
     PROVIDER_LABELS,
     STATUSES,
     compare_runs,
+    finding_places,
     finding_sort_key,
     framework_views,
     policy_details,
@@ -157,8 +158,10 @@ def markdown_summary(report: ReportInput) -> str:
         ]
         for f in shown:
             r = f.resource
+            places = finding_places(f)
+            where = f" at {md(places[0].file_line, 80)}" if places else ""
             out.append(
-                f"| {f.severity} | {md(f.policy_id)} | {md(r.name, 60)} | "
+                f"| {f.severity} | {md(f.policy_id)} | {md(r.name, 60)}{where} | "
                 f"{PROVIDER_LABELS.get(r.provider, md(r.provider))} {md(r.account, 40)} "
                 f"| {'(baselined) ' if f.baselined else ''}{md(f.message)} |"
             )

@@ -7,6 +7,10 @@
   suppression with the waiver's justification (§3.35).
 * The resource id is the result's logical location; the physical location is the inventory snapshot
   (with the resource's line when `--inventory` is given), since dashboards expect a file.
+* A finding whose evidence was declared in a file (infrastructure as code: evidence `location`)
+  points there instead: `artifactLocation.uri` the file (relative to `%SRCROOT%`, the repository
+  root, when relative) and `region.startLine` its line, so code scanning annotates the pull
+  request's diff; further declarations behind the finding are `relatedLocations`.
 * Passing findings are not results: SARIF would be as large as the estate for nothing to act on.
 * Policy files are input too: `help.markdown` is escaped (no HTML, links or images from a policy's
   text), only http(s) references become links or `helpUri`, and control and bidi characters in any
@@ -17,8 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO, Any
+from urllib.parse import quote
 
 import orjson
 
@@ -31,11 +36,17 @@ from auditor.report.markdown import md_block
 from auditor.report.view import (
     PROVIDER_LABELS,
     PolicyDetails,
+    SourcePlace,
+    finding_places,
     policy_details,
     report_frameworks,
 )
 
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+# The base of relative source paths (SARIF 2.1.0 §3.4.4): the repository root, which is the root
+# GitHub code scanning resolves result paths against.
+SOURCE_ROOT = "%SRCROOT%"
+_WINDOWS_ABSOLUTE = re.compile(r"[A-Za-z]:/")
 
 # GitHub code scanning reads `security-severity` (0.0-10.0): >= 9 critical, >= 7 high, >= 4 medium.
 SECURITY_SEVERITY = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "3.0", "info": "0.0"}
@@ -130,15 +141,37 @@ def _artifact_uri(inventory: str) -> str:
     return path.resolve().as_uri() if path.is_absolute() else path.as_posix()
 
 
+def source_artifact(file: str) -> dict[str, str]:
+    """The `artifactLocation` of a declaring file: a relative path against `%SRCROOT%` (percent-encoded,
+    `/`-separated, no leading `./`), or an absolute `file:` URI."""
+    posix = file.replace("\\", "/")
+    if _WINDOWS_ABSOLUTE.match(posix) or PurePosixPath(posix).is_absolute():
+        return {"uri": "file:///" + quote(posix.lstrip("/"), safe="/:")}
+    parts = [part for part in PurePosixPath(posix).parts if part != "."]
+    return {"uri": quote("/".join(parts), safe="/"), "uriBaseId": SOURCE_ROOT}
+
+
+def _source_location(place: SourcePlace) -> dict[str, Any]:
+    physical: dict[str, Any] = {"artifactLocation": source_artifact(place.file)}
+    if place.line is not None:
+        physical["region"] = {"startLine": place.line}
+    return physical
+
+
 def _result(
     finding: FindingRecord, rule_index: int, uri: str, line: int | None, frameworks: list[str]
 ) -> dict[str, Any]:
     resource = finding.resource
     underlying = finding.underlying_status if finding.status is Status.WAIVED else finding.status
     decided = underlying is Status.FAIL
-    physical: dict[str, Any] = {"artifactLocation": {"uri": uri}}
-    if line is not None:
-        physical["region"] = {"startLine": line}
+    places = finding_places(finding)
+    physical: dict[str, Any]
+    if places:  # declared in a file (infrastructure as code): point at the declaration
+        physical = _source_location(places[0])
+    else:
+        physical = {"artifactLocation": {"uri": uri}}
+        if line is not None:
+            physical["region"] = {"startLine": line}
     result: dict[str, Any] = {
         "ruleId": finding.policy_id,
         "ruleIndex": rule_index,
@@ -171,6 +204,17 @@ def _result(
             "evidenceCalls": [e.get("call") for e in finding.evidence],
         },
     }
+    if places:
+        result["properties"]["declaredAt"] = [str(place) for place in places]
+    if len(places) > 1:
+        result["relatedLocations"] = [
+            {
+                "id": number,
+                "physicalLocation": _source_location(place),
+                "message": {"text": f"also declared at {place}"},
+            }
+            for number, place in enumerate(places[1:], start=1)
+        ]
     if finding.reasons:
         result["properties"]["reasons"] = finding.reasons
     waiver = finding.waiver
@@ -237,30 +281,43 @@ def sarif_log(report: ReportInput) -> dict[str, Any]:
     }
     if notifications:
         invocation["toolExecutionNotifications"] = notifications
+    sarif_run: dict[str, Any] = {
+        "tool": {
+            "driver": {
+                "name": run.tool.name,
+                "version": run.tool.version,
+                "semanticVersion": run.tool.version,
+                "rules": rules,
+            }
+        },
+        "automationDetails": {"id": f"auditor/{run.id}"},
+        "invocations": [invocation],
+        "results": results,
+        "properties": {
+            "parameters": run.parameters,
+            "counts": plain(run.counts),
+            "resources": run.coverage.resources,
+        },
+    }
+    if any(_uses_source_root(result) for result in results):
+        sarif_run["originalUriBaseIds"] = {
+            SOURCE_ROOT: {
+                "description": {"text": "The repository root: the directory source paths are relative to."}
+            }
+        }
     return {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
-        "runs": [
-            {
-                "tool": {
-                    "driver": {
-                        "name": run.tool.name,
-                        "version": run.tool.version,
-                        "semanticVersion": run.tool.version,
-                        "rules": rules,
-                    }
-                },
-                "automationDetails": {"id": f"auditor/{run.id}"},
-                "invocations": [invocation],
-                "results": results,
-                "properties": {
-                    "parameters": run.parameters,
-                    "counts": plain(run.counts),
-                    "resources": run.coverage.resources,
-                },
-            }
-        ],
+        "runs": [sarif_run],
     }
+
+
+def _uses_source_root(result: dict[str, Any]) -> bool:
+    located = [*result["locations"], *result.get("relatedLocations", [])]
+    return any(
+        loc.get("physicalLocation", {}).get("artifactLocation", {}).get("uriBaseId") == SOURCE_ROOT
+        for loc in located
+    )
 
 
 class SarifRenderer(Renderer):

@@ -254,13 +254,69 @@ def excerpt(value: Any, limit: int = EXCERPT_CHARS) -> str:
 
 
 @dataclass(frozen=True)
+class SourcePlace:
+    """Where in a repository an evidence item was declared (infrastructure as code): its
+    `location` in the findings JSON (file, optional line and address)."""
+
+    file: str
+    line: int | None = None
+    address: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{where} ({self.address})" if self.address else where
+
+    @property
+    def file_line(self) -> str:
+        """`file:line` (or the file alone when the line is not known)."""
+        return f"{self.file}:{self.line}" if self.line is not None else self.file
+
+
+def evidence_place(item: dict[str, Any]) -> SourcePlace | None:
+    """The source location of one evidence item of the findings JSON, or None (a live API call)."""
+    location = item.get("location")
+    if not isinstance(location, dict):
+        return None
+    file = location.get("file")
+    if not isinstance(file, str) or not file:
+        return None
+    line = location.get("line")
+    address = location.get("address")
+    return SourcePlace(
+        file=file,
+        line=line if isinstance(line, int) and not isinstance(line, bool) and line >= 1 else None,
+        address=address if isinstance(address, str) and address else None,
+    )
+
+
+def _overlaps(a: str, b: str) -> bool:
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+
+
+def finding_places(finding: FindingRecord) -> list[SourcePlace]:
+    """The distinct source locations of a finding's evidence: those behind the attributes that
+    decided it (its `observed` keys) first, then the others, each in evidence order."""
+    decisive: list[SourcePlace] = []
+    others: list[SourcePlace] = []
+    for item in finding.evidence:
+        place = evidence_place(item)
+        if place is None:
+            continue
+        attributes = [a for a in item.get("attributes") or () if isinstance(a, str)]
+        hit = any(_overlaps(a, path) for a in attributes for path in finding.observed)
+        (decisive if hit else others).append(place)
+    return list(dict.fromkeys([*decisive, *others]))
+
+
+@dataclass(frozen=True)
 class EvidenceRow:
-    """One API call behind a finding."""
+    """One API call (or one declaration in a file) behind a finding."""
 
     call: str
     at: str
     answer: str
     error: str | None
+    location: str | None = None  # `file:line (address)` of a declaration (infrastructure as code)
 
 
 @dataclass(frozen=True)
@@ -316,6 +372,7 @@ def finding_view(finding: FindingRecord) -> FindingView:
                 at=str(e.get("at", "")),
                 answer=excerpt(e.get("response")) if e.get("response") is not None else "",
                 error=e.get("error"),
+                location=str(place) if (place := evidence_place(e)) is not None else None,
             )
             for e in finding.evidence
         ],

@@ -16,7 +16,6 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,7 +31,6 @@ from auditor.model import (
     Evidence,
     Location,
     Provider,
-    ProviderTlsFloor,
     Replica,
     StorageResource,
     Transport,
@@ -50,7 +48,13 @@ from auditor.scan.aws_accounts import (
 )
 from auditor.scan.aws_bucket_policy import apply_bucket_policy
 from auditor.scan.aws_calls import AccountClients
-from auditor.scan.aws_source import AwsCloud, AwsOptions, region_of_location
+from auditor.scan.aws_source import (
+    PUBLIC_ACCESS_FLAGS,
+    TLS_FLOOR,
+    AwsCloud,
+    AwsOptions,
+    region_of_location,
+)
 from auditor.scan.base import AttributeNeeds, Scanner, ScanSummary, scanner_context
 from auditor.scan.calls import RetrySettings, bounded, now
 from auditor.scan.command import common_scan_options, finish_scan
@@ -59,17 +63,11 @@ from auditor.scan.threads import POLL, stream
 
 # AWS retired TLS 1.0/1.1 on all its API endpoints; the post (updated) says the gradual rollout
 # completed by December 31, 2023 (first announced for June 28, 2023).
-TLS_FLOOR = ProviderTlsFloor(
-    version="1.2",
-    since=date(2023, 12, 31),
-    source="https://aws.amazon.com/blogs/security/tls-1-2-required-for-aws-endpoints/",
-)
 SSE_DEFAULT_NOTE = (
     "No default encryption configuration. Real S3 applies SSE-S3 to new objects by default since "
     "2023-01-05 (https://docs.aws.amazon.com/AmazonS3/latest/userguide/default-encryption-faq.html); "
     "auditor does not assume it and records encryption as not configured."
 )
-PUBLIC_ACCESS_FLAGS = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
 LIST_PAGE_SIZE = 1000
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 # The shared retry/timeout settings this scanner honours (declared with its options).

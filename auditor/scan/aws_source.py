@@ -7,21 +7,36 @@ and listing an organization's accounts imports boto3 only when a plan needs it.
 
 from __future__ import annotations
 
+import json
 import re
+import textwrap
 from collections.abc import Iterator
-from datetime import UTC, datetime
-from typing import ClassVar, Literal
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from auditor.model import CoverageGap, UnknownCode
+from auditor.model import CoverageGap, ProviderTlsFloor, UnknownCode
 from auditor.policy.zones import ProviderCatalog, ZoneCatalog
 from auditor.scan.aws_bucket_policy import apply_bucket_policy
 from auditor.scan.calls import RetryScopedOptions
 from auditor.sources import ScanOptions, Source, SourceSection
 
+if TYPE_CHECKING:
+    from auditor.permissions import CallSpec, Grant
+
 ACCOUNT_ID = re.compile(r"^\d{12}$")
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+
+
+# The TLS minimum AWS enforces on every endpoint, and where that is documented.
+TLS_FLOOR = ProviderTlsFloor(
+    version="1.2",
+    since=date(2023, 12, 31),
+    source="https://aws.amazon.com/blogs/security/tls-1-2-required-for-aws-endpoints/",
+)
+# The four settings of an S3 public access block, as GetPublicAccessBlock names them.
+PUBLIC_ACCESS_FLAGS = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
 
 
 class AwsOptions(RetryScopedOptions):
@@ -124,3 +139,211 @@ def region_of_location(catalog: ZoneCatalog, raw: str | None) -> str:
     """GetBucketLocation's LocationConstraint to a region: empty is us-east-1, 'EU' eu-west-1."""
     value = raw or ""
     return catalog.section("aws", AwsCatalog).location_aliases.get(value, value.lower() or "us-east-1")
+
+
+# --- the call table: every API call the scanner makes, what it feeds, the IAM actions it needs -----
+# The single source of `auditor permissions aws` and of the table in docs/scanners/aws.md. S3's IAM
+# action names differ from some operation names: "Required permissions for Amazon S3 API
+# operations", https://docs.aws.amazon.com/AmazonS3/latest/userguide/using-with-s3-policy-actions.html
+# (tests/scan/aws/test_permission_table.py checks the table against the scanner's calls).
+CALLS: tuple[CallSpec, ...] = (
+    {
+        "operation": "sts:GetCallerIdentity",
+        "permissions": (),
+        "always": True,
+        "when": "once per account session: the account id and the partition of `id`",
+        "note": "AWS authorizes it for every identity: "
+        "https://docs.aws.amazon.com/STS/latest/APIReference/API_GetCallerIdentity.html",
+    },
+    {
+        "operation": "sts:AssumeRole",
+        "permissions": ("sts:AssumeRole",),
+        "options": ("role-arn",),
+        "holder": "caller",
+        "when": "once per account, on its read role, with the base credentials",
+    },
+    {
+        "operation": "organizations:ListAccounts",
+        "permissions": ("organizations:ListAccounts",),
+        "options": ("organization",),
+        "holder": "caller",
+        "when": "once per page of accounts, in the management or delegated administrator account",
+    },
+    {
+        "operation": "s3:ListBuckets",
+        "permissions": ("s3:ListAllMyBuckets",),
+        "always": True,
+        "when": "once per page of 1,000 buckets per account",
+    },
+    {
+        "operation": "s3:GetBucketLocation",
+        "permissions": ("s3:GetBucketLocation",),
+        "feeds": ("location",),
+        "options": ("regions",),
+        "when": "per bucket when ListBuckets gave no `BucketRegion` (or `--verify-region`)",
+    },
+    {
+        "operation": "s3:GetBucketReplication",
+        "permissions": ("s3:GetReplicationConfiguration",),
+        "feeds": ("location.regions", "location.replicas"),
+        "when": "per bucket",
+    },
+    {
+        "operation": "s3:HeadBucket",
+        "permissions": ("s3:ListBucket",),
+        "feeds": ("location.regions", "location.replicas"),
+        "when": "per distinct replication destination",
+        "note": "S3's documented permission for HeadBucket; real S3's 403 still names the region in "
+        "`x-amz-bucket-region`, which the scanner reads",
+    },
+    {
+        "operation": "s3:GetBucketEncryption",
+        "permissions": ("s3:GetEncryptionConfiguration",),
+        "feeds": ("encryption",),
+        "when": "per bucket",
+    },
+    {
+        "operation": "kms:DescribeKey",
+        "permissions": ("kms:DescribeKey",),
+        "feeds": ("encryption.key_management", "encryption.key_location"),
+        "when": "per distinct KMS key other than `aws/s3`",
+        "note": "a key in another account also needs its key policy to allow it",
+    },
+    {
+        "operation": "s3:GetBucketPolicy",
+        "permissions": ("s3:GetBucketPolicy",),
+        "feeds": ("transport",),
+        "when": "per bucket",
+    },
+    {
+        "operation": "s3:GetPublicAccessBlock",
+        "permissions": ("s3:GetBucketPublicAccessBlock",),
+        "feeds": ("access",),
+        "when": "per bucket",
+    },
+    {
+        "operation": "s3:GetBucketTagging",
+        "permissions": ("s3:GetBucketTagging",),
+        "feeds": ("tags",),
+        "when": "per bucket",
+    },
+)
+
+READ_ROLE = "AuditorRead"
+
+
+def iam_policy(grant: Grant) -> dict[str, Any]:
+    """The read role's IAM policy document: the needed actions on every resource."""
+    statement = {"Sid": "AuditorRead", "Effect": "Allow", "Action": grant.permissions(), "Resource": "*"}
+    return {"Version": "2012-10-17", "Statement": [statement]}
+
+
+def _comment(text: str) -> str:
+    return "".join(f"# {line}\n" for line in textwrap.wrap(text, 96))
+
+
+def _caller_text(grant: Grant) -> str:
+    return f"The principal that runs auditor assumes it and needs {', '.join(grant.caller_duties())}."
+
+
+def _json(grant: Grant) -> str:
+    return json.dumps(iam_policy(grant), indent=2) + "\n"
+
+
+def _cloudformation(grant: Grant) -> str:
+    import yaml
+
+    description = "Read-only role for `auditor scan aws`, generated by `auditor permissions aws`."
+    template = {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": description,
+        "Parameters": {
+            "TrustedPrincipalArn": {
+                "Type": "String",
+                "Description": "ARN of the principal that runs auditor and assumes this role.",
+            },
+            "RoleName": {"Type": "String", "Default": READ_ROLE, "Description": "The --role-arn role name."},
+        },
+        "Resources": {
+            "AuditorReadRole": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "RoleName": {"Ref": "RoleName"},
+                    "Description": description,
+                    "AssumeRolePolicyDocument": {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Principal": {"AWS": {"Ref": "TrustedPrincipalArn"}},
+                                "Action": "sts:AssumeRole",
+                            }
+                        ],
+                    },
+                    "Policies": [{"PolicyName": "auditor-read", "PolicyDocument": iam_policy(grant)}],
+                },
+            }
+        },
+        "Outputs": {"RoleArn": {"Value": {"Fn::GetAtt": ["AuditorReadRole", "Arn"]}}},
+    }
+    header = _comment(
+        "A StackSet template: deploy it to every account of the organization (service-managed "
+        "permissions, --capabilities CAPABILITY_NAMED_IAM), then scan with "
+        f"`auditor scan aws --role-arn {READ_ROLE} --organization`. {_caller_text(grant)}"
+    )
+    return header + yaml.safe_dump(template, sort_keys=False, width=100)
+
+
+def _terraform(grant: Grant) -> str:
+    actions = json.dumps(grant.permissions(), indent=2).replace("\n", "\n      ")
+    header = _comment(
+        "Read-only role for `auditor scan aws`, generated by `auditor permissions aws` from the loaded "
+        "policies: apply it in every account to scan (one module instance per account provider), then "
+        f"scan with `auditor scan aws --role-arn {READ_ROLE} --organization`. {_caller_text(grant)}"
+    )
+    body = f"""
+variable "trusted_principal_arn" {{
+  description = "ARN of the principal that runs auditor and assumes this role."
+  type        = string
+}}
+
+variable "role_name" {{
+  description = "The --role-arn role name."
+  type        = string
+  default     = "{READ_ROLE}"
+}}
+
+resource "aws_iam_role" "auditor_read" {{
+  name = var.role_name
+  assume_role_policy = jsonencode({{
+    Version = "2012-10-17"
+    Statement = [{{
+      Effect    = "Allow"
+      Principal = {{ AWS = var.trusted_principal_arn }}
+      Action    = "sts:AssumeRole"
+    }}]
+  }})
+}}
+
+resource "aws_iam_role_policy" "auditor_read" {{
+  name = "auditor-read"
+  role = aws_iam_role.auditor_read.id
+  policy = jsonencode({{
+    Version = "2012-10-17"
+    Statement = [{{
+      Sid      = "AuditorRead"
+      Effect   = "Allow"
+      Action   = {actions}
+      Resource = "*"
+    }}]
+  }})
+}}
+
+output "role_arn" {{
+  value = aws_iam_role.auditor_read.arn
+}}
+"""
+    return header + body
+
+
+PERMISSION_FORMATS = {"json": _json, "cloudformation": _cloudformation, "terraform": _terraform}

@@ -137,3 +137,18 @@ def test_validate_config_writes_nothing_and_names_the_problem(tmp_path: Path) ->
     with pytest.raises(InputError, match="not a directory"):
         validate_config(config)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["auditor.yaml", "inv.jsonl", "out", "w.yaml"]
+
+
+def test_list_file_fields_are_resolved_from_the_config_and_checked(tmp_path: Path) -> None:
+    from auditor.audit.job import validate_config
+
+    infra = tmp_path / "infra"
+    infra.mkdir()
+    (infra / "a.json").write_text("{}")
+    config_file = tmp_path / "auditor.yaml"
+    config_file.write_text("clouds:\n  terraform:\n    files: [infra/a.json, infra/b.json]\n")
+    config = load_config(config_file, environ={})
+    section = config.clouds.configured()["terraform"]
+    assert section.files == [infra / "a.json", infra / "b.json"]  # type: ignore[attr-defined]
+    with pytest.raises(InputError, match=r"clouds\.terraform\.files not found"):
+        validate_config(config)
