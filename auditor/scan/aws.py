@@ -48,13 +48,20 @@ from auditor.scan.aws_accounts import (
 )
 from auditor.scan.aws_bucket_policy import apply_bucket_policy
 from auditor.scan.aws_calls import AccountClients
+from auditor.scan.aws_encryption import (
+    S3_DEFAULT_ENCRYPTION_SOURCE,
+    arn_region,
+    key_to_settle,
+    s3_default_encryption,
+)
 from auditor.scan.aws_source import (
     PUBLIC_ACCESS_FLAGS,
-    TLS_FLOOR,
     AwsCloud,
     AwsOptions,
     region_of_location,
+    s3_transport,
 )
+from auditor.scan.aws_source import TLS_FLOOR as TLS_FLOOR  # re-exported: the floor its records carry
 from auditor.scan.base import AttributeNeeds, Scanner, ScanSummary, scanner_context
 from auditor.scan.calls import RetrySettings, bounded, now
 from auditor.scan.command import common_scan_options, finish_scan
@@ -65,25 +72,13 @@ from auditor.scan.threads import POLL, stream
 # completed by December 31, 2023 (first announced for June 28, 2023).
 SSE_DEFAULT_NOTE = (
     "No default encryption configuration. Real S3 applies SSE-S3 to new objects by default since "
-    "2023-01-05 (https://docs.aws.amazon.com/AmazonS3/latest/userguide/default-encryption-faq.html); "
+    f"2023-01-05 ({S3_DEFAULT_ENCRYPTION_SOURCE}); "
     "auditor does not assume it and records encryption as not configured."
 )
 LIST_PAGE_SIZE = 1000
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 # The shared retry/timeout settings this scanner honours (declared with its options).
 RETRY_SUPPORTED = AwsOptions.retry_used
-
-
-def _arn_region(value: str | None) -> str | None:
-    if value and value.startswith("arn:"):
-        parts = value.split(":")
-        if len(parts) > 3 and parts[3]:
-            return parts[3].lower()
-    return None
-
-
-def _is_aws_s3_alias(key: str) -> bool:
-    return key == "alias/aws/s3" or key.endswith(":alias/aws/s3")
 
 
 def _members(problem: Unknown) -> Unknown:
@@ -456,59 +451,26 @@ class AwsScanner(Scanner):
             # S3 answers for some buckets) set no default encryption: the same as no configuration.
             call.response = {**(call.response or {}), "auditor_note": SSE_DEFAULT_NOTE}
             return not_configured
-        algorithm = str(default.get("SSEAlgorithm"))
-        if algorithm == "AES256":
-            return Encryption(
-                enabled=True,
-                algorithm="AES256",
-                scheme="SSE-S3",
-                key_management="provider-managed",
-                key_id=None,
-                key_location=None,
-            )
-        if algorithm not in ("aws:kms", "aws:kms:dsse"):
-            unsupported = Unknown(
-                code=UnknownCode.NOT_SUPPORTED, reason=f"unknown SSEAlgorithm '{algorithm}'"
-            )
-            for leaf in ("algorithm", "key_management", "key_id", "key_location"):
-                unknown[f"encryption.{leaf}"] = unsupported
-            return Encryption(
-                enabled=True,
-                algorithm=None,
-                scheme=algorithm,
-                key_management=None,
-                key_id=None,
-                key_location=None,
-            )
-        return self._kms_encryption(
-            account, region, algorithm, default.get("KMSMasterKeyID"), evidence, unknown
+        encryption = s3_default_encryption(
+            str(default.get("SSEAlgorithm")), default.get("KMSMasterKeyID") or None, region, unknown
         )
+        key = key_to_settle(encryption)
+        return encryption if key is None else self._kms_key(account, encryption, key, evidence, unknown)
 
-    def _kms_encryption(
+    def _kms_key(
         self,
         account: AccountClients,
-        region: str | None,
-        algorithm: str,
-        key: str | None,
+        encryption: Encryption,
+        key: str,
         evidence: list[Evidence],
         unknown: dict[str, Unknown],
     ) -> Encryption:
-        # SSE-KMS data keys come from a symmetric KMS key, which is AES-256-GCM (SYMMETRIC_DEFAULT):
-        # https://docs.aws.amazon.com/kms/latest/developerguide/symm-asymm-choose-key-spec.html
-        scheme = "DSSE-KMS" if algorithm == "aws:kms:dsse" else "SSE-KMS"
+        """`encryption` with its KMS key's manager and location, as kms:DescribeKey tells them."""
 
         def result(management: Any, key_id: str | None, key_location: str | None) -> Encryption:
-            return Encryption(
-                enabled=True,
-                algorithm="AES256",
-                scheme=scheme,
-                key_management=management,
-                key_id=key_id,
-                key_location=key_location,
-            )
+            update = {"key_management": management, "key_id": key_id, "key_location": key_location}
+            return encryption.model_copy(update=update)
 
-        if not key or _is_aws_s3_alias(key):  # no key id, or aws/s3: the AWS managed key
-            return result("provider-managed", key or None, None)
         if not (self.needs.wants("encryption.key_management") or self.needs.wants("encryption.key_location")):
             skipped = Unknown(
                 code=UnknownCode.NOT_COLLECTED,
@@ -516,8 +478,7 @@ class AwsScanner(Scanner):
             )
             unknown["encryption.key_management"] = unknown["encryption.key_location"] = skipped
             return result(None, key, None)
-        # A bare key id or alias lives in the bucket's region (S3 needs the key in its region).
-        key_region = _arn_region(key) or region
+        key_region = encryption.key_location  # the key ARN's region, else the bucket's
         attributes = ["encryption.key_management", "encryption.key_location"]
         answer = account.keys.get(
             (key_region or "", key),
@@ -537,7 +498,7 @@ class AwsScanner(Scanner):
         if manager == "AWS":
             return result("provider-managed", arn, None)
         if manager == "CUSTOMER":
-            return result("customer-managed", arn, _arn_region(arn) or key_region)
+            return result("customer-managed", arn, arn_region(arn) or key_region)
         problem = Unknown(code=UnknownCode.ERROR, reason=f"DescribeKey KeyManager '{manager}' not understood")
         unknown["encryption.key_management"] = unknown["encryption.key_location"] = problem
         return result(None, arn, None)
@@ -570,16 +531,7 @@ class AwsScanner(Scanner):
                 unknown["transport.bucket_policy"] = Unknown(
                     code=UnknownCode.ERROR, reason="bucket policy is not a JSON object (s3:GetBucketPolicy)"
                 )
-        # Always pass bucket_policy (even None): apply_bucket_policy (auditor.scan.aws_bucket_policy)
-        # derives plaintext_refused and the TLS floor from it, or makes them unknown when unreadable.
-        return Transport(
-            plaintext_refused=None,
-            plaintext_refused_by=None,
-            min_tls_version=TLS_FLOOR.version,
-            min_tls_enforced_by="provider-floor",
-            provider_floor=TLS_FLOOR,
-            bucket_policy=policy,
-        )
+        return s3_transport(policy)
 
     def _access(
         self,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from auditor.model import CoverageGap, ProviderTlsFloor, UnknownCode
+from auditor.model import CoverageGap, ProviderTlsFloor, Transport, UnknownCode
 from auditor.policy.zones import ProviderCatalog, ZoneCatalog
 from auditor.scan.aws_bucket_policy import apply_bucket_policy
 from auditor.scan.calls import RetryScopedOptions
@@ -347,3 +347,19 @@ output "role_arn" {{
 
 
 PERMISSION_FORMATS = {"json": _json, "cloudformation": _cloudformation, "terraform": _terraform}
+
+
+def s3_transport(bucket_policy: dict[str, Any] | None) -> Transport:
+    """A bucket's transport before `apply_bucket_policy` reads `bucket_policy`: AWS's TLS floor.
+
+    Pass the policy even when None: the analysis derives plaintext_refused and the TLS minimum from
+    it, or makes them unknown when the record says the policy could not be read.
+    """
+    return Transport(
+        plaintext_refused=None,
+        plaintext_refused_by=None,
+        min_tls_version=TLS_FLOOR.version,
+        min_tls_enforced_by="provider-floor",
+        provider_floor=TLS_FLOOR,
+        bucket_policy=bucket_policy,
+    )

@@ -27,7 +27,6 @@ from auditor.model import (
     CoverageGap,
     Encryption,
     Evidence,
-    KeyManagement,
     Location,
     Provider,
     Replica,
@@ -40,7 +39,15 @@ from auditor.model import (
 )
 from auditor.policy.zones import ZoneCatalog
 from auditor.scan.aws_bucket_policy import apply_bucket_policy
-from auditor.scan.aws_source import PUBLIC_ACCESS_FLAGS, TLS_FLOOR
+from auditor.scan.aws_encryption import (
+    KMS_ALGORITHMS,
+    S3_DEFAULT_ENCRYPTION_SOURCE,
+    is_aws_managed_key,
+    key_to_settle,
+    s3_default_encryption,
+    s3_provider_default,
+)
+from auditor.scan.aws_source import PUBLIC_ACCESS_FLAGS, s3_transport
 from auditor.scan.base import AttributeNeeds, Scanner, ScanSummary, scanner_context
 from auditor.scan.calls import RetrySettings, now
 from auditor.scan.cloudformation_intrinsics import (
@@ -55,11 +62,6 @@ from auditor.scan.cloudformation_template import ParameterFile, Template, load_p
 from auditor.scan.command import common_scan_options, finish_scan
 from auditor.scan.section import section_options
 
-# S3 encrypts every new object with SSE-S3 unless a bucket says otherwise, since 2023-01-05: the
-# page the live scanner cites for the same default (auditor.scan.aws.SSE_DEFAULT_NOTE).
-S3_DEFAULT_ENCRYPTION_SOURCE = (
-    "https://docs.aws.amazon.com/AmazonS3/latest/userguide/default-encryption-faq.html"
-)
 CALL = "cloudformation:template"
 GROUPS = ["location", "encryption", "transport", "access", "tags"]
 KEY_ATTRIBUTES = ["encryption.key_management", "encryption.key_location"]
@@ -83,11 +85,6 @@ def _unknown(problem: Unresolved, partial: Any = None) -> Unknown:
 
 def _bucket_of(arn: str) -> str:
     return arn.split(":::", 1)[1].split("/", 1)[0] if ":::" in arn else arn
-
-
-def _arn_region(value: str) -> str | None:
-    parts = value.split(":")
-    return parts[3].lower() if value.startswith("arn:") and len(parts) > 3 and parts[3] else None
 
 
 def _true(value: Any) -> bool:
@@ -387,16 +384,7 @@ class CloudFormationScanner(Scanner):
                 "No default encryption declared: S3 applies SSE-S3 (AES-256) to every bucket since "
                 f"2023-01-05 ({S3_DEFAULT_ENCRYPTION_SOURCE})."
             )
-            return Encryption(
-                enabled=True,
-                algorithm="AES256",
-                scheme="SSE-S3",
-                key_management="provider-managed",
-                key_id=None,
-                key_location=None,
-                provider_default=True,
-                source=S3_DEFAULT_ENCRYPTION_SOURCE,
-            )
+            return s3_provider_default()
         if not isinstance(default, dict):
             build.unknown["encryption"] = _unknown(
                 default
@@ -408,66 +396,30 @@ class CloudFormationScanner(Scanner):
         if isinstance(algorithm, Unresolved):
             build.unknown["encryption"] = _unknown(algorithm)
             return None
-        if algorithm == "AES256":
-            return Encryption(
-                enabled=True,
-                algorithm="AES256",
-                scheme="SSE-S3",
-                key_management="provider-managed",
-                key_id=None,
-                key_location=None,
-            )
-        if algorithm not in ("aws:kms", "aws:kms:dsse"):
-            unsupported = Unknown(
-                code=UnknownCode.NOT_SUPPORTED, reason=f"unknown SSEAlgorithm '{algorithm}'"
-            )
-            for leaf in ("algorithm", "key_management", "key_id", "key_location"):
-                build.unknown[f"encryption.{leaf}"] = unsupported
-            return Encryption(
-                enabled=True,
-                algorithm=None,
-                scheme=str(algorithm),
-                key_management=None,
-                key_id=None,
-                key_location=None,
-            )
-        # SSE-KMS data keys come from a symmetric KMS key, AES-256-GCM (as auditor.scan.aws records).
-        management, key_id, key_location = self._key(bucket, default.get("KMSMasterKeyID"), build)
-        return Encryption(
-            enabled=True,
-            algorithm="AES256",
-            scheme="DSSE-KMS" if algorithm == "aws:kms:dsse" else "SSE-KMS",
-            key_management=management,
-            key_id=key_id,
-            key_location=key_location,
-        )
-
-    def _key(
-        self, bucket: Declared, key: Any, build: _Build
-    ) -> tuple[KeyManagement | None, str | None, str | None]:
-        """(key management, key id, key location) of a KMSMasterKeyID, unknown parts recorded."""
-        if key is None or (isinstance(key, str) and (key == "alias/aws/s3" or key.endswith(":alias/aws/s3"))):
-            return "provider-managed", key, None  # no key, or aws/s3: the AWS managed key
-        declared = self._template_key(bucket.template, key)
-        if declared is not None:
-            # An AWS::KMS::Key is always customer-managed, and lives in the stack's region.
-            build.evidence.append(declared.evidence(KEY_ATTRIBUTES, {"region": self.stack.region}, []))
-            if isinstance(key, str):
-                return "customer-managed", key, self.stack.region
+        key = default.get("KMSMasterKeyID")
+        declared = None
+        if str(algorithm) in KMS_ALGORITHMS and not is_aws_managed_key(key):
+            declared = self._template_key(bucket.template, key)
+        if declared is None:
+            given = _unknown(key) if isinstance(key, Unresolved) else None if key is None else str(key)
+            encryption = s3_default_encryption(str(algorithm), given, self.stack.region, build.unknown)
+            if (undeclared := key_to_settle(encryption)) is not None:
+                build.unknown["encryption.key_management"] = Unknown(
+                    code=UnknownCode.ERROR,
+                    reason=f"KMS key {undeclared} is not declared in the scanned templates: whether it is "
+                    "customer-managed is known only to KMS (kms:DescribeKey)",
+                )
+            return encryption
+        # An AWS::KMS::Key is always customer-managed, and lives in the stack's region.
+        build.evidence.append(declared.evidence(KEY_ATTRIBUTES, {"region": self.stack.region}, []))
+        if isinstance(key, Unresolved):  # e.g. Fn::GetAtt of the key's Arn
             build.unknown["encryption.key_id"] = _unknown(key)
-            return "customer-managed", None, self.stack.region
-        if isinstance(key, Unresolved):
-            for leaf in ("key_management", "key_id", "key_location"):
-                build.unknown[f"encryption.{leaf}"] = _unknown(key)
-            return None, None, None
-        text = str(key)
-        build.unknown["encryption.key_management"] = Unknown(
-            code=UnknownCode.ERROR,
-            reason=f"KMS key {text} is not declared in the scanned templates: whether it is customer-managed "
-            "is known only to KMS (kms:DescribeKey)",
+        encryption = s3_default_encryption(
+            str(algorithm), key if isinstance(key, str) else None, self.stack.region, build.unknown
         )
-        # A bare key id or alias lives in the bucket's region (S3 needs the key in its region).
-        return None, text, _arn_region(text) or self.stack.region
+        return encryption.model_copy(
+            update={"key_management": "customer-managed", "key_location": self.stack.region}
+        )
 
     def _template_key(self, template: Template, key: Any) -> Declared | None:
         found = self._find(key, template, ("AWS::KMS::Key", "AWS::KMS::ReplicaKey", "AWS::KMS::Alias"))
@@ -516,14 +468,7 @@ class CloudFormationScanner(Scanner):
             if problem is not None:
                 build.unknown["transport.bucket_policy"] = _unknown(problem)
             document = parsed
-        return Transport(
-            plaintext_refused=None,
-            plaintext_refused_by=None,
-            min_tls_version=TLS_FLOOR.version,
-            min_tls_enforced_by="provider-floor",
-            provider_floor=TLS_FLOOR,
-            bucket_policy=document,
-        )
+        return s3_transport(document)
 
     @staticmethod
     def _policy_document(value: Any) -> tuple[dict[str, Any] | None, Unresolved | None]:

@@ -40,7 +40,15 @@ from auditor.model import (
 )
 from auditor.policy.zones import ZoneCatalog
 from auditor.scan.aws_bucket_policy import apply_bucket_policy
-from auditor.scan.aws_source import TLS_FLOOR as AWS_TLS_FLOOR
+from auditor.scan.aws_encryption import (
+    KMS_ALGORITHMS,
+    S3_DEFAULT_ENCRYPTION_SOURCE,
+    SSE_SCHEMES,
+    key_to_settle,
+    s3_default_encryption,
+    s3_provider_default,
+)
+from auditor.scan.aws_source import s3_transport
 from auditor.scan.azure_source import is_geo_redundant, paired_region
 from auditor.scan.base import AttributeNeeds, Scanner, ScanSummary, scanner_context
 from auditor.scan.calls import RetrySettings, now
@@ -53,10 +61,10 @@ from auditor.scan.terraform_source import TerraformOptions, TerraformSection
 CALL = "terraform:plan"
 # S3 applies SSE-S3 (AES-256) to every bucket without a configuration since 2023-01-05, and
 # GetBucketEncryption on the deployed bucket answers it: the live scan will report SSE-S3.
-S3_DEFAULT_SOURCE = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/default-encryption-faq.html"
 S3_DEFAULT_NOTE = (
     "No encryption declared. S3 applies SSE-S3 (AES-256) to every bucket since 2023-01-05 "
-    f"({S3_DEFAULT_SOURCE}); recorded as that provider default, which is what the deployed bucket reports."
+    f"({S3_DEFAULT_ENCRYPTION_SOURCE}); recorded as that provider default, which is what the deployed "
+    "bucket reports."
 )
 GCS_DEFAULT_SOURCE = "https://cloud.google.com/storage/docs/encryption/default-keys"
 GCS_TLS_REASON = (
@@ -73,7 +81,6 @@ _PUBLIC_ACCESS_FLAGS = {
     "block_public_policy": "BlockPublicPolicy",
     "restrict_public_buckets": "RestrictPublicBuckets",
 }
-_SSE_SCHEMES = {"AES256": "SSE-S3", "aws:kms": "SSE-KMS", "aws:kms:dsse": "DSSE-KMS"}
 _GCS_MEMBER_KIND: dict[str, ReplicaKind] = {
     "dual-region": "dual-region-member",
     "multi-region": "multi-region-member",
@@ -439,90 +446,56 @@ class PlanRecords:
         if source is None:
             # No configuration declared: S3's documented default, as the deployed bucket reports it.
             b.evidence[0].response = {**(b.evidence[0].response or {}), "auditor_note": S3_DEFAULT_NOTE}
-            return Encryption(
-                enabled=True,
-                algorithm="AES256",
-                scheme="SSE-S3",
-                key_management="provider-managed",
-                key_id=None,
-                key_location=None,
-                provider_default=True,
-                source=S3_DEFAULT_SOURCE,
-            )
+            return s3_provider_default()
         algorithm, known = source.get(*path, "sse_algorithm")
         if not known:
             b.unknown["encryption"] = after_apply(f"the sse_algorithm of {source.address}")
             return None
-        scheme = _SSE_SCHEMES.get(str(algorithm))
-        if scheme is None:
+        if str(algorithm) not in SSE_SCHEMES:
             b.unknown["encryption"] = not_in_plan(
                 f"sse_algorithm {algorithm!r} of {source.address} is not known"
             )
             return None
-        if scheme == "SSE-S3":
-            return Encryption(
-                enabled=True,
-                algorithm="AES256",
-                scheme="SSE-S3",
-                key_management="provider-managed",
-                key_id=None,
-                key_location=None,
-            )
         key_path = (*path, "kms_master_key_id")
         key, key_known = source.get(*key_path)
-        result = Encryption(
-            enabled=True,
-            algorithm="AES256",  # KMS symmetric keys are AES-256-GCM (as the live scanner records)
-            scheme=scheme,
-            key_management=None,
-            key_id=None,
-            key_location=None,
+        kms = (
+            self.linked_by_path(source, key_path, "aws_kms_key") if str(algorithm) in KMS_ALGORITHMS else None
         )
-        kms = self.linked_by_path(source, key_path, "aws_kms_key")
         if kms is not None:
-            self.evidence(
-                b,
-                kms,
-                ["encryption.key_management", "encryption.key_location"],
-                ["arn", "key_id", "multi_region", "region"],
-            )
-            result.key_management = "customer-managed"
-            arn, arn_known = kms.get("arn")
-            if key_known and key:
-                result.key_id = str(key)
-            elif arn_known and arn:
-                result.key_id = str(arn)
-            else:
-                b.unknown["encryption.key_id"] = after_apply(f"the ARN of {kms.address}")
-            try:
-                result.key_location = self.aws_region(kms)
-            except Unresolved as problem:
-                b.unknown["encryption.key_location"] = _unresolved(problem)
-            return result
+            return self.aws_plan_key(kms, str(algorithm), key if key_known and key else None, b)
+        given: str | Unknown | None = str(key) if key else None
         if not key_known:
-            b.unknown["encryption.key_id"] = after_apply(f"kms_master_key_id of {source.address}")
-            b.unknown["encryption.key_management"] = b.unknown["encryption.key_id"]
-            b.unknown["encryption.key_location"] = b.unknown["encryption.key_id"]
-            return result
-        key_text = str(key or "")
-        if not key_text or key_text == "alias/aws/s3" or key_text.endswith(":alias/aws/s3"):
-            result.key_management = "provider-managed"
-            result.key_id = key_text or None
-            return result
-        result.key_id = key_text
-        arn_region = (
-            key_text.split(":")[3].lower()
-            if key_text.startswith("arn:") and key_text.count(":") > 4
-            else None
+            given = after_apply(f"kms_master_key_id of {source.address}")
+        encryption = s3_default_encryption(str(algorithm), given, region, b.unknown)
+        undeclared = key_to_settle(encryption)
+        if undeclared is not None:
+            b.unknown["encryption.key_management"] = not_in_plan(
+                f"KMS key {undeclared} is not declared in this plan: whether AWS or the customer manages it "
+                "is known to KMS only"
+            )
+            if encryption.key_location is None:
+                b.unknown["encryption.key_location"] = b.unknown["encryption.key_management"]
+        return encryption
+
+    def aws_plan_key(self, kms: PlannedResource, algorithm: str, key: Any, b: Building) -> Encryption:
+        """The encryption of a KMS key declared in the plan: customer-managed, in its provider's region."""
+        self.evidence(
+            b,
+            kms,
+            ["encryption.key_management", "encryption.key_location"],
+            ["arn", "key_id", "multi_region", "region"],
         )
-        result.key_location = arn_region or region
-        b.unknown["encryption.key_management"] = not_in_plan(
-            f"KMS key {key_text} is not declared in this plan: whether AWS or the customer manages it "
-            "is known to KMS only"
-        )
-        if result.key_location is None:
-            b.unknown["encryption.key_location"] = b.unknown["encryption.key_management"]
-        return result
+        arn, arn_known = kms.get("arn")
+        key_id = str(key) if key else str(arn) if arn_known and arn else None
+        if key_id is None:
+            b.unknown["encryption.key_id"] = after_apply(f"the ARN of {kms.address}")
+        location: str | None = None
+        try:
+            location = self.aws_region(kms)
+        except Unresolved as problem:
+            b.unknown["encryption.key_location"] = _unresolved(problem)
+        encryption = s3_default_encryption(algorithm, key_id, None, b.unknown)
+        return encryption.model_copy(update={"key_management": "customer-managed", "key_location": location})
 
     def linked_by_path(
         self, child: PlannedResource, path: tuple[str | int, ...], parent_type: str
@@ -582,14 +555,7 @@ class PlanRecords:
             )
         if problem is not None:
             b.unknown["transport.bucket_policy"] = problem
-        return Transport(
-            plaintext_refused=None,
-            plaintext_refused_by=None,
-            min_tls_version=AWS_TLS_FLOOR.version,
-            min_tls_enforced_by="provider-floor",
-            provider_floor=AWS_TLS_FLOOR,
-            bucket_policy=policy if problem is None else None,
-        )
+        return s3_transport(policy if problem is None else None)
 
     def aws_access(self, bucket: PlannedResource, b: Building) -> Access | None:
         split = self.children(bucket, "aws_s3_bucket_public_access_block", "bucket")
