@@ -22,6 +22,7 @@ from auditor.document import (
     GateInfo,
     PolicyInfo,
     RunInfo,
+    SelectionInfo,
     StatusCounts,
     ToolInfo,
     WaiversInfo,
@@ -31,10 +32,12 @@ from auditor.document import (
 from auditor.evaluate import (
     CompiledPolicy,
     Evaluator,
+    PolicySelection,
     RunTotals,
     WaiverBook,
     compile_policies,
     gate_exit_code,
+    select_policies,
 )
 from auditor.findings import Finding, Severity, Status
 from auditor.inventory import read_inventory
@@ -57,6 +60,7 @@ class CheckOptions:
     allow_incomplete: bool = False
     allow_empty: bool = False
     today: date | None = None
+    selection: PolicySelection = field(default_factory=PolicySelection)
 
 
 @dataclass
@@ -69,7 +73,8 @@ class CheckResult:
 
 
 def prepare_check(options: CheckOptions) -> tuple[list[CompiledPolicy], WaiverBook | None]:
-    """Load and compile the policies (with the parameters) and load the waivers; reads no inventory.
+    """Load and compile the policies (with the parameters), select those the run evaluates and load
+    the waivers; reads no inventory.
 
     Bad input raises InputError, so callers can validate everything before writing anything.
     """
@@ -81,7 +86,8 @@ def _prepare(options: CheckOptions) -> tuple[list[CompiledPolicy], WaiverBook | 
     paths = options.policy_paths or [shipped_policies_dir()]
     loaded = load_policies(paths)
     catalog = load_zones(paths)
-    compiled = compile_policies(loaded, catalog, options.params)
+    # Every loaded policy compiles (is validated) before the selection keeps some of them.
+    compiled = select_policies(compile_policies(loaded, catalog, options.params), options.selection)
     waivers = (
         WaiverBook(load_waivers(options.waivers), options.today or date.today()) if options.waivers else None
     )
@@ -130,6 +136,7 @@ def run_check(
             nothing_evaluated=nothing_evaluated,
         ),
         catalog=catalog,
+        selection=options.selection,
     )
     return CheckResult(run=run, spool=spool, exit_code=exit_code)
 
@@ -145,6 +152,7 @@ def run_info(
     waivers_file: str | None,
     gate: GateInfo,
     catalog: ZoneCatalog | None = None,
+    selection: PolicySelection | None = None,
 ) -> RunInfo:
     """The document's `run`: what ran, on what, with which result and coverage, and each policy's
     text and the residency zone as evaluated, so reports never read policy files again."""
@@ -199,6 +207,12 @@ def run_info(
     zone = run.zone_name
     if catalog is not None and zone is not None and zone in catalog.zones:
         run.zone = _zone_info(catalog, zone)
+    if selection:  # only a run given a selection records one (an optional field of 1.4)
+        run.selection = SelectionInfo(
+            policy=list(selection.policy),
+            skip_policy=list(selection.skip_policy),
+            min_severity=selection.min_severity,
+        )
     return run
 
 

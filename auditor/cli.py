@@ -10,15 +10,16 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from auditor import __version__
-from auditor.errors import InputError
-from auditor.evaluate import compile_policies, parse_param_args
+from auditor.errors import InputError, one_line
+from auditor.evaluate import PolicySelection, compile_policies, parse_param_args
 from auditor.findings import Finding, Severity, Status
 from auditor.policy.loader import load_policies, load_zones, shipped_policies_dir
 
@@ -96,6 +97,50 @@ def _policy_paths(paths: tuple[Path, ...]) -> list[Path]:
     return list(paths) or [shipped_policies_dir()]
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def selection_options(command: F) -> F:
+    """`--policy GLOB`, `--skip-policy GLOB` (both repeatable) and `--min-severity` (check, audit)."""
+    for option in reversed(
+        [
+            click.option(
+                "--policy",
+                "select_policy",
+                multiple=True,
+                metavar="GLOB",
+                help="Evaluate only the loaded policies whose id matches (repeatable; a glob matching "
+                "no loaded policy is exit 2).",
+            ),
+            click.option(
+                "--skip-policy",
+                "skip_policy",
+                multiple=True,
+                metavar="GLOB",
+                help="Do not evaluate the loaded policies whose id matches (repeatable).",
+            ),
+            click.option(
+                "--min-severity",
+                type=click.Choice([s.value for s in Severity]),
+                help="Evaluate only policies of this severity or above.",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def policy_selection(
+    policy: tuple[str, ...] | list[str], skip_policy: tuple[str, ...] | list[str], min_severity: str | None
+) -> PolicySelection:
+    """The selection the options (or auditor.yaml's keys) give."""
+    return PolicySelection(
+        policy=tuple(policy),
+        skip_policy=tuple(skip_policy),
+        min_severity=Severity(min_severity) if min_severity is not None else None,
+    )
+
+
 @click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="auditor")
 def cli() -> None:
@@ -161,6 +206,7 @@ def _scan_result(result: Any) -> None:
 @click.option(
     "--today", type=click.DateTime(formats=["%Y-%m-%d"]), help="Date for waiver expiry (default: today)."
 )
+@selection_options
 def check(
     inventory_path: Path,
     policy_paths: tuple[Path, ...],
@@ -172,8 +218,15 @@ def check(
     allow_incomplete: bool,
     allow_empty: bool,
     today: datetime | None,
+    select_policy: tuple[str, ...],
+    skip_policy: tuple[str, ...],
+    min_severity: str | None,
 ) -> None:
-    """Evaluate policies over an inventory and gate on the result."""
+    """Evaluate policies over an inventory and gate on the result.
+
+    All loaded policies are validated; --policy, --skip-policy and --min-severity then select the
+    ones evaluated (a glob matching no loaded policy, or selecting nothing, is exit 2).
+    """
     from auditor.check import CheckOptions, empty_run_hint, incomplete_reason, run_check
     from auditor.document import write_findings_document
 
@@ -186,6 +239,7 @@ def check(
         allow_incomplete=allow_incomplete,
         allow_empty=allow_empty,
         today=today.date() if today else None,
+        selection=policy_selection(select_policy, skip_policy, min_severity),
     )
     kept: list[Finding] = []
 
@@ -218,7 +272,52 @@ def check(
 
 @cli.group(cls=AuditorGroup)
 def policy() -> None:
-    """Validate and test policies."""
+    """List, validate and test policies."""
+
+
+@policy.command("list")
+@click.option(
+    "--policies",
+    "policy_paths",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Policy file or directory (repeatable; default: the shipped policies).",
+)
+@click.option(
+    "--format", "output_format", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+def policy_list(policy_paths: tuple[Path, ...], output_format: str) -> None:
+    """The loaded policies: id, title, severity, providers in scope, frameworks (most severe first)."""
+    loaded = load_policies(_policy_paths(policy_paths))
+    rows = [
+        {
+            "id": entry.policy.id,
+            "title": entry.policy.title,
+            "severity": entry.policy.severity.value,
+            "providers": list(entry.policy.scope.providers),
+            "frameworks": sorted(entry.policy.controls),
+        }
+        for entry in sorted(loaded, key=lambda e: (-e.policy.severity.rank, e.policy.id))
+    ]
+    if output_format == "json":
+        import orjson
+
+        click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return
+    header = {"id": "id", "severity": "severity", "providers": "providers", "frameworks": "frameworks"}
+    cells = [header] + [
+        {
+            "id": one_line(str(r["id"])),
+            "severity": str(r["severity"]),
+            "providers": ",".join(r["providers"]),
+            "frameworks": ",".join(r["frameworks"]),
+        }
+        for r in rows
+    ]
+    widths = {key: max(len(c[key]) for c in cells) for key in header}
+    titles = ["title"] + [one_line(str(r["title"])) for r in rows]  # text from policy files
+    for cell, title in zip(cells, titles, strict=True):
+        click.echo("  ".join(cell[key].ljust(widths[key]) for key in header) + "  " + title)
 
 
 @policy.command("validate")

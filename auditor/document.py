@@ -27,7 +27,9 @@ from auditor.inputfile import MAX_FINDINGS_BYTES, read_input
 
 # 1.3: evidence items may carry `location` {file, line, address} (infrastructure as code), kept
 # as plain JSON like the rest of an evidence item; unknown code `not_known_until_apply`.
-SCHEMA_VERSION = "1.3"
+# 1.4: `run.selection` (optional): the policy selection a run was given (--policy, --skip-policy,
+# --min-severity); `run.policies` lists only the selected policies.
+SCHEMA_VERSION = "1.4"
 SUPPORTED_MAJOR = "1"
 NOT_RECORDED = "not recorded in this findings file"
 
@@ -192,6 +194,15 @@ class AuditInfo(_Open):
     signed_by: str | None = None
 
 
+class SelectionInfo(_Open):
+    """`run.selection` (1.4): the selection given (`--policy`, `--skip-policy`, `--min-severity`, or
+    auditor.yaml's `policy`, `skip_policy`, `min_severity`); absent when every policy was evaluated."""
+
+    policy: list[str] = Field(default_factory=list)
+    skip_policy: list[str] = Field(default_factory=list)
+    min_severity: Severity | None = None
+
+
 class RunInfo(_Open):
     """`run`: what ran, on what, with which result and coverage."""
 
@@ -209,6 +220,7 @@ class RunInfo(_Open):
     gate: GateInfo
     zone: ZoneInfo | None = None
     audit: AuditInfo | None = None
+    selection: SelectionInfo | None = None
 
     @property
     def zone_name(self) -> str | None:

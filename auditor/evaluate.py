@@ -402,3 +402,53 @@ def gate_exit_code(totals: RunTotals, allow_incomplete: bool) -> int:
     if (totals.gate_errors or totals.gaps) and not allow_incomplete:
         return 3
     return 0
+
+
+@dataclass(frozen=True)
+class PolicySelection:
+    """Which loaded policies a run evaluates: `--policy`, `--skip-policy`, `--min-severity`.
+
+    `labels` name the three inputs in errors (the command-line options, or auditor.yaml's keys).
+    """
+
+    policy: tuple[str, ...] = ()
+    skip_policy: tuple[str, ...] = ()
+    min_severity: Severity | None = None
+    labels: tuple[str, str, str] = ("--policy", "--skip-policy", "--min-severity")
+
+    def __bool__(self) -> bool:
+        return bool(self.policy or self.skip_policy or self.min_severity is not None)
+
+
+def select_policies(compiled: list[CompiledPolicy], selection: PolicySelection) -> list[CompiledPolicy]:
+    """The policies `selection` keeps, in load order; all of `compiled` were loaded and validated.
+
+    A glob that matches no loaded policy, or a selection that keeps nothing, is an input error.
+    """
+    if not selection:
+        return compiled
+    ids = [c.policy.id for c in compiled]
+    for label, globs in zip(selection.labels, (selection.policy, selection.skip_policy), strict=False):
+        for glob in globs:
+            if not any(fnmatch.fnmatchcase(policy_id, glob) for policy_id in ids):
+                raise InputError(f"{label} {glob}", f"matches no loaded policy (loaded: {', '.join(ids)})")
+    kept = [
+        c
+        for c in compiled
+        if (not selection.policy or any(fnmatch.fnmatchcase(c.policy.id, g) for g in selection.policy))
+        and not any(fnmatch.fnmatchcase(c.policy.id, g) for g in selection.skip_policy)
+        and (selection.min_severity is None or c.policy.severity.at_least(selection.min_severity))
+    ]
+    if not kept:
+        given = [
+            f"{label} {value}"
+            for label, values in zip(
+                selection.labels,
+                (selection.policy, selection.skip_policy, (selection.min_severity,)),
+                strict=True,
+            )
+            for value in values
+            if value is not None
+        ]
+        raise InputError("policy selection", f"no policy selected ({' '.join(given)})")
+    return kept

@@ -25,6 +25,7 @@ from auditor.audit.config import (
     require_config_file,
     with_executor,
 )
+from auditor.cli import selection_options
 from auditor.errors import InputError
 from auditor.findings import Severity
 
@@ -70,6 +71,7 @@ EXIT_OK, EXIT_VIOLATIONS = 0, 1
     "--scheduler",
     help="Dask scheduler address, e.g. tcp://HOST:8786 (implies --executor dask; see docs/scale-out.md).",
 )
+@selection_options
 def audit(
     config_path: Path | None,
     demo: bool,
@@ -81,8 +83,15 @@ def audit(
     today: datetime | None,
     executor: str | None,
     scheduler: str | None,
+    select_policy: tuple[str, ...],
+    skip_policy: tuple[str, ...],
+    min_severity: str | None,
 ) -> None:
-    """Scan, check, report, record the run and sign the evidence; exit with the gate's code."""
+    """Scan, check, report, record the run and sign the evidence; exit with the gate's code.
+
+    --policy, --skip-policy and --min-severity replace auditor.yaml's `policy`, `skip_policy` and
+    `min_severity`.
+    """
     from auditor.audit.job import run_audit
 
     if demo and config_path is not None:
@@ -102,6 +111,17 @@ def audit(
         config.allow_incomplete = True
     if allow_empty:
         config.allow_empty = True
+    given: set[str] = set()
+    if select_policy:
+        config.policy = list(select_policy)
+        given.add("policy")
+    if skip_policy:
+        config.skip_policy = list(skip_policy)
+        given.add("skip_policy")
+    if min_severity is not None:
+        config.min_severity = Severity(min_severity)
+        given.add("min_severity")
+    config.selection_from_options = frozenset(given)
     if executor is not None or scheduler is not None:
         config = with_executor(config, executor, scheduler)
     outcome = run_audit(config, demo=demo, today=today.date() if today else None)

@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from auditor.errors import InputError
+from auditor.evaluate import PolicySelection
 from auditor.findings import Severity
 from auditor.frameworks import available_frameworks
 from auditor.policy.loader import shipped_root
@@ -212,6 +213,15 @@ class AuditConfig(StrictModel):
     allow_empty: bool = Field(
         False, description="Exit 0, not 3, when no policy was evaluated on any resource (--allow-empty)."
     )
+    policy: list[str] = Field(
+        default_factory=list, description="Evaluate only the policies whose id matches a glob (--policy)."
+    )
+    skip_policy: list[str] = Field(
+        default_factory=list, description="Skip the policies whose id matches a glob (--skip-policy)."
+    )
+    min_severity: Severity | None = Field(
+        None, description="Evaluate only policies of this severity or above (--min-severity)."
+    )
     baseline: Path | None = None
     outputs: Outputs = Field(default_factory=Outputs)
     history: HistorySettings = Field(default_factory=HistorySettings)
@@ -225,6 +235,8 @@ class AuditConfig(StrictModel):
     signing_key_pem: bytes | None = Field(None, exclude=True, repr=False)
     database_url_from_env: bool = Field(False, exclude=True)
     signing_key_from_env: bool = Field(False, exclude=True)
+    # Not from the file: the selection keys the command line set (its errors name the options).
+    selection_from_options: frozenset[str] = Field(frozenset(), exclude=True)
 
     @field_validator("scheduler")
     @classmethod
@@ -248,6 +260,20 @@ class AuditConfig(StrictModel):
             else:
                 out[name] = str(value)
         return out
+
+    def selection(self) -> PolicySelection:
+        """The policy selection (`policy`, `skip_policy`, `min_severity`), its errors named as the
+        command-line options for the keys those set, else as the config keys."""
+        labels = tuple(
+            f"--{key.replace('_', '-')}" if key in self.selection_from_options else key
+            for key in ("policy", "skip_policy", "min_severity")
+        )
+        return PolicySelection(
+            policy=tuple(self.policy),
+            skip_policy=tuple(self.skip_policy),
+            min_severity=self.min_severity,
+            labels=(labels[0], labels[1], labels[2]),
+        )
 
     def database_url(self) -> str:
         """The history URL: configured, from the environment, or sqlite in the output directory."""
@@ -286,8 +312,10 @@ class AuditConfig(StrictModel):
         or on a cluster has the same digest.
         """
         audited = {k: v for k, v in self.redacted().items() if k not in EXECUTION_KEYS}
-        if not audited.get("allow_empty"):  # added later: unset, the digest is the one it always was
-            audited.pop("allow_empty", None)
+        # Added later: unset, the digest is the one it always was.
+        for key in ("allow_empty", "policy", "skip_policy", "min_severity"):
+            if not audited.get(key):
+                audited.pop(key, None)
         return hashlib.sha256(orjson.dumps(audited, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
@@ -355,7 +383,8 @@ def load_config(path: Path, *, environ: dict[str, str] | None = None) -> AuditCo
         doc.data = {}
     if not isinstance(doc.data, dict):
         raise doc.error((), "auditor.yaml is a mapping (see docs/audit.md)")
-    for secret in ("signing_key_pem", "database_url_from_env", "signing_key_from_env"):
+    internal = ("signing_key_pem", "database_url_from_env", "signing_key_from_env", "selection_from_options")
+    for secret in internal:
         if secret in doc.data:
             raise doc.error((secret,), f"{secret}: extra inputs are not permitted")
     try:

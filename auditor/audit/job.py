@@ -234,6 +234,7 @@ def validate_config(config: AuditConfig) -> None:
             policy_paths=list(config.policies),
             params=config.check_params(),
             waivers=config.waivers,
+            selection=config.selection(),
         )
     )
     _check_scanner_options(config)
@@ -317,6 +318,7 @@ def _run(
             allow_incomplete=config.allow_incomplete,
             allow_empty=config.allow_empty,
             today=today,
+            selection=config.selection(),
         ),
         spool_dir=out,
     )
