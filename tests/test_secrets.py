@@ -362,6 +362,10 @@ def test_gcp_credentials_file_never_shown(tmp_path: Path, shape: str) -> None:
         "--project",
         "demo-project",
         "--no-progress",
+        # The token endpoint refuses connections; the library retries that as transient until the
+        # deadline (120 s by default), so bound it: what is asserted is what the output shows.
+        "--retry-deadline",
+        "3",
         "-o",
         tmp_path / "inv.jsonl",
         env=env,
