@@ -573,24 +573,40 @@ class PlanRecords:
         return Access(public_access_blocked=all(v is True for v in detail.values()), detail=detail)
 
     def aws_tags(self, bucket: PlannedResource, b: Building) -> dict[str, str] | None:
-        tags_all, known = bucket.get("tags_all")
-        if known and isinstance(tags_all, dict):
-            return {str(k): str(v) for k, v in tags_all.items()}
-        tags, tags_known = bucket.get("tags")
-        if not tags_known:
-            b.unknown["tags"] = after_apply(f"the tags of {bucket.address}")
-            return None
-        merged: dict[str, str] = {}
         provider = self.plan.provider_for(bucket)
         block = _first((provider.expressions if provider else {}).get("default_tags"))
-        if block is not None and provider is not None:
+        defaults = (block.get("tags"),) if block is not None else None
+        return self.merged_tags(bucket, b, ("tags_all", "tags", "tags"), defaults, "default_tags")
+
+    def merged_tags(
+        self,
+        resource: PlannedResource,
+        b: Building,
+        keys: tuple[str, str, str],
+        provider_defaults: tuple[Any] | None,
+        defaults_name: str,
+    ) -> dict[str, str] | None:
+        """Tags as the provider applies them: the effective map (`keys[0]`: tags_all, effective_labels)
+        where the plan knows it, else the declared ones (`keys[1]`) over the provider's defaults
+        (`provider_defaults`: the expression, in a 1-tuple when the provider declares any)."""
+        effective_key, declared_key, noun = keys
+        effective, known = resource.get(effective_key)
+        if known and isinstance(effective, dict):
+            return {str(k): str(v) for k, v in effective.items()}
+        declared, declared_known = resource.get(declared_key)
+        if not declared_known:
+            b.unknown["tags"] = after_apply(f"the {noun} of {resource.address}")
+            return None
+        merged: dict[str, str] = {}
+        provider = self.plan.provider_for(resource)
+        if provider_defaults is not None and provider is not None:
             try:
-                defaults = self.plan.resolve(block.get("tags"), provider.module, "default_tags")
+                defaults = self.plan.resolve(provider_defaults[0], provider.module, defaults_name)
             except Unresolved as problem:
                 b.unknown["tags"] = _unresolved(problem)
                 return None
             merged.update({str(k): str(v) for k, v in (defaults or {}).items()})
-        merged.update({str(k): str(v) for k, v in (tags or {}).items()})
+        merged.update({str(k): str(v) for k, v in (declared or {}).items()})
         return merged
 
     # --- Google Cloud ---------------------------------------------------------------------------
@@ -742,27 +758,13 @@ class PlanRecords:
         )
 
     def gcs_labels(self, bucket: PlannedResource, b: Building) -> dict[str, str] | None:
-        effective, known = bucket.get("effective_labels")
-        if known and isinstance(effective, dict):
-            return {str(k): str(v) for k, v in effective.items()}
-        # effective_labels (provider v5+) unknown or absent: labels plus the provider's default_labels.
-        labels, labels_known = bucket.get("labels")
-        if not labels_known:
-            b.unknown["tags"] = after_apply(f"the labels of {bucket.address}")
-            return None
-        merged: dict[str, str] = {}
+        # effective_labels (provider v5+) where known, else labels over the provider's default_labels.
         provider = self.plan.provider_for(bucket)
-        if provider is not None and "default_labels" in provider.expressions:
-            try:
-                defaults = self.plan.resolve(
-                    provider.expressions["default_labels"], provider.module, "default_labels"
-                )
-            except Unresolved as problem:
-                b.unknown["tags"] = _unresolved(problem)
-                return None
-            merged.update({str(k): str(v) for k, v in (defaults or {}).items()})
-        merged.update({str(k): str(v) for k, v in (labels or {}).items()})
-        return merged
+        expressions = provider.expressions if provider is not None else {}
+        defaults = (expressions["default_labels"],) if "default_labels" in expressions else None
+        return self.merged_tags(
+            bucket, b, ("effective_labels", "labels", "labels"), defaults, "default_labels"
+        )
 
     # --- Azure ----------------------------------------------------------------------------------
 
