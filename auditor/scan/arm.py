@@ -805,7 +805,7 @@ def command(
     retry: RetrySettings,
 ) -> ScanSummary:
     """Read Azure storage accounts and blob containers declared in ARM templates into an inventory."""
-    retry.refuse_unsupported("arm", frozenset())
+    retry.refuse_unsupported("arm", ArmOptions.retry_used)
     section = ArmSection(
         templates=list(templates),
         parameters=parameters,

@@ -32,7 +32,7 @@ from auditor.scan.arm_expressions import (
     literal_text,
     parse_expression,
 )
-from auditor.scan.arm_json import LocatedDict, LocatedList, parse_located
+from auditor.scan.located_json import LocatedDict, LocatedList, parse_located
 
 MAX_TEMPLATE_BYTES = 4 * (1 << 20)  # the ARM limit for a template is 4 MB
 MAX_RESOURCES = 10_000

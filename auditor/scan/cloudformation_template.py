@@ -4,14 +4,14 @@ YAML templates go through the project's YAML reader (`auditor.policy.yamlfile`: 
 expansion bound, nesting depth, duplicate keys) with one addition: the short-form intrinsic tags
 (`!Ref X`, `!Sub ...`, `!GetAtt A.B`) become their long form (`{"Ref": "X"}`, `{"Fn::Sub": ...}`,
 `{"Fn::GetAtt": ["A", "B"]}`), as CloudFormation reads them. An unknown tag is bad input. JSON
-templates are parsed strictly (duplicate keys refused) and a locator finds each value's line.
+templates are parsed strictly (duplicate keys refused) and `auditor.scan.located_json` finds each
+value's line.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from json.decoder import scanstring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from auditor.policy.yamlfile import (
     _check_expansion,
     load_yaml,
 )
+from auditor.scan.located_json import located_lines, parse_located
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # as auditor.policy.yamlfile composes
 
@@ -125,65 +126,6 @@ def _load_yaml_text(path: Path, text: str) -> Template:
     return Template(path, data, lines)
 
 
-@dataclass
-class _Frame:
-    path: PathKey
-    is_object: bool
-    key: str | int | None
-    expect_key: bool
-
-
-def json_lines(text: str, path: Path) -> dict[PathKey, int]:
-    """The line of every key and array item of the valid JSON `text`.
-
-    Refuses a duplicate key and nesting deeper than MAX_DEPTH, naming the line.
-    """
-    lines: dict[PathKey, int] = {}
-    stack: list[_Frame] = []
-    pos, line, end = 0, 1, len(text)
-    while pos < end:
-        char = text[pos]
-        if char == "\n":
-            line += 1
-        elif char in " \t\r:":
-            pass
-        elif char == ",":
-            frame = stack[-1]
-            if frame.is_object:
-                frame.expect_key = True
-            else:
-                frame.key = int(frame.key or 0) + 1
-        elif char in "}]":
-            stack.pop()
-        elif stack and stack[-1].expect_key:  # an object's key: the member's line is the key's
-            frame = stack[-1]
-            frame.key, pos = scanstring(text, pos + 1)
-            frame.expect_key = False
-            member = (*frame.path, frame.key)
-            if member in lines:  # JSON parsers disagree on which value wins: refuse it
-                raise InputError(f"{path}:{line}", f"invalid JSON: duplicate key '{frame.key}'")
-            lines[member] = line
-            continue
-        else:
-            key = stack[-1].key if stack else None
-            here: PathKey = (*stack[-1].path, key if key is not None else 0) if stack else ()
-            lines.setdefault(here, line)
-            if char in "{[":
-                if len(stack) >= MAX_DEPTH:
-                    raise InputError(f"{path}:{line}", f"nested deeper than {MAX_DEPTH} levels")
-                stack.append(_Frame(here, char == "{", None if char == "{" else 0, char == "{"))
-            elif char == '"':
-                _, pos = scanstring(text, pos + 1)
-                continue
-            else:  # a number, true, false or null
-                while pos < end and text[pos] not in ",}] \t\r\n":
-                    pos += 1
-                continue
-        pos += 1
-    lines.setdefault((), 1)
-    return lines
-
-
 def _load_json_text(path: Path, text: str) -> Template:
     try:
         data = json.loads(text)
@@ -191,7 +133,8 @@ def _load_json_text(path: Path, text: str) -> Template:
         raise InputError(f"{path}:{exc.lineno}", f"invalid JSON: {exc.msg}") from None
     except RecursionError:
         raise InputError(str(path), f"invalid JSON: nested deeper than {MAX_DEPTH} levels") from None
-    return Template(path, data, json_lines(text, path))
+    located = parse_located(text, str(path), comments=False, refuse_duplicates=True, max_depth=MAX_DEPTH)
+    return Template(path, data, dict(located_lines(located)))
 
 
 def load_document(path: Path) -> Template:

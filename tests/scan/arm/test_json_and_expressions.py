@@ -7,7 +7,7 @@ import pytest
 from auditor.errors import InputError
 from auditor.model import UnknownCode
 from auditor.scan.arm_expressions import ExpressionError, Scope, Unresolved, parse_expression
-from auditor.scan.arm_json import MAX_DEPTH, LocatedDict, LocatedList, parse_located
+from auditor.scan.located_json import MAX_DEPTH, LocatedDict, LocatedList, parse_located
 
 
 def test_objects_and_arrays_carry_their_lines() -> None:

@@ -1,9 +1,11 @@
-"""JSON with line numbers: the parser of ARM templates and parameters files.
+"""JSON with line numbers: the parser of ARM templates and parameters files, and the line locator
+of CloudFormation JSON templates.
 
 `parse_located` reads JSON text into plain Python values, except that every object is a
 `LocatedDict` and every array a `LocatedList` carrying the 1-based line where it starts and the
 line of each of its members, so a record's evidence and a `file:line` error can point into the
 template. Nesting is bounded (`MAX_DEPTH`); a syntax error is an `InputError` naming its line.
+`located_lines` flattens that into the line of every member by its path.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from auditor.errors import InputError
 MAX_DEPTH = 128
 
 # ARM accepts // and /* */ comments in templates (Azure CLI, PowerShell and the portal strip them).
-_WHITESPACE = re.compile(r"(?:[ \t\n\r]+|//[^\n]*|/\*.*?\*/)*", re.DOTALL)
+_WHITESPACE_OR_COMMENTS = re.compile(r"(?:[ \t\n\r]+|//[^\n]*|/\*.*?\*/)*", re.DOTALL)
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
 _STRING = re.compile(r'"(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"')
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _LITERALS = (("true", True), ("false", False), ("null", None))
@@ -55,9 +58,14 @@ def line_of(container: Any, key: str | int, default: int) -> int:
 
 
 class _Parser:
-    def __init__(self, text: str, where: str) -> None:
+    def __init__(
+        self, text: str, where: str, *, comments: bool, refuse_duplicates: bool, max_depth: int
+    ) -> None:
         self.text = text
         self.where = where
+        self.blank = _WHITESPACE_OR_COMMENTS if comments else _WHITESPACE
+        self.refuse_duplicates = refuse_duplicates
+        self.max_depth = max_depth
         self.pos = 0
         self.line = 1
         self._counted = 0  # the position up to which newlines are counted into `line`
@@ -76,7 +84,7 @@ class _Parser:
         return self.line
 
     def skip(self) -> None:
-        match = _WHITESPACE.match(self.text, self.pos)
+        match = self.blank.match(self.text, self.pos)
         self.pos = match.end() if match else self.pos
 
     def value(self, depth: int) -> Any:
@@ -110,8 +118,9 @@ class _Parser:
         return decoded
 
     def _enter(self, depth: int) -> int:
-        if depth > MAX_DEPTH:
-            raise self.fail(f"nested deeper than {MAX_DEPTH} levels")
+        if depth > self.max_depth:
+            line = self._line_at(self.pos)
+            raise InputError(f"{self.where}:{line}", f"nested deeper than {self.max_depth} levels")
         start = self._line_at(self.pos)
         self.pos += 1
         return start
@@ -130,6 +139,8 @@ class _Parser:
                 raise self.fail("expected a property name in double quotes")
             key_line = self._line_at(self.pos)
             key = self.string()
+            if self.refuse_duplicates and key in result:  # JSON parsers disagree on which value wins
+                raise InputError(f"{self.where}:{key_line}", f"invalid JSON: duplicate key '{key}'")
             self.skip()
             if not self.text.startswith(":", self.pos):
                 raise self.fail("expected ':' after a property name")
@@ -167,11 +178,40 @@ class _Parser:
             raise self.fail("expected ',' or ']'")
 
 
-def parse_located(text: str, where: str) -> Any:
-    """The JSON document `text` with located objects and arrays (InputError `where:line` if invalid)."""
-    parser = _Parser(text, where)
+def parse_located(
+    text: str,
+    where: str,
+    *,
+    comments: bool = True,
+    refuse_duplicates: bool = False,
+    max_depth: int = MAX_DEPTH,
+) -> Any:
+    """The JSON document `text` with located objects and arrays (InputError `where:line` if invalid).
+
+    `comments`: accept // and /* */ (ARM does); `refuse_duplicates`: a key given twice is bad input.
+    """
+    parser = _Parser(text, where, comments=comments, refuse_duplicates=refuse_duplicates, max_depth=max_depth)
     result = parser.value(0)
     parser.skip()
     if parser.pos < len(text):
         raise parser.fail("unexpected text after the document")
     return result
+
+
+def located_lines(value: Any) -> dict[tuple[str | int, ...], int]:
+    """The line of every member of a parsed document by its path (the root at `()`)."""
+    lines: dict[tuple[str | int, ...], int] = {
+        (): value.line if isinstance(value, LocatedDict | LocatedList) else 1
+    }
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, ())]
+    while stack:
+        item, path = stack.pop()
+        members: list[tuple[str | int, int, Any]] = []
+        if isinstance(item, LocatedDict):
+            members = [(key, item.key_lines[key], child) for key, child in item.items()]
+        elif isinstance(item, LocatedList):
+            members = [(index, item.item_lines[index], child) for index, child in enumerate(item)]
+        for key, line, child in members:
+            lines[(*path, key)] = line
+            stack.append((child, (*path, key)))
+    return lines
