@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from auditor import __version__
+from auditor.attestations import with_expired_attestations
 from auditor.document import (
     SCHEMA_VERSION,
     AccountRef,
@@ -106,7 +107,9 @@ def run_check(
     evaluator = Evaluator(compiled, waivers, options.fail_on)
     spool = FindingsSpool(spool_dir)
     try:
-        for finding in evaluator.run(read_inventory(options.inventory)):
+        # An attestation that expired before the check date no longer vouches for its value.
+        records = with_expired_attestations(read_inventory(options.inventory), options.today or date.today())
+        for finding in evaluator.run(records):
             spool.add(finding)
             if on_finding is not None:
                 on_finding(finding)

@@ -204,7 +204,9 @@ def _scan_result(result: Any) -> None:
     "coverage gaps, or nothing in scope); gaps still need --allow-incomplete.",
 )
 @click.option(
-    "--today", type=click.DateTime(formats=["%Y-%m-%d"]), help="Date for waiver expiry (default: today)."
+    "--today",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Date for waiver and attestation expiry (default: today).",
 )
 @selection_options
 def check(

@@ -29,7 +29,9 @@ from auditor.inputfile import MAX_FINDINGS_BYTES, read_input
 # as plain JSON like the rest of an evidence item; unknown code `not_known_until_apply`.
 # 1.4: `run.selection` (optional): the policy selection a run was given (--policy, --skip-policy,
 # --min-severity); `run.policies` lists only the selected policies.
-SCHEMA_VERSION = "1.4"
+# 1.5: AI resources: new kinds (ai-project, ai-deployment, ...), and `resource.processing_regions`,
+# `resource.training` and `resource.attested` (each left out where the resource has none).
+SCHEMA_VERSION = "1.5"
 SUPPORTED_MAJOR = "1"
 NOT_RECORDED = "not recorded in this findings file"
 
@@ -238,8 +240,33 @@ class RunInfo(_Open):
 # --- findings ------------------------------------------------------------------------------------
 
 
+class TrainingInfo(_Open):
+    """`findings[].resource.training` (1.5): whether the provider may train on the content.
+
+    `provider_may_train` is true, false, or ``{"unknown": {code, reason}}``.
+    """
+
+    provider_may_train: bool | dict[str, Any] | None = None
+    decided_by: str | None = None
+    source: str | None = None
+    as_of: str | None = None
+
+    @property
+    def unknown(self) -> dict[str, Any] | None:
+        """The ``{code, reason}`` of an unreadable value, else None."""
+        value = self.provider_may_train
+        if isinstance(value, dict) and isinstance(value.get("unknown"), dict):
+            return dict(value["unknown"])
+        return None
+
+
 class ResourceInfo(_Open):
-    """`findings[].resource`: the resource a finding is about."""
+    """`findings[].resource`: the resource a finding is about.
+
+    1.5 adds, for AI resources: `processing_regions` (where requests may be processed, `*` any
+    region, or ``{"unknown": {code, reason}}``), `training`, and `attested` (the attribute paths
+    whose values come from an attestation). Each is absent where the resource has none.
+    """
 
     provider: str
     account: str
@@ -248,6 +275,9 @@ class ResourceInfo(_Open):
     kind: str = ""
     regions: list[str]
     storage_account: str | None = None
+    processing_regions: list[str] | dict[str, Any] | None = None
+    training: TrainingInfo | None = None
+    attested: list[str] = Field(default_factory=list)
 
 
 class WaiverApplied(_Open):

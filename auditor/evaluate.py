@@ -20,10 +20,12 @@ from auditor.findings import (
     ResourceRef,
     Severity,
     Status,
+    TrainingRef,
     Truth,
+    unknown_json,
 )
 from auditor.inventory import InventoryRecord
-from auditor.model import CoverageGap, StorageResource, normalize_tag_key
+from auditor.model import INACTIVE_STATES, KIND_GROUPS, CoverageGap, StorageResource, normalize_tag_key
 from auditor.policy.compiler import Getter, PolicyCompiler, Predicate, attribute_getter
 from auditor.policy.language import Policy, as_written
 from auditor.policy.loader import LoadedPolicy, LoadedWaiver, policy_leaves
@@ -107,7 +109,13 @@ class CompiledPolicy:
         return self.loaded.policy
 
     def applies_to(self, resource: StorageResource) -> bool:
-        """Provider and kind are in scope (the `where` condition is evaluated separately)."""
+        """Provider, kind and state are in scope (the `where` condition is evaluated separately).
+
+        A record in an inactive state (an archived project) is in scope only where the policy's
+        scope names that state: it serves no requests, so it gets no finding by default.
+        """
+        if resource.state in INACTIVE_STATES and resource.state not in self.policy.scope.states:
+            return False
         return (resource.provider, resource.kind) in self.scope_pairs
 
     @property
@@ -284,6 +292,51 @@ class RunTotals:
                 self.gate_errors += 1
 
 
+def resource_ref(resource: StorageResource, regions: list[str]) -> ResourceRef:
+    """The finding's account of `resource`: its identity and at-rest `regions`; for kinds that carry
+    them, where requests are processed and whether the provider may train; the attested paths."""
+    groups = KIND_GROUPS[resource.kind]
+    processing: list[str] | dict[str, Any] | None = None
+    if "processing" in groups:
+        unknown = resource.unknown_reason("processing.regions")
+        recorded = list(resource.processing.regions) if resource.processing is not None else []
+        processing = recorded if unknown is None else unknown_json(unknown, recorded)
+    training: TrainingRef | None = None
+    if "training" in groups:
+        held = resource.training
+        unknown = resource.unknown_reason("training.provider_may_train")
+        may_train = held.provider_may_train if held is not None else None
+        training = TrainingRef(
+            provider_may_train=may_train if unknown is None else unknown_json(unknown, may_train),
+            decided_by=held.decided_by if held is not None else None,
+            source=held.source if held is not None else None,
+            as_of=held.as_of.isoformat() if held is not None and held.as_of is not None else None,
+        )
+    attested = (
+        tuple(
+            path
+            for path in dict.fromkeys(
+                path for item in resource.evidence if item.attestation is not None for path in item.attributes
+            )
+            if resource.unknown_reason(path) is None  # an expired attestation no longer vouches
+        )
+        if resource.evidence
+        else ()
+    )
+    return ResourceRef(
+        provider=resource.provider,
+        account=resource.account,
+        id=resource.id,
+        name=resource.name,
+        regions=regions,
+        kind=resource.kind,
+        storage_account=resource.storage_account,
+        processing_regions=processing,
+        training=training,
+        attested=attested,
+    )
+
+
 class Evaluator:
     """Runs compiled policies over inventory records, yielding findings and keeping totals."""
 
@@ -321,15 +374,7 @@ class Evaluator:
                 totals.regions[f"{resource.provider}:{region}"] += 1
         for path, unknown in resource.unknown.items():
             totals.unknown_attributes.setdefault(path, Counter())[unknown.code.value] += 1
-        ref = ResourceRef(
-            provider=resource.provider,
-            account=resource.account,
-            id=resource.id,
-            name=resource.name,
-            regions=regions,
-            kind=resource.kind,
-            storage_account=resource.storage_account,
-        )
+        ref = resource_ref(resource, regions)
         evidence: list[dict[str, Any]] | None = None
         for compiled in self.policies:
             if not compiled.applies_to(resource):

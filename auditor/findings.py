@@ -64,6 +64,16 @@ def _junction(values: Iterable[Truth], deciding: Truth, otherwise: Truth) -> Tru
     return Truth.UNKNOWN if undecided else otherwise
 
 
+def unknown_json(unknown: Unknown, value: Any = None) -> dict[str, Any]:
+    """An unreadable value as findings JSON spells it: ``{"unknown": {code, reason}}``, with
+    ``partial`` and the known part as ``value`` when some of it is known."""
+    out: dict[str, Any] = {"code": unknown.code.value, "reason": unknown.reason}
+    if unknown.partial is not None:
+        out["partial"] = unknown.partial
+        out["value"] = value
+    return {"unknown": out}
+
+
 class Status(StrEnum):
     """Outcome of a policy on a resource. `error` means it could not be decided: never compliant."""
 
@@ -143,11 +153,7 @@ class Observation:
         """
         if self.unknown is None:
             return self.value
-        unknown: dict[str, Any] = {"code": self.unknown.code.value, "reason": self.unknown.reason}
-        if self.unknown.partial is not None:
-            unknown["partial"] = self.unknown.partial
-            unknown["value"] = self.value
-        return {"unknown": unknown}
+        return unknown_json(self.unknown, self.value)
 
 
 def _shown(value: Any) -> str:
@@ -159,8 +165,35 @@ def _shown(value: Any) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class TrainingRef:
+    """Whether the provider may train on an AI resource's content, and what decided it.
+
+    `provider_may_train` is the value, or ``{"unknown": {code, reason}}`` when it could not be
+    read (an expired attestation included).
+    """
+
+    provider_may_train: bool | dict[str, Any] | None
+    decided_by: str | None
+    source: str | None
+    as_of: str | None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The findings-JSON `resource.training` object."""
+        out: dict[str, Any] = {
+            "provider_may_train": self.provider_may_train,
+            "decided_by": self.decided_by,
+            "source": self.source,
+        }
+        if self.as_of is not None:
+            out["as_of"] = self.as_of
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class ResourceRef:
-    """The identity of the resource a finding is about."""
+    """The identity of the resource a finding is about, with what an AI resource's reader needs
+    beside the finding: where requests are processed, whether the provider may train, and which
+    values were attested (each left out of JSON when the kind does not carry it)."""
 
     provider: str
     account: str
@@ -169,6 +202,10 @@ class ResourceRef:
     regions: list[str]
     kind: str = "bucket"
     storage_account: str | None = None
+    # Kinds that carry `processing`: its regions, or {"unknown": {code, reason}}.
+    processing_regions: list[str] | dict[str, Any] | None = None
+    training: TrainingRef | None = None
+    attested: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,8 +288,15 @@ class Finding:
             "controls": self.controls,
             "evidence": self.evidence,
         }
-        if self.resource.storage_account is not None:
-            out["resource"]["storage_account"] = self.resource.storage_account
+        resource = self.resource
+        if resource.storage_account is not None:
+            out["resource"]["storage_account"] = resource.storage_account
+        if resource.processing_regions is not None:
+            out["resource"]["processing_regions"] = resource.processing_regions
+        if resource.training is not None:
+            out["resource"]["training"] = resource.training.to_json_dict()
+        if resource.attested:
+            out["resource"]["attested"] = list(resource.attested)
         reasons = self.reasons
         if reasons:
             out["reasons"] = reasons

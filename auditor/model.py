@@ -1,4 +1,6 @@
-"""The normalized inventory: one `StorageResource` per S3 bucket, GCS bucket or Azure blob container.
+"""The normalized inventory: one `StorageResource` per audited thing: an S3 bucket, a GCS bucket, an
+Azure blob container or storage account, or an AI resource (an OpenAI project, an Azure OpenAI
+deployment, a Bedrock inference profile, a Vertex AI endpoint, an account's AI settings, ...).
 
 Every scanner produces these records and every other part reads them. Attributes are tri-state:
 
@@ -36,9 +38,39 @@ from auditor.strict import StrictModel
 # checks its shape, so it knows no source; inventory.parse_record and every scanner check it is
 # registered (and apply that source's normalization), without importing any cloud SDK.
 Provider = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*$")]
-ResourceKind = Literal["bucket", "container", "account"]
-RESOURCE_KINDS: tuple[ResourceKind, ...] = ("bucket", "container", "account")
-LocationType = Literal["region", "dual-region", "multi-region", "zone"]
+ResourceKind = Literal[
+    "bucket",
+    "container",
+    "account",
+    "ai-project",
+    "ai-account",
+    "ai-deployment",
+    "ai-inference-profile",
+    "ai-agent",
+    "ai-invocation-log",
+    "ai-endpoint",
+    "ai-settings",
+]
+# Storage kinds: the kinds a policy applies to when its scope names none (as before AI kinds existed).
+STORAGE_KINDS: tuple[ResourceKind, ...] = ("bucket", "container", "account")
+AI_KINDS: tuple[ResourceKind, ...] = (
+    "ai-project",
+    "ai-account",
+    "ai-deployment",
+    "ai-inference-profile",
+    "ai-agent",
+    "ai-invocation-log",
+    "ai-endpoint",
+    "ai-settings",
+)
+RESOURCE_KINDS: tuple[ResourceKind, ...] = STORAGE_KINDS + AI_KINDS
+LocationType = Literal["region", "dual-region", "multi-region", "zone", "geography", "data-zone", "global"]
+# Processing scope, as providers name it: one region, a data zone (Azure), a geography (OpenAI), anywhere;
+# or none: the endpoint refuses every request (the Vertex AI global endpoint denied by an org policy).
+ProcessingScope = Literal["region", "data-zone", "geography", "global", "none"]
+# In `location.regions` and `processing.regions`: any region the provider operates (global).
+ANY_REGION = "*"
+TrainingDecider = Literal["organization-policy", "provider-setting", "provider-default", "attestation"]
 KeyManagement = Literal["provider-managed", "customer-managed", "customer-supplied"]
 ReplicaKind = Literal["replication", "geo-secondary", "dual-region-member", "multi-region-member"]
 
@@ -53,6 +85,7 @@ class UnknownCode(StrEnum):
     NOT_SUPPORTED = "not_supported"
     NOT_COLLECTED = "not_collected"
     NOT_KNOWN_UNTIL_APPLY = "not_known_until_apply"  # infrastructure as code: a value known after apply
+    EXPIRED = "expired"  # an attested value whose attestation expired before the check
     ERROR = "error"
 
 
@@ -95,6 +128,16 @@ class SourceLocation(StrictModel):
     )
 
 
+class AttestationRecord(StrictModel):
+    """Who attested a value no API exposes, on what basis, and until when (auditor.attestations)."""
+
+    id: str | None = Field(default=None, description="The entry's id in the attestation file, if given.")
+    attested_by: str
+    attested_on: date
+    reference: str = Field(description="Ticket, contract clause or document the attestation rests on.")
+    expires: date
+
+
 class Evidence(StrictModel):
     """One API call (or one declaration in a file) behind one or more attributes: what was asked,
     when, and what came back."""
@@ -106,15 +149,21 @@ class Evidence(StrictModel):
     response: Any = None
     error: str | None = None
     location: SourceLocation | None = Field(
-        default=None, description="Infrastructure as code: the file and line this evidence was read from."
+        default=None,
+        description="Infrastructure as code or an attestation: the file and line the evidence was read from.",
+    )
+    attestation: AttestationRecord | None = Field(
+        default=None, description="Set on evidence of kind attestation: the value was attested, not observed."
     )
 
     @model_serializer(mode="wrap")
     def _omit_no_location(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # Evidence of a live API call serializes exactly as before the field existed.
+        # Evidence of a live API call serializes exactly as before these fields existed.
         data: dict[str, Any] = handler(self)
         if data.get("location") is None:
             data.pop("location", None)
+        if data.get("attestation") is None:
+            data.pop("attestation", None)
         return data
 
 
@@ -191,13 +240,47 @@ def normalize_tag_key(key: str) -> str:
     return _TAG_KEY_FOLD.sub("-", key.casefold())
 
 
+class Processing(StrictModel):
+    """Where requests to an AI resource are processed (``location`` keeps meaning "at rest")."""
+
+    raw: str | None = Field(
+        description="The setting exactly as the provider names it: a residency value, a deployment SKU, "
+        "a model or inference profile id, an endpoint."
+    )
+    scope: ProcessingScope | None = Field(
+        description="region, data-zone, geography, global, or none (refuses every request; regions empty)."
+    )
+    regions: list[str] = Field(
+        description="Every region (lower case) that may process the requests, resolved through the zone "
+        "catalog; '*' means any region."
+    )
+
+
+class Training(StrictModel):
+    """Whether the provider may use the content to train models, and what decides it."""
+
+    provider_may_train: bool | None = Field(description="True when the provider may train on the content.")
+    decided_by: TrainingDecider | None = Field(
+        description="organization-policy, provider-setting, provider-default or attestation."
+    )
+    setting: str | None = Field(description="The deciding setting or policy as read (or attested).")
+    source: str | None = Field(default=None, description="URL documenting a provider default.")
+    as_of: date | None = Field(default=None, description="When the documented default was last checked.")
+    cache_enabled: bool | None = Field(
+        default=None, description="Vertex AI: whether the project caches prompts and outputs (cacheConfig)."
+    )
+
+
 class StorageResource(StrictModel):
-    """One audited data store: an S3 bucket, a GCS bucket, or an Azure blob container / account."""
+    """One audited resource: a data store (an S3 or GCS bucket, an Azure container or account) or an
+    AI resource (see `AI_KINDS` and `KIND_GROUPS` for the attribute groups each kind carries)."""
 
     record: Literal["resource"] = "resource"
     provider: Provider
     kind: ResourceKind
-    account: str = Field(description="AWS account id, GCP project, or Azure subscription id.")
+    account: str = Field(
+        description="AWS account id, GCP project, Azure subscription id, or OpenAI organization id."
+    )
     storage_account: str | None = Field(default=None, description="Azure only: the storage account.")
     name: str
     id: str = Field(description="Stable id: ARN, gs:// URI, or Azure resource id + container.")
@@ -207,22 +290,31 @@ class StorageResource(StrictModel):
         description="The infrastructure-as-code source that declared the record ('terraform', "
         "'cloudformation', 'arm'); null (omitted) for a live scan.",
     )
+    state: str | None = Field(
+        default=None,
+        description="Lifecycle state where the provider has one ('active', 'archived'); a record in an "
+        "inactive state (`INACTIVE_STATES`) gets no finding unless a policy's scope names the state.",
+    )
 
     location: Location | None = None
     encryption: Encryption | None = None
     transport: Transport | None = None
     access: Access | None = None
     tags: dict[str, str] | None = None
+    processing: Processing | None = None
+    training: Training | None = None
 
     unknown: dict[str, Unknown] = Field(default_factory=dict)
     evidence: list[Evidence] = Field(default_factory=list)
 
     @model_serializer(mode="wrap")
     def _omit_live_origin(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # A live scan's record serializes exactly as before `origin` existed.
+        # A storage record of a live scan serializes exactly as before `origin`, `processing` and
+        # `training` existed: each is left out when unset.
         data: dict[str, Any] = handler(self)
-        if data.get("origin") is None:
-            data.pop("origin", None)
+        for optional in ("origin", "state", "processing", "training"):
+            if data.get(optional) is None:
+                data.pop(optional, None)
         return data
 
     # The evidence exactly as read from JSONL, kept so findings need not re-serialize it.
@@ -293,16 +385,46 @@ class CoverageGap(StrictModel):
         return data
 
 
-GROUPS: frozenset[str] = frozenset({"location", "encryption", "transport", "access", "tags"})
+GROUPS: frozenset[str] = frozenset(
+    {"location", "encryption", "transport", "access", "tags", "processing", "training"}
+)
 GROUP_MODELS: dict[str, type[BaseModel]] = {
     "location": Location,
     "encryption": Encryption,
     "transport": Transport,
     "access": Access,
+    "processing": Processing,
+    "training": Training,
+}
+_STORAGE_GROUPS = frozenset({"location", "encryption", "transport", "access", "tags"})
+# The attribute groups each kind carries (docs/policy-language.md): a policy that reads a group on a kind
+# that does not carry it would be `error` on every such resource, so the policy loader refuses it.
+KIND_GROUPS: dict[ResourceKind, frozenset[str]] = {
+    "bucket": _STORAGE_GROUPS,
+    "container": _STORAGE_GROUPS,
+    "account": _STORAGE_GROUPS,
+    # An OpenAI API project: storage geography, processing geography, Enterprise Key Management key.
+    "ai-project": frozenset({"location", "processing", "encryption"}),
+    # An Azure OpenAI / AI Foundry (Cognitive Services) account: content at rest, key, network.
+    "ai-account": frozenset({"location", "encryption", "access", "tags", "training"}),
+    # An Azure OpenAI deployment: where its SKU processes requests.
+    "ai-deployment": frozenset({"processing", "training"}),
+    # A Bedrock application inference profile: the regions of its models.
+    "ai-inference-profile": frozenset({"processing", "training", "tags"}),
+    # A Bedrock agent: the regions its foundation model (or inference profile) processes in.
+    "ai-agent": frozenset({"processing", "training", "tags"}),
+    # Bedrock model invocation logging in one account and region: where prompts are stored at rest.
+    "ai-invocation-log": frozenset({"location"}),
+    # A Vertex AI endpoint (regional, or the project's global endpoint): where requests are processed.
+    "ai-endpoint": frozenset({"processing", "training"}),
+    # Account-, organization- or project-wide AI settings: whether the provider may train on content.
+    "ai-settings": frozenset({"training"}),
 }
 IDENTITY_FIELDS: frozenset[str] = frozenset(
-    {"provider", "kind", "account", "storage_account", "name", "id", "origin"}
+    {"provider", "kind", "account", "storage_account", "name", "id", "origin", "state"}
 )
+# States of resources that serve no requests and hold no live data (an archived OpenAI project).
+INACTIVE_STATES: frozenset[str] = frozenset({"archived"})
 
 
 def attribute_paths() -> frozenset[str]:

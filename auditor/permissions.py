@@ -46,12 +46,17 @@ class CallSpec(TypedDict):
     options: NotRequired[tuple[str, ...]]  # scan options that make it too (`--scan-option`)
     holder: NotRequired[Holder]  # default "reader"
     note: NotRequired[str]  # a quirk of the permission, with its source (docs)
+    kinds: NotRequired[tuple[str, ...]]  # resource kinds it serves: made only when a policy is scoped to one
 
 
 class Needs(Protocol):
     """What the loaded policies read (`AttributeNeeds`)."""
 
     def wants(self, path: str) -> bool: ...
+
+    def wants_kind(self, kind: str) -> bool: ...
+
+    def for_kinds(self, *kinds: str) -> Needs: ...
 
 
 @dataclass(frozen=True)
@@ -66,9 +71,18 @@ class ApiCall:
     options: tuple[str, ...] = ()
     holder: Holder = "reader"
     note: str = ""
+    kinds: tuple[str, ...] = ()  # () serves every kind (identity, account listing)
 
     def needed(self, needs: Needs, options: Iterable[str] = ()) -> bool:
-        """True if a scan with these needs and scan options makes this call."""
+        """True if a scan with these needs and scan options makes this call.
+
+        A call that serves some resource kinds is made only when a policy is scoped to one of them,
+        and then only if it is always made for them or feeds a path such a policy reads.
+        """
+        if self.kinds:
+            if not any(needs.wants_kind(kind) for kind in self.kinds):
+                return False
+            needs = needs.for_kinds(*self.kinds)
         return (
             self.always
             or any(needs.wants(path) for path in self.feeds)
@@ -150,6 +164,7 @@ def _call(spec: CallSpec) -> ApiCall:
         options=tuple(spec.get("options", ())),
         holder=spec.get("holder", "reader"),
         note=spec.get("note", ""),
+        kinds=tuple(spec.get("kinds", ())),
     )
 
 
@@ -192,8 +207,11 @@ def calls_markdown(calls: Sequence[ApiCall]) -> str:
         if call.note:
             granted = f"{granted} ({call.note})"
         needed = ["every scan"] if call.always else []
+        if call.kinds and call.always:
+            needed = [f"a policy is scoped to {', '.join(f'`{kind}`' for kind in call.kinds)}"]
         if call.feeds:
-            needed.append(f"a policy reads {', '.join(f'`{path}`' for path in call.feeds)}")
+            scoped = f" scoped to {', '.join(f'`{kind}`' for kind in call.kinds)}" if call.kinds else ""
+            needed.append(f"a policy{scoped} reads {', '.join(f'`{path}`' for path in call.feeds)}")
         needed += [f"`--{option}`" for option in call.options]
         holder = "read role" if call.holder == "reader" else "caller"
         cells = [f"`{call.operation}`", granted, holder, " or ".join(needed), call.when]

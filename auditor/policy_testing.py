@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from auditor.attestations import expire_attestations
 from auditor.evaluate import Evaluator, WaiverBook, compile_policies
 from auditor.findings import Finding
 from auditor.model import StorageResource
@@ -123,6 +124,9 @@ def _evaluate_case(
         LoadedWaiver(w, doc.where(("tests", case_index, "waivers", i)), w.id or f"case-waiver-{i + 1}")
         for i, w in enumerate(case.waivers)
     ]
-    book = WaiverBook(waivers, case.today or date.today()) if waivers else None
+    today = case.today or date.today()
+    book = WaiverBook(waivers, today) if waivers else None
     evaluator = Evaluator(compiled, book)
+    for resource in resources:
+        expire_attestations(resource, today)
     return [finding for resource in resources for finding in evaluator.evaluate(resource)]

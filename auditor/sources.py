@@ -84,6 +84,9 @@ class SourceSection(StrictModel):
     scan_options_model: ClassVar[type[ScanOptions]] = ScanOptions
     # Fields holding a file path, or a list of them: resolved relative to auditor.yaml, checked readable.
     file_fields: ClassVar[tuple[str, ...]] = ()
+    # Fields added after config digests were recorded: left out of the dump while unset (None or
+    # empty), so a configuration that does not use them keeps the digest it always had.
+    later_fields: ClassVar[frozenset[str]] = frozenset()
 
     options: dict[str, OptionValue] = Field(
         default_factory=dict, description="Any other scanner option, without the leading --."
@@ -93,6 +96,9 @@ class SourceSection(StrictModel):
     def _options_last(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # `options` is dumped after the source's own fields, where auditor.yaml examples put it.
         data: dict[str, Any] = handler(self)
+        for name in self.later_fields:
+            if name in data and data[name] in (None, [], {}):
+                del data[name]
         if "options" in data:
             data["options"] = data.pop("options")
         return data
@@ -142,6 +148,9 @@ class Source:
     # False: its records describe resources of other sources' providers (infrastructure as code:
     # a Terraform plan's S3 bucket is a record of provider "aws", with `origin` "terraform").
     provider: bool = True
+    # True only for the sources whose unconfigured section (`null`) config digests always hashed;
+    # any other source is left out of the digest while unconfigured (auditor.audit.config).
+    hashed_when_unset: bool = False
 
     def load_scan(self) -> ScanFunction:
         """The scan function (imports the scanner module)."""

@@ -4,7 +4,7 @@ Builds inventories of N resources (the demo estate's records, renamed so every i
 then measures, each in a fresh process pinned to one core:
 
 * engine: read + validate + evaluate every resource and count the findings (no output file),
-  once with remembered policy outcomes (the default; the estate cycles the 47 demo
+  once with remembered policy outcomes (the default; the estate cycles the demo
   configurations, so nearly every outcome is remembered) and once evaluating every policy afresh;
 * check:  the full `auditor check --format json --output FILE` (only for the smaller sizes,
   since the findings JSON of a million resources is several GB).

@@ -54,7 +54,7 @@ def test_every_shipped_policy_passes_fails_and_errors_somewhere(demo_findings: d
     seen: dict[str, set[str]] = {}
     for finding in demo_findings["findings"]:
         seen.setdefault(finding["policy_id"], set()).add(finding["underlying_status"])
-    assert len(seen) == 7
+    assert len(seen) == 9  # the 7 storage policies and the AI ones (processing-in-zone, provider-opt-out)
     for policy_id, statuses in seen.items():
         assert {"pass", "fail", "error"} <= statuses, policy_id
 

@@ -6,6 +6,7 @@ import builtins
 import io
 import json
 import shutil
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from auditor.document import NOT_RECORDED, FindingsDocument, check_document, loa
 from auditor.findings import Severity, Status
 from auditor.policy.loader import shipped_policies_dir
 from auditor.report.base import RENDERERS, ReportInput, render_to_file
+from auditor.scan.aws_ai import AI_OPT_OUT_POLICIES, CHECKED_ON
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "fixtures" / "demo-estate.jsonl"
@@ -39,7 +41,7 @@ def test_round_trip_check_writes_reader_reads_equal(tmp_path: Path) -> None:
     path.write_bytes(data)
     document = load_document(path)
     assert isinstance(document, FindingsDocument)
-    assert document.run.schema_version == "1.4"
+    assert document.run.schema_version == "1.5"
     assert document == check_document(json.loads(data), "again")
     # one spelling: statuses and severities are the enums
     assert all(isinstance(f.status, Status) and isinstance(f.severity, Severity) for f in document.findings)
@@ -130,3 +132,80 @@ def test_a_1_2_document_shows_the_remediation_it_recorded(tmp_path: Path) -> Non
     sarif = tmp_path / "report.sarif"
     render_to_file("sarif", ReportInput(document=document), sarif)
     assert "CHANGED-AFTER-THE-RUN" not in sarif.read_text() and "aws s3api" in sarif.read_text()
+
+
+STORAGE_RESOURCE_KEYS = {"provider", "account", "id", "name", "kind", "regions", "storage_account"}
+
+
+def test_storage_resources_are_written_as_before_1_5(tmp_path: Path) -> None:
+    """A storage-only estate's document has the resource keys of 1.4: nothing AI is added to it."""
+    storage = tmp_path / "storage.jsonl"
+    lines = DEMO.read_bytes().splitlines(keepends=True)
+    storage.write_bytes(b"".join(line for line in lines if b'"kind":"ai-' not in line))
+    document = json.loads(written(CheckOptions(inventory=storage, params={"zone": "eu"})))
+    assert document["findings"]
+    for finding in document["findings"]:
+        assert set(finding["resource"]) <= STORAGE_RESOURCE_KEYS, finding["resource"]
+
+
+def ai_resources(document: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(provider, name or id) -> the `resource` object of the demo's AI findings."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for finding in document["findings"]:
+        resource = finding["resource"]
+        if resource["kind"].startswith("ai-"):
+            found[(resource["provider"], resource["name"])] = resource
+            found[(resource["provider"], resource["id"])] = resource
+    return found
+
+
+def test_ai_resources_carry_processing_training_and_attested_values() -> None:
+    document = json.loads(
+        written(CheckOptions(inventory=DEMO, params={"zone": "eu"}, today=date(2026, 11, 24)))
+    )
+    ai = ai_resources(document)
+    # processing beside the at-rest regions; '*' is any region; unknown spelled as observed values are
+    global_deployment = ai[("azure", "gpt-4o-global")]
+    assert global_deployment["processing_regions"] == ["*"] and global_deployment["regions"] == []
+    project = ai[("openai", "eu-support-assistant")]
+    assert "ch" in project["regions"] and "ch" in project["processing_regions"] and "training" not in project
+    unknown_sku = ai[("azure", "gpt-next-preview")]["processing_regions"]
+    assert (
+        unknown_sku["unknown"]["code"] == "not_supported"
+        and "DataZoneFutureThing" in unknown_sku["unknown"]["reason"]
+    )
+    # training: what decided it, with the documented default's source and date
+    assert ai[("aws", "aws:organizations::444455556666:effective-policy/AISERVICES_OPT_OUT_POLICY")][
+        "training"
+    ] == {
+        "provider_may_train": True,
+        "decided_by": "provider-default",
+        "source": AI_OPT_OUT_POLICIES,
+        "as_of": CHECKED_ON.isoformat(),
+    }
+    # a kind without processing or training (invocation logging) carries neither key
+    log = ai[("aws", "model-invocation-logging/eu-west-1")]
+    assert set(log) <= STORAGE_RESOURCE_KEYS
+    # attested values are named; an attestation that expired before the check vouches for nothing
+    attested = ai[("openai", "openai:organization/org-AcmeDemo7Q2x/settings")]
+    assert "training.provider_may_train" in attested["attested"]
+    assert attested["training"]["decided_by"] == "attestation"
+    lapsed = ai[("openai", "openai:organization/org-AcmeLabs3k9P/settings")]
+    assert (
+        "attested" not in lapsed and lapsed["training"]["provider_may_train"]["unknown"]["code"] == "expired"
+    )
+
+
+def test_a_1_4_document_without_ai_fields_still_loads_and_renders(tmp_path: Path) -> None:
+    data = json.loads(written(CheckOptions(inventory=DEMO, params={"zone": "eu"})))
+    data["run"]["schema_version"] = "1.4"
+    for finding in data["findings"]:
+        for key in ("processing_regions", "training", "attested"):
+            finding["resource"].pop(key, None)
+    document = check_document(data, "old.json")
+    assert all(f.resource.processing_regions is None and not f.resource.attested for f in document.findings)
+    for fmt in RENDERERS:
+        render_to_file(fmt, ReportInput(document=document), tmp_path / f"report.{fmt}")
+    out = io.BytesIO()
+    write_document(document, out)
+    assert json.loads(out.getvalue()) == data

@@ -41,7 +41,15 @@ CONTAINERS_READ = "Microsoft.Storage/storageAccounts/blobServices/containers/rea
 # What the shipped policies need, reviewed by hand against each scanner's docs page.
 SHIPPED_PERMISSIONS = {
     "aws": [
+        # Bedrock and the AI services opt-out policy (docs/scanners/aws-bedrock.md)
+        "bedrock:GetAgent",
+        "bedrock:GetInferenceProfile",
+        "bedrock:GetModelInvocationLoggingConfiguration",
+        "bedrock:ListAgents",
+        "bedrock:ListInferenceProfiles",
+        "ec2:DescribeRegions",
         "kms:DescribeKey",
+        "organizations:DescribeEffectivePolicy",
         "s3:GetBucketLocation",
         "s3:GetBucketPolicy",
         "s3:GetBucketTagging",
@@ -50,8 +58,18 @@ SHIPPED_PERMISSIONS = {
         "s3:ListAllMyBuckets",
         "s3:ListBucket",
     ],
-    "gcp": ["storage.buckets.get", "storage.buckets.list"],
+    # gcp: the TLS minimum from the org policy; Vertex AI endpoints and the global endpoint's policy
+    # (docs/scanners/gcp-vertex.md).
+    "gcp": [
+        "aiplatform.endpoints.list",
+        "aiplatform.locations.list",
+        "orgpolicy.policy.get",
+        "storage.buckets.get",
+        "storage.buckets.list",
+    ],
     "azure": [
+        "Microsoft.CognitiveServices/accounts/deployments/read",
+        "Microsoft.CognitiveServices/accounts/read",
         "Microsoft.KeyVault/managedHSMs/read",
         "Microsoft.KeyVault/vaults/read",
         "Microsoft.Resources/subscriptions/resources/read",
@@ -62,9 +80,31 @@ SHIPPED_PERMISSIONS = {
 }
 # Training policies read tags only: the tag read and the listing.
 TRAINING_PERMISSIONS = {
-    "aws": ["s3:GetBucketTagging", "s3:ListAllMyBuckets"],
-    "gcp": ["storage.buckets.get", "storage.buckets.list"],  # the listing carries labels; get: unreachable
-    "azure": [CONTAINERS_READ, "Microsoft.Storage/storageAccounts/read"],
+    # aws: training.provider-opt-out lists Bedrock profiles and agents (in the enabled regions) and
+    # reads the account's AI services opt-out policy.
+    "aws": [
+        "bedrock:ListAgents",
+        "bedrock:ListInferenceProfiles",
+        "ec2:DescribeRegions",
+        "organizations:DescribeEffectivePolicy",
+        "s3:GetBucketTagging",
+        "s3:ListAllMyBuckets",
+    ],
+    # gcp: the listing carries labels (get: unreachable); training.provider-opt-out lists the
+    # Vertex AI locations and endpoints.
+    "gcp": [
+        "aiplatform.endpoints.list",
+        "aiplatform.locations.list",
+        "storage.buckets.get",
+        "storage.buckets.list",
+    ],
+    # azure: training.provider-opt-out lists the AI accounts and their deployments too.
+    "azure": [
+        "Microsoft.CognitiveServices/accounts/deployments/read",
+        "Microsoft.CognitiveServices/accounts/read",
+        CONTAINERS_READ,
+        "Microsoft.Storage/storageAccounts/read",
+    ],
 }
 
 
@@ -80,9 +120,11 @@ def grant(name: str, *paths: Path, options: tuple[str, ...] = ()) -> Grant:
 
 
 def test_every_cloud_source_declares_a_table() -> None:
-    assert list(permission_tables()) == ["aws", "gcp", "azure"]
-    for table in permission_tables().values():
-        assert table.calls and "json" in table.formats and "terraform" in table.formats
+    assert list(permission_tables()) == ["aws", "gcp", "azure", "openai"]
+    for name, table in permission_tables().items():
+        assert table.calls and "json" in table.formats
+        # A cloud writes a read role in Terraform; OpenAI has no role document, only Admin key scopes.
+        assert ("terraform" in table.formats) is (name != "openai")
         operations = [call.operation for call in table.calls]
         assert len(operations) == len(set(operations)), "one row per call"
 
@@ -91,10 +133,16 @@ def test_every_cloud_source_declares_a_table() -> None:
 def test_shipped_policies_need_the_union_the_table_gives(name: str) -> None:
     table = permission_table(name)
     needs = AttributeNeeds.from_policy_paths([SHIPPED])
+    # A call serving some kinds counts when a policy is scoped to one and reads what it feeds there.
     union = {
         permission
         for call in table.calls
-        if call.holder == "reader" and (call.always or any(needs.wants(path) for path in call.feeds))
+        if call.holder == "reader"
+        and (not call.kinds or any(needs.wants_kind(kind) for kind in call.kinds))
+        and (
+            call.always
+            or any((needs.for_kinds(*call.kinds) if call.kinds else needs).wants(path) for path in call.feeds)
+        )
         for permission in call.permissions
     }
     assert grant(name, SHIPPED).permissions() == sorted(union) == SHIPPED_PERMISSIONS[name]
@@ -382,6 +430,10 @@ def test_generated_aws_policy_is_sufficient_and_minimal(
         if needs_of == "shipped policies"
         else AttributeNeeds.everything()
     )
+    # Buckets only: moto implements no Bedrock listing. The AI actions are proven sufficient and
+    # minimal against the recorded Bedrock server's own IAM check (tests/scan/aws/test_ai.py).
+    bucket_paths = needs.for_kinds("bucket").paths
+    needs = AttributeNeeds(bucket_paths, {"bucket": bucket_paths})
     generated = table.grant(needs)
     actions = generated.permissions()
     estate_with_every_attribute()

@@ -15,6 +15,7 @@ from click.testing import Result
 
 from auditor.audit.config import AuditConfig, Outputs
 from auditor.findings import Severity
+from auditor.sources import provider_names
 from tests.conftest import DEMO_INVENTORY, SHIPPED_POLICIES
 
 Cli = Callable[..., Result]
@@ -49,7 +50,7 @@ def evaluated(document: dict[str, Any]) -> tuple[set[str], set[str]]:
 
 def test_list_json_has_every_shipped_policy_most_severe_first(run_cli: Cli) -> None:
     policies = shipped()
-    assert len(policies) == 7
+    assert len(policies) == 9
     result = run_cli("policy", "list", "--format", "json")
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
@@ -58,7 +59,7 @@ def test_list_json_has_every_shipped_policy_most_severe_first(run_cli: Cli) -> N
         policy = policies[row["id"]]
         assert set(row) == {"id", "title", "severity", "providers", "frameworks"}
         assert row["title"] == policy["title"] and row["severity"] == policy["severity"]
-        assert row["providers"] == policy.get("scope", {}).get("providers", ["aws", "gcp", "azure"])
+        assert row["providers"] == policy.get("scope", {}).get("providers", list(provider_names()))
         assert row["frameworks"] == sorted(policy.get("controls", {}))
 
 
@@ -93,7 +94,7 @@ def test_check_policy_glob_evaluates_only_matching_policies(run_cli: Cli, tmp_pa
     assert document is not None
     in_run, in_findings = evaluated(document)
     assert in_run == expected and in_findings == expected
-    assert document["run"]["schema_version"] == "1.4"
+    assert document["run"]["schema_version"] == "1.5"
     assert document["run"]["selection"] == {
         "policy": ["residency.*"],
         "skip_policy": [],

@@ -129,7 +129,13 @@ def test_a_new_source_catalog_section_is_validated_with_its_model(new_sources: N
     assert model is not None and model.__name__ == "ExampleCatalog"
     section = catalog.section("example", model)
     assert section.model_dump()["residency_endpoints"] == {"eu.api.example.com": "eu-1"}
-    assert list(catalog.providers) == ["aws", "example", "gcp", "azure"]  # no `plain:` section: optional
+    assert list(catalog.providers) == [
+        "aws",
+        "example",
+        "gcp",
+        "azure",
+        "openai",
+    ]  # no `plain:` section: optional
     assert catalog.regions_in_zone("eu", "example") == {"eu-1"}
     assert catalog.zones_of("example", "US-1") == ["us"]
 

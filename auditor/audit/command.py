@@ -60,7 +60,9 @@ EXIT_OK, EXIT_VIOLATIONS = 0, 1
     help="Do not exit 3 when no policy was evaluated on any resource (gaps still need --allow-incomplete).",
 )
 @click.option(
-    "--today", type=click.DateTime(formats=["%Y-%m-%d"]), help="Date for waiver expiry (default: today)."
+    "--today",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Date for waiver and attestation expiry (default: today).",
 )
 @click.option(
     "--executor",

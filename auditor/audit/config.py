@@ -99,13 +99,13 @@ class SourceSections(StrictModel):
         return {name: value for name in type(self).model_fields if (value := getattr(self, name)) is not None}
 
     @model_serializer(mode="wrap")
-    def _omit_unused_declared_sources(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # The config digest hashes this form. A source of declared resources (infrastructure as
-        # code) appears only when configured, so adding one leaves every existing digest as it was.
+    def _omit_unused_later_sources(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # The config digest hashes this form. A source added after digests were recorded appears
+        # only when configured, so adding one leaves every existing digest as it was.
         data: dict[str, Any] = handler(self)
         registered = sources()
         for name in list(data):
-            if data[name] is None and name in registered and not registered[name].provider:
+            if data[name] is None and name in registered and not registered[name].hashed_when_unset:
                 del data[name]
         return data
 
@@ -208,6 +208,10 @@ class AuditConfig(StrictModel):
     policies: list[Path] = Field(default_factory=list)
     params: dict[str, str | int | bool | list[str]] = Field(default_factory=dict)
     waivers: Path | None = None
+    attestations: list[Path] = Field(
+        default_factory=list,
+        description="Attestation files: values no API exposes, applied to every scanned inventory.",
+    )
     fail_on: Severity = Severity.INFO
     allow_incomplete: bool = False
     allow_empty: bool = Field(
@@ -313,7 +317,7 @@ class AuditConfig(StrictModel):
         """
         audited = {k: v for k, v in self.redacted().items() if k not in EXECUTION_KEYS}
         # Added later: unset, the digest is the one it always was.
-        for key in ("allow_empty", "policy", "skip_policy", "min_severity"):
+        for key in ("allow_empty", "policy", "skip_policy", "min_severity", "attestations"):
             if not audited.get(key):
                 audited.pop(key, None)
         return hashlib.sha256(orjson.dumps(audited, option=orjson.OPT_SORT_KEYS)).hexdigest()
@@ -345,6 +349,7 @@ def _resolve_paths(config: AuditConfig, base: Path) -> None:
     config.inventories = [p for p in (_resolve(base, p) for p in config.inventories) if p is not None]
     config.policies = [p for p in (_resolve(base, p) for p in config.policies) if p is not None]
     config.waivers = _resolve(base, config.waivers)
+    config.attestations = [p for p in (_resolve(base, p) for p in config.attestations) if p is not None]
     config.baseline = _resolve(base, config.baseline)
     config.outputs.directory = _resolve(base, config.outputs.directory) or base
     config.outputs.paths = {k: p for k, v in config.outputs.paths.items() if (p := _resolve(base, v))}

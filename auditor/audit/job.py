@@ -22,6 +22,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from auditor.atomicfile import OWNER_PATTERN, atomic_output, owner_tag, remove_stale, remove_stale_temps
+from auditor.attestations import attest_inventory, load_attestations
 from auditor.audit.baseline import BaselineFile, apply_baseline, load_baseline
 from auditor.audit.bundle import (
     BundleWriter,
@@ -213,9 +214,11 @@ def validate_config(config: AuditConfig) -> None:
         raise InputError(
             f"${SIGNING_KEY_ENV}", "neither PEM text (-----BEGIN ...) nor the path of an existing key file"
         )
+    files.extend((path, "attestations file") for path in config.attestations)
     for path, what in files:
         if path is not None:
             _require_readable(path, what)
+    load_attestations(config.attestations)
     for path in config.policies:
         if not path.exists():
             raise InputError(str(path), "policy file or directory not found")
@@ -429,6 +432,9 @@ def _collect_inventory(config: AuditConfig, target: Path, log: Log) -> list[str]
                     if last != b"\n":
                         handle.write(b"\n")
             merge_parts(scanned.parts, handle)
+    if config.attestations:
+        applied = attest_inventory(target, load_attestations(config.attestations))
+        log(f"attested: {applied} values from {len(config.attestations)} attestation file(s)")
     return sources
 
 
@@ -497,6 +503,8 @@ def _add_inputs(config: AuditConfig, writer: BundleWriter) -> None:
                 writer.add_file(file, f"policies/{label}/{rel.as_posix()}")
     if config.waivers is not None:
         writer.add_file(config.waivers, f"waivers/{config.waivers.name}")
+    for index, path in enumerate(config.attestations):
+        writer.add_file(path, f"attestations/{index + 1}-{path.name}")
     if config.baseline is not None:
         writer.add_file(config.baseline, f"baseline/{config.baseline.name}")
 

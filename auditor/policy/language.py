@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from auditor.findings import Severity, Status
-from auditor.model import RESOURCE_KINDS, Provider, ResourceKind
+from auditor.model import STORAGE_KINDS, Provider, ResourceKind
 from auditor.policy.operators import OPERATORS
 from auditor.sources import provider_names
 from auditor.strict import StrictModel
@@ -277,7 +277,11 @@ class Scope(StrictModel):
     """Which resources a policy applies to; resources outside it get no finding."""
 
     providers: list[Provider] = Field(default_factory=lambda: list(provider_names()))
-    kinds: list[ResourceKind] = Field(default_factory=lambda: list(RESOURCE_KINDS))
+    # Unnamed, a policy applies to the storage kinds (bucket, container, account), as before AI kinds
+    # existed; AI kinds (ai-project, ai-deployment, ...) are in scope only where a policy names them.
+    kinds: list[ResourceKind] = Field(default_factory=lambda: list(STORAGE_KINDS))
+    # Inactive states (archived) a policy also applies to; records in other states always qualify.
+    states: list[str] = Field(default_factory=list)
     where: Condition | None = None
 
     @field_validator("providers")

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from auditor.errors import InputError
 from auditor.inputfile import read_input
-from auditor.model import attribute_paths
+from auditor.model import GROUPS, KIND_GROUPS, attribute_paths
 from auditor.policy.language import (
     AllOf,
     AnyOf,
@@ -101,6 +101,22 @@ def _check_attributes(loaded: LoadedPolicy) -> None:
         )
 
 
+def _check_kind_groups(loaded: LoadedPolicy) -> None:
+    """Every attribute group a policy reads is carried by every kind in its scope (`KIND_GROUPS`)."""
+    kinds = loaded.policy.scope.kinds
+    for leaf, loc in policy_leaves(loaded):
+        group = leaf.attribute.split(".", 1)[0]
+        if group not in GROUPS:
+            continue
+        missing = [kind for kind in kinds if group not in KIND_GROUPS[kind]]
+        if missing:
+            raise loaded.doc.error(
+                (*loc, "attribute"),
+                f"'{leaf.attribute}' is not an attribute of kind {', '.join(missing)}: "
+                "name only kinds that carry it in scope.kinds (docs/policy-language.md, Attribute paths)",
+            )
+
+
 def _check_parameters(loaded: LoadedPolicy) -> None:
     """Every default fits its parameter's type, and every ``{param: NAME}`` is declared."""
     declared = loaded.policy.parameters
@@ -141,6 +157,7 @@ def load_policies(paths: Iterable[Path]) -> list[LoadedPolicy]:
                     )
                 seen[policy.id] = entry.where
                 _check_attributes(entry)
+                _check_kind_groups(entry)
                 _check_parameters(entry)
                 loaded.append(entry)
     return loaded

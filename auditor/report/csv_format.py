@@ -16,7 +16,7 @@ import orjson
 from auditor.document import FindingRecord
 from auditor.errors import visible
 from auditor.report.base import Renderer, ReportInput
-from auditor.report.view import finding_places, report_frameworks
+from auditor.report.view import display_value, finding_places, report_frameworks, training_text
 
 BASE_COLUMNS = [
     "policy_id",
@@ -34,9 +34,18 @@ BASE_COLUMNS = [
     "expected",
 ]
 WAIVER_COLUMNS = ["waiver_id", "waiver_expired", "waiver_approver", "waiver_expires", "waiver_justification"]
-# `evidence_locations` (file:line of the declarations, infrastructure as code) came last, so the
-# columns before it keep their positions.
-TAIL_COLUMNS = ["reasons", "evidence_calls", "evidence_at", "baselined", "evidence_locations"]
+# `evidence_locations` (file:line of the declarations, infrastructure as code) came last, then the AI
+# columns (findings JSON 1.5), so the columns before them keep their positions.
+TAIL_COLUMNS = [
+    "reasons",
+    "evidence_calls",
+    "evidence_at",
+    "baselined",
+    "evidence_locations",
+    "processing_regions",
+    "training",
+    "attested",
+]
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -80,8 +89,18 @@ def row(finding: FindingRecord, frameworks: list[str]) -> list[str]:
         " ".join(str(e.get("at")) for e in finding.evidence),
         "true" if finding.baselined else "false",
         " ".join(place.file_line for place in finding_places(finding)),
+        _processing(resource.processing_regions),
+        training_text(resource.training) if resource.training is not None else None,
+        " ".join(resource.attested),
     ]
     return [cell(v) for v in values]
+
+
+def _processing(regions: list[str] | dict[str, Any] | None) -> str | None:
+    """Processing regions space-separated (`*`: any region), or `unknown (code: reason)`."""
+    if regions is None:
+        return None
+    return " ".join(regions) if isinstance(regions, list) else display_value(regions)
 
 
 class CsvRenderer(Renderer):

@@ -22,11 +22,13 @@ from auditor.errors import visible
 from auditor.findings import Status
 from auditor.report.base import Renderer, ReportInput
 from auditor.report.view import (
+    PROVIDER_LABELS,
     STATUSES,
     ProviderResidency,
     ReportView,
     build_view,
     framework_labels,
+    region_label,
 )
 
 # Findings tables are split into tables of this many rows; past LARGE_ROWS listed rows the report lets
@@ -128,7 +130,9 @@ def residency_chart(view: ProviderResidency, scale: int, zone: str | None, width
             segments.append(Segment(x, w, f"z-{bar.state} r-{part}", part, n))
             x += w
         where = {"in": f"inside {zone}", "out": f"outside {zone}", "unknown": "zone unknown"}[bar.state]
-        rows.append(BarRow(_TOP + index * _ROW, bar.region, segments, f"{bar.resources:,} · {where}"))
+        rows.append(
+            BarRow(_TOP + index * _ROW, region_label(bar.region), segments, f"{bar.resources:,} · {where}")
+        )
     title = f"{view.label}: resources per region"
     return Chart(width, _TOP * 2 + len(rows) * _ROW, label_width, _BAR, rows, title)
 
@@ -175,8 +179,8 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(code_spans=code_spans, when=when, n="{:,}".format)
-    env.globals.update(STATUSES=STATUSES, STATUS_LABELS=STATUS_LABELS)
+    env.filters.update(code_spans=code_spans, when=when, n="{:,}".format, region_label=region_label)
+    env.globals.update(STATUSES=STATUSES, STATUS_LABELS=STATUS_LABELS, PROVIDER_LABELS=PROVIDER_LABELS)
     return env
 
 

@@ -16,7 +16,14 @@ from auditor.document import FindingRecord
 from auditor.errors import visible
 from auditor.findings import Status
 from auditor.report.base import Renderer, ReportInput
-from auditor.report.view import display_value, policy_details, report_frameworks
+from auditor.report.view import (
+    attestation_note,
+    display_value,
+    policy_details,
+    processing_text,
+    report_frameworks,
+    training_text,
+)
 
 _COUNTED = {Status.FAIL: "failures", Status.ERROR: "errors", Status.WAIVED: "skipped"}
 # Characters XML 1.0 cannot carry at all; cloud data (tags, names) may contain them.
@@ -33,19 +40,27 @@ def clean(text: Any) -> str:
 
 def _details(finding: FindingRecord) -> str:
     resource = finding.resource
+    attested = set(resource.attested)
     lines = [
         f"resource: {resource.id}",
         f"provider: {resource.provider}  account: {resource.account}",
         f"regions: {', '.join(resource.regions) or 'unknown'}",
+        *([f"processing regions: {text}"] if (text := processing_text(resource)) is not None else []),
+        *([f"training: {training_text(resource.training)}"] if resource.training is not None else []),
         f"message: {finding.message}",
-        *(f"observed: {k} = {display_value(v)}" for k, v in finding.observed.items()),
+        *(
+            f"observed: {k} = {display_value(v)}" + (" (attested, not observed)" if k in attested else "")
+            for k, v in finding.observed.items()
+        ),
         f"expected: {finding.expected}",
         *(f"reason: {r}" for r in finding.reasons),
         *(
             f"evidence: {e.get('call')} at {e.get('at')}"
             + (f" error: {e['error']}" if e.get("error") else "")
+            + (f" ({note})" if (note := attestation_note(e)) else "")
             for e in finding.evidence
         ),
+        *([f"attested: {', '.join(resource.attested)}"] if resource.attested else []),
     ]
     waiver = finding.waiver
     if waiver is not None and waiver.expired:

@@ -16,13 +16,16 @@ from auditor.report.base import Renderer, ReportInput
 from auditor.report.view import (
     PROVIDER_LABELS,
     STATUSES,
+    ai_residency,
     compare_runs,
     finding_places,
     finding_sort_key,
     framework_views,
+    place_text,
     policy_details,
     report_frameworks,
     summarise,
+    training_words,
 )
 
 TOP_FAILURES = 15
@@ -147,6 +150,28 @@ def markdown_summary(report: ReportInput) -> str:
         if changes.new_failures or changes.not_assessed:
             out.append("")
 
+    ai = ai_residency(doc.findings, run.zone if run.zone is not None and run.zone.id == zone else None)
+    if ai.total:
+        shown_ai = ai.rows[:TOP_FAILURES]
+        out += [
+            f"### AI services ({len(shown_ai)} of {ai.total}, worst first)",
+            "",
+            "At rest and processing side by side (*any region*: wherever the provider operates); training: "
+            "observed from the API, a documented provider default, or attested by a person.",
+            "",
+            "| Resource | Status | At rest | Processing | Training |",
+            "|---|---|---|---|---|",
+        ]
+        where = zone if isinstance(zone, str) else None
+        for row in shown_ai:
+            label = PROVIDER_LABELS.get(row.provider, md(row.provider))
+            out.append(
+                f"| {md(row.name, 60)} ({label} {md(row.kind)}) "
+                f"| {md(row.status)} | {md(place_text(row.at_rest, where), 120)} "
+                f"| {md(place_text(row.processing, where), 120)} | {md(training_words(row.training), 120)} |"
+            )
+        out.append("")
+
     failures = sorted((f for f in doc.findings if f.status is Status.FAIL), key=finding_sort_key)
     if failures:
         shown = failures[:TOP_FAILURES]
@@ -160,10 +185,11 @@ def markdown_summary(report: ReportInput) -> str:
             r = f.resource
             places = finding_places(f)
             where = f" at {md(places[0].file_line, 80)}" if places else ""
+            attested = " (attested)" if any(path in r.attested for path in f.observed) else ""
             out.append(
                 f"| {f.severity} | {md(f.policy_id)} | {md(r.name, 60)}{where} | "
                 f"{PROVIDER_LABELS.get(r.provider, md(r.provider))} {md(r.account, 40)} "
-                f"| {'(baselined) ' if f.baselined else ''}{md(f.message)} |"
+                f"| {'(baselined) ' if f.baselined else ''}{md(f.message)}{attested} |"
             )
         out.append("")
     gate = run.gate

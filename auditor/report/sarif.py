@@ -217,6 +217,13 @@ def _result(
         ]
     if finding.reasons:
         result["properties"]["reasons"] = finding.reasons
+    if resource.processing_regions is not None:
+        result["properties"]["processingRegions"] = resource.processing_regions
+    if resource.training is not None:
+        result["properties"]["training"] = plain(resource.training)
+    if resource.attested:
+        # values vouched for by a person (an attestation file), not read from an API
+        result["properties"]["attested"] = resource.attested
     waiver = finding.waiver
     if waiver is not None and finding.status is Status.WAIVED:
         result["suppressions"] = [

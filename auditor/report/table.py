@@ -44,7 +44,7 @@ def render_table(findings: Iterable[Finding], run: RunInfo, *, width: int = 160,
                     finding.policy_id,
                     finding.resource.provider,
                     finding.resource.name,
-                    finding.message,
+                    finding.message + _attested(finding),
                 )
             ),
         )
@@ -81,6 +81,12 @@ def render_table(findings: Iterable[Finding], run: RunInfo, *, width: int = 160,
     gate = run.gate
     console.print(f"gate (fail-on {gate.fail_on}): exit {gate.exit_code}")
     return buffer.getvalue()
+
+
+def _attested(finding: Finding) -> str:
+    """` (attested)` when a value the finding read was attested, not observed."""
+    attested = finding.resource.attested
+    return " (attested)" if attested and any(o.attribute in attested for o in finding.observations) else ""
 
 
 def _text(value: object) -> Text:

@@ -24,7 +24,9 @@ from auditor.document import (
     FindingsDocument,
     GapRecord,
     GateInfo,
+    ResourceInfo,
     RunInfo,
+    TrainingInfo,
     WaiverApplied,
     WaiverUse,
     ZoneInfo,
@@ -40,7 +42,7 @@ from auditor.frameworks import (
     control_status,
     load_framework,
 )
-from auditor.model import StorageResource
+from auditor.model import AI_KINDS, ANY_REGION, INACTIVE_STATES, KIND_GROUPS, StorageResource
 from auditor.report.base import ReportInput
 from auditor.sources import provider_names, source_labels
 
@@ -308,15 +310,28 @@ def finding_places(finding: FindingRecord) -> list[SourcePlace]:
     return list(dict.fromkeys([*decisive, *others]))
 
 
+def attestation_note(item: dict[str, Any]) -> str | None:
+    """`attested by WHO on DATE (REFERENCE), expires DATE` for an evidence item of kind
+    attestation (findings JSON 1.5), else None."""
+    held = item.get("attestation")
+    if not isinstance(held, dict):
+        return None
+    return (
+        f"attested by {held.get('attested_by')} on {held.get('attested_on')} "
+        f"({held.get('reference')}), expires {held.get('expires')}"
+    )
+
+
 @dataclass(frozen=True)
 class EvidenceRow:
-    """One API call (or one declaration in a file) behind a finding."""
+    """One API call (or one declaration in a file, or one attestation) behind a finding."""
 
     call: str
     at: str
     answer: str
     error: str | None
     location: str | None = None  # `file:line (address)` of a declaration (infrastructure as code)
+    attestation: str | None = None  # who attested the value, on what basis, until when
 
 
 @dataclass(frozen=True)
@@ -340,6 +355,17 @@ class FindingView:
     waiver: WaiverApplied | None
     reasons: list[str]
     baselined: bool = False
+    processing: str | None = None  # AI resources: where requests may be processed
+    attested: list[str] = field(default_factory=list)
+
+    @property
+    def keeps_data(self) -> bool:
+        """Whether the resource's kind keeps data at rest (an AI setting or deployment does not)."""
+        return carries(self.kind, "location")
+
+    def is_attested(self, attribute: str) -> bool:
+        """Whether the observed `attribute` holds an attested value, not an observed one."""
+        return attribute in self.attested
 
     @property
     def waiver_expired(self) -> bool:
@@ -373,13 +399,44 @@ def finding_view(finding: FindingRecord) -> FindingView:
                 answer=excerpt(e.get("response")) if e.get("response") is not None else "",
                 error=e.get("error"),
                 location=str(place) if (place := evidence_place(e)) is not None else None,
+                attestation=attestation_note(e),
             )
             for e in finding.evidence
         ],
         waiver=finding.waiver,
         reasons=[r for r in finding.reasons if r.partition(":")[0] not in shown_unknown],
         baselined=finding.baselined,
+        processing=processing_text(resource),
+        attested=list(resource.attested),
     )
+
+
+def regions_text(regions: list[str]) -> str:
+    """Regions as words: `any region` for `*`, `none` for an empty list."""
+    return ", ".join(region_label(r) for r in regions) if regions else "none"
+
+
+def processing_text(resource: ResourceInfo) -> str | None:
+    """Where an AI resource's requests may be processed, in words (`unknown` when it could not be
+    read: the finding's observed value says why); None for a resource without it."""
+    regions = resource.processing_regions
+    if regions is None:
+        return None
+    return regions_text(regions) if isinstance(regions, list) else "unknown"
+
+
+def training_text(training: TrainingInfo) -> str:
+    """`may not train (default: URL, as of DATE)`, `may train (observed: organization-policy)`,
+    `may not train (attested)` or `unknown (code: reason)`."""
+    cell = training_cell(training)
+    if cell.unknown is not None:
+        return f"unknown ({cell.unknown})"
+    detail = cell.basis
+    if cell.basis == "default" and cell.source:
+        detail += f": {cell.source}" + (f", as of {cell.as_of}" if cell.as_of else "")
+    elif cell.basis == "observed" and cell.decided_by:
+        detail += f": {cell.decided_by}"
+    return f"{cell.verdict} ({detail})" if detail else cell.verdict
 
 
 def finding_sort_key(finding: FindingRecord) -> tuple[Any, ...]:
@@ -447,10 +504,282 @@ class KeyLocation:
 
 
 def _zone_state(zone: ZoneInfo | None, provider: str, region: str) -> ZoneState:
+    if region == ANY_REGION and zone is not None:
+        return "out"  # any region the provider operates: no zone contains that
     if zone is None or provider not in provider_names():
         return "unknown"
     state = zone.state(provider, region)
     return "in" if state == "in" else "out" if state == "out" else "unknown"
+
+
+def carries(kind: str, group: str) -> bool:
+    """Whether resources of `kind` carry the attribute `group` (a kind this version does not know is
+    taken to carry it, so nothing it reports is hidden)."""
+    groups = KIND_GROUPS.get(kind)  # type: ignore[call-overload]
+    return groups is None or group in groups
+
+
+def region_label(region: str) -> str:
+    """A region as reports show it: `*` is any region the provider operates."""
+    return "any region" if region == ANY_REGION else region
+
+
+# AI resource lists longer than this show their regions outside the zone and count the rest.
+REGIONS_LISTED = 6
+AI_ROWS_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class RegionMark:
+    """One region of an AI resource, with whether it lies inside the run's zone."""
+
+    region: str
+    state: ZoneState
+
+    @property
+    def label(self) -> str:
+        """`any region` for `*`, else the region."""
+        return region_label(self.region)
+
+
+@dataclass(frozen=True)
+class PlaceCell:
+    """Where an AI resource keeps its content at rest, or processes requests.
+
+    `applies` is False for kinds that do not carry the attribute (shown as not applicable);
+    `unknown` holds the reason when it could not be read. Long lists keep their regions outside
+    the zone in `listed` and count the ones inside in `inside_folded`.
+    """
+
+    applies: bool
+    listed: list[RegionMark] = field(default_factory=list)
+    inside_folded: int = 0
+    unknown: str | None = None
+
+    @property
+    def state(self) -> ZoneState:
+        """`out` if any region is outside the zone, `unknown` if unknown or any region unknown, else `in`."""
+        states = {mark.state for mark in self.listed}
+        if "out" in states:
+            return "out"
+        if self.unknown is not None or "unknown" in states or not (self.listed or self.inside_folded):
+            return "unknown"
+        return "in"
+
+
+def _place(regions: list[str], provider: str, zone: ZoneInfo | None) -> PlaceCell:
+    marks = [RegionMark(region, _zone_state(zone, provider, region)) for region in regions]
+    if len(marks) <= REGIONS_LISTED:
+        return PlaceCell(True, marks)
+    return PlaceCell(True, [m for m in marks if m.state != "in"], sum(1 for m in marks if m.state == "in"))
+
+
+# How the value of `training.provider_may_train` was established, by `training.decided_by`.
+TRAINING_BASIS: dict[str, str] = {
+    "organization-policy": "observed",
+    "provider-setting": "observed",
+    "provider-default": "default",
+    "attestation": "attested",
+}
+
+
+@dataclass(frozen=True)
+class TrainingCell:
+    """Whether the provider may train on an AI resource's content, and on what basis.
+
+    `basis` is `observed` (a setting or organization policy read from the API), `default` (a
+    documented provider default, with its source and date), `attested` (a person vouched for it in
+    an attestation file) or `` when unknown.
+    """
+
+    verdict: Literal["may not train", "may train", "unknown"]
+    basis: str
+    decided_by: str | None
+    source: str | None
+    as_of: str | None
+    unknown: str | None = None
+
+
+def training_cell(training: TrainingInfo) -> TrainingCell:
+    """The training column of one AI resource."""
+    value = training.provider_may_train
+    why = training.unknown
+    if why is not None or not isinstance(value, bool):
+        reason = f"{why.get('code')}: {why.get('reason')}" if why is not None else "not recorded"
+        return TrainingCell("unknown", "", training.decided_by, training.source, training.as_of, reason)
+    verdict: Literal["may not train", "may train"] = "may train" if value else "may not train"
+    basis = TRAINING_BASIS.get(training.decided_by or "", training.decided_by or "")
+    return TrainingCell(verdict, basis, training.decided_by, training.source, training.as_of)
+
+
+@dataclass(frozen=True)
+class AiResourceRow:
+    """One AI resource in the residency view: at rest and processing side by side, and training.
+
+    `status` is its worst finding (fail, error, waived, pass), or the state of a resource that got
+    no finding (an archived project, listed from the inventory).
+    """
+
+    provider: str
+    label: str
+    kind: str
+    account: str
+    name: str
+    resource_id: str
+    status: str
+    at_rest: PlaceCell
+    processing: PlaceCell
+    training: TrainingCell | None
+    attested: list[str]
+    attestations: list[str] = field(default_factory=list)  # who attested, on what basis, until when
+
+
+def _ai_row(
+    resource: ResourceInfo,
+    status: str,
+    zone: ZoneInfo | None,
+    observed: dict[str, Any],
+    attestations: Iterable[str] = (),
+) -> AiResourceRow:
+    provider = resource.provider
+    at_rest = PlaceCell(False)
+    if carries(resource.kind, "location"):
+        location = observed.get("location.regions")
+        if _is_unknown(location):
+            at_rest = PlaceCell(True, unknown=unknown_text(location))
+        elif resource.regions:
+            at_rest = _place(list(resource.regions), provider, zone)
+        else:
+            at_rest = PlaceCell(True, unknown="not recorded")
+    processing = PlaceCell(False)
+    regions = resource.processing_regions
+    if isinstance(regions, list):
+        processing = _place(regions, provider, zone)
+    elif regions is not None:
+        processing = PlaceCell(True, unknown=unknown_text(regions))
+    elif carries(resource.kind, "processing") and resource.kind in AI_KINDS:
+        processing = PlaceCell(True, unknown="not recorded")
+    return AiResourceRow(
+        provider=provider,
+        label=PROVIDER_LABELS.get(provider, provider),
+        kind=resource.kind,
+        account=resource.account,
+        name=resource.name,
+        resource_id=resource.id,
+        status=status,
+        at_rest=at_rest,
+        processing=processing,
+        training=training_cell(resource.training) if resource.training is not None else None,
+        attested=list(resource.attested),
+        attestations=list(dict.fromkeys(attestations)),
+    )
+
+
+def place_text(cell: PlaceCell, zone: str | None) -> str:
+    """A place cell in words: `n/a`, `unknown (why)`, or its regions with those outside the zone
+    marked, e.g. `ch (outside eu), 30 more inside eu`."""
+    if not cell.applies:
+        return "n/a"
+    if cell.unknown is not None:
+        return f"unknown ({cell.unknown})"
+    where = f" {zone}" if zone else " the zone"
+    marks = {"out": f" (outside{where})", "unknown": " (zone unknown)", "in": ""}
+    parts = [mark.label + (marks[mark.state] if zone else "") for mark in cell.listed]
+    if cell.inside_folded:
+        parts.append(f"{cell.inside_folded} {'more ' if parts else ''}regions inside{where}")
+    return ", ".join(parts) or "none"
+
+
+def training_words(cell: TrainingCell | None) -> str:
+    """A training cell in words: `may not train (attested)`, `may train (default, as of DATE)`, ..."""
+    if cell is None:
+        return "n/a"
+    if cell.unknown is not None:
+        return f"unknown ({cell.unknown})"
+    detail = cell.basis
+    if cell.basis == "default" and cell.as_of:
+        detail += f", as of {cell.as_of}"
+    elif cell.basis == "observed" and cell.decided_by:
+        detail += f": {cell.decided_by}"
+    return f"{cell.verdict} ({detail})" if detail else cell.verdict
+
+
+def _is_unknown(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("unknown"), dict)
+
+
+def unknown_text(value: Any) -> str:
+    """`code: reason` of a findings-JSON ``{"unknown": {code, reason}}`` value."""
+    unknown = value.get("unknown") if isinstance(value, dict) else None
+    if not isinstance(unknown, dict):
+        return display_value(value)
+    return f"{unknown.get('code')}: {unknown.get('reason')}"
+
+
+@dataclass
+class AiResidency:
+    """The AI services of the run: one row per resource (capped), and how many there were."""
+
+    rows: list[AiResourceRow] = field(default_factory=list)
+    total: int = 0
+
+    @property
+    def hidden(self) -> int:
+        """Resources counted but not listed."""
+        return self.total - len(self.rows)
+
+
+def ai_residency(
+    findings: list[FindingRecord],
+    zone: ZoneInfo | None,
+    inventory: list[StorageResource] | None = None,
+    limit: int = AI_ROWS_LIMIT,
+) -> AiResidency:
+    """Every AI resource of the findings (and, with the inventory, those that got no finding such as
+    archived projects), worst first."""
+    resources: dict[str, ResourceInfo] = {}
+    worst: dict[str, Status] = {}
+    observed: dict[str, dict[str, Any]] = defaultdict(dict)
+    attestations: dict[str, list[str]] = defaultdict(list)
+    for finding in findings:
+        resource = finding.resource
+        if resource.kind not in AI_KINDS:
+            continue
+        resources.setdefault(resource.id, resource)
+        observed[resource.id].update(finding.observed)
+        if resource.attested:
+            attestations[resource.id] += filter(None, map(attestation_note, finding.evidence))
+        before = worst.get(resource.id)
+        if before is None or _STATUS_ORDER.get(finding.status, 9) < _STATUS_ORDER.get(before, 9):
+            worst[resource.id] = finding.status
+    rows = [
+        _ai_row(r, worst[rid].value, zone, observed[rid], attestations.get(rid, ()))
+        for rid, r in resources.items()
+    ]
+    for record in inventory or ():
+        if record.kind in AI_KINDS and record.id not in resources:
+            resources[record.id] = info = ResourceInfo(
+                provider=record.provider,
+                account=record.account,
+                id=record.id,
+                name=record.name,
+                kind=record.kind,
+                regions=list(record.location.regions) if record.location is not None else [],
+                processing_regions=list(record.processing.regions) if record.processing is not None else None,
+            )
+            state = record.state if record.state in INACTIVE_STATES else "no finding"
+            rows.append(_ai_row(info, str(state), zone, {}))
+    order = {p: i for i, p in enumerate(provider_names())}
+    rows.sort(
+        key=lambda r: (
+            _STATUS_ORDER.get(Status(r.status), 9) if r.status in STATUSES else 9,
+            order.get(r.provider, 99),
+            r.account,
+            r.kind,
+            r.name,
+        )
+    )
+    return AiResidency(rows[:limit], len(rows))
 
 
 # --- changes since a previous run ----------------------------------------------------------------
@@ -656,6 +985,7 @@ class ReportView:
     key_locations: list[KeyLocation]
     changes: Changes | None
     inventory_used: bool
+    ai: AiResidency = field(default_factory=AiResidency)
 
 
 def _residency(
@@ -699,6 +1029,8 @@ def _residency(
         if resource.id in seen:
             continue
         seen.add(resource.id)
+        if not carries(resource.kind, "location"):
+            continue  # an AI deployment, endpoint or setting keeps nothing at rest of its own
         provider = resource.provider
         view = views.setdefault(
             provider, ProviderResidency(provider, PROVIDER_LABELS.get(provider, provider), [])
@@ -777,4 +1109,5 @@ def build_view(report: ReportInput, *, pass_limit: int = PASS_LIST_LIMIT) -> Rep
         key_locations=key_locations,
         changes=compare_runs(doc, report.previous) if report.previous is not None else None,
         inventory_used=inventory is not None,
+        ai=ai_residency(doc.findings, zone_info, inventory),
     )

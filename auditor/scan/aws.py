@@ -1,4 +1,5 @@
-"""AWS S3 scanner: every bucket of every account, only the calls the loaded policies need.
+"""AWS scanner: every S3 bucket (and Bedrock resource) of every account, only the calls the loaded
+policies need.
 
 Per bucket it reads, as the policies require: the region (ListBuckets' ``BucketRegion``, else
 GetBucketLocation), replication destinations (GetBucketReplication + HeadBucket per destination),
@@ -6,6 +7,10 @@ default encryption (GetBucketEncryption + one KMS DescribeKey per distinct key),
 (GetBucketPolicy; the transport verdict is derived from it by `auditor.scan.aws_bucket_policy`), the public
 access block and the tags. A "not found" answer is explicitly absent; any other failure leaves the
 attribute unknown with its reason, so a policy reports `error`, never `pass`. See docs/scanners/aws.md.
+
+Buckets are listed only when a loaded policy is scoped to `bucket`; Bedrock resources and the AI
+services opt-out policy only when one is scoped to their kind (`auditor.scan.aws_ai`,
+docs/scanners/aws-bedrock.md).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from auditor.scan.aws_accounts import (
     client_config,
     read_accounts_file,
 )
+from auditor.scan.aws_ai import BedrockScanner
 from auditor.scan.aws_bucket_policy import apply_bucket_policy
 from auditor.scan.aws_calls import AccountClients
 from auditor.scan.aws_encryption import (
@@ -91,7 +97,7 @@ def _bucket_of(arn: str) -> str:
 
 
 class AwsScanner(Scanner):
-    """Scans the S3 buckets of one or more AWS accounts into `StorageResource` records."""
+    """Scans the S3 buckets and Bedrock resources of AWS accounts into `StorageResource` records."""
 
     provider: ClassVar[Provider] = "aws"
 
@@ -129,13 +135,16 @@ class AwsScanner(Scanner):
             float(self.retry.timeout or read_timeout),
         )
         self.resolver = AccountResolver(self.source, self.config, self.calls, session_hook, default_region)
+        # What the policies scoped to buckets read (the bucket calls follow it), and the AI resources.
+        self.bucket_needs = needs.for_kinds("bucket")
+        self.bedrock = BedrockScanner(needs, self.regions, concurrency)
         self._skipped_lock = threading.Lock()
         self.skipped_by_region = 0
 
     # --- the stream ------------------------------------------------------------------------------
 
     def scan(self) -> Iterator[InventoryRecord]:
-        """Yield every bucket of every account (and a gap per account that cannot be scanned).
+        """Yield every bucket and AI resource of every account (and a gap per scope that cannot be scanned).
 
         A driver thread resolves the accounts one after the other and lists each account's
         buckets; workers scan the buckets and emit their records (`auditor.scan.threads.stream`).
@@ -153,6 +162,14 @@ class AwsScanner(Scanner):
             self._scan_account(account, emit, stop)
 
     def _scan_account(
+        self, account: AccountClients, emit: Callable[[InventoryRecord], None], stop: threading.Event
+    ) -> None:
+        if self.needs.wants_kind("bucket"):
+            self._scan_buckets(account, emit, stop)
+        if self.bedrock.wanted and not stop.is_set():
+            self.bedrock.scan_account(account, emit, stop)
+
+    def _scan_buckets(
         self, account: AccountClients, emit: Callable[[InventoryRecord], None], stop: threading.Event
     ) -> None:
         # Bounded in-flight work: memory does not grow with the estate.
@@ -272,7 +289,7 @@ class AwsScanner(Scanner):
 
     def _scan_bucket(self, account: AccountClients, entry: dict[str, Any]) -> StorageResource | None:
         name = str(entry["Name"])
-        wants = self.needs.wants
+        wants = self.bucket_needs.wants
         evidence: list[Evidence] = []
         unknown: dict[str, Unknown] = {}
 
@@ -346,7 +363,7 @@ class AwsScanner(Scanner):
         unknown: dict[str, Unknown],
     ) -> Location:
         replicas: list[Replica] = []
-        if self.needs.wants("location.regions") or self.needs.wants("location.replicas"):
+        if self.bucket_needs.wants("location.regions") or self.bucket_needs.wants("location.replicas"):
             attributes = ["location.regions", "location.replicas"]
             answer = account.call(region, "s3", "GetBucketReplication", attributes, Bucket=name)
             call = answer.evidence
@@ -471,7 +488,10 @@ class AwsScanner(Scanner):
             update = {"key_management": management, "key_id": key_id, "key_location": key_location}
             return encryption.model_copy(update=update)
 
-        if not (self.needs.wants("encryption.key_management") or self.needs.wants("encryption.key_location")):
+        if not (
+            self.bucket_needs.wants("encryption.key_management")
+            or self.bucket_needs.wants("encryption.key_location")
+        ):
             skipped = Unknown(
                 code=UnknownCode.NOT_COLLECTED,
                 reason="kms:DescribeKey not called: no loaded policy reads the key's manager or location",
@@ -605,7 +625,10 @@ def _parse_regions(values: tuple[str, ...]) -> list[str] | None:
     "--organization", is_flag=True, help="Assume --role-arn into every ACTIVE account of the organization."
 )
 @click.option(
-    "--regions", "region_values", multiple=True, help="Only scan buckets in these regions (comma-separated)."
+    "--regions",
+    "region_values",
+    multiple=True,
+    help="Only scan buckets and Bedrock resources in these regions (comma-separated).",
 )
 @click.option(
     "--retry-mode", type=click.Choice(["standard", "adaptive"]), default="standard", show_default=True
@@ -629,7 +652,7 @@ def command(
     verify_region: bool,
     retry: RetrySettings,
 ) -> ScanSummary:
-    """Inventory the S3 buckets of one or more AWS accounts."""
+    """Inventory the S3 buckets and Bedrock resources of one or more AWS accounts."""
     _parse_regions(region_values)  # flags are checked in the order they always were
     accounts = read_accounts_file(accounts_file) if accounts_file else ()
     section = AwsCloud(
@@ -674,7 +697,7 @@ def scan_section(
         retry_settings=retry or options_retry(options),
     )
     summary = finish_scan(scanner, output, progress)
-    if regions is not None:
+    if regions is not None and scanner.needs.wants_kind("bucket"):
         click.echo(
             f"  skipped {scanner.skipped_by_region} buckets outside --regions {','.join(regions)}", err=True
         )

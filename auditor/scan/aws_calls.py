@@ -14,6 +14,7 @@ the last attempt of that thread's current call).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 import threading
@@ -62,6 +63,11 @@ ABSENT_CODES: dict[str, frozenset[str]] = {
     "GetBucketReplication": frozenset({"ReplicationConfigurationNotFoundError"}),
     "GetBucketEncryption": frozenset({"ServerSideEncryptionConfigurationNotFoundError"}),
     "GetPublicAccessBlock": frozenset({"NoSuchPublicAccessBlockConfiguration"}),
+    # No AI services opt-out policy in effect, or no organization: the AWS default applies
+    # (https://docs.aws.amazon.com/organizations/latest/APIReference/API_DescribeEffectivePolicy.html).
+    "DescribeEffectivePolicy": frozenset(
+        {"EffectivePolicyNotFoundException", "AWSOrganizationsNotInUseException"}
+    ),
 }
 
 # What every well-formed successful answer carries (dotted paths into the parsed answer). A path
@@ -80,7 +86,15 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "GetCallerIdentity": ("Account", "Arn"),
     "AssumeRole": ("Credentials.AccessKeyId", "Credentials.SecretAccessKey", "Credentials.SessionToken"),
     "ListAccounts": ("Accounts",),
+    "DescribeRegions": ("Regions",),
+    "ListInferenceProfiles": ("inferenceProfileSummaries",),
+    "GetInferenceProfile": ("inferenceProfileArn",),
+    "ListAgents": ("agentSummaries",),
+    "GetAgent": ("agent.agentId",),
+    "DescribeEffectivePolicy": ("EffectivePolicy.PolicyContent",),
 }
+# The protocols whose every answer is XML (S3, STS, EC2), as botocore's service models name them.
+XML_PROTOCOLS = frozenset({"rest-xml", "query", "ec2"})
 # Answers without a body by design (HEAD): their emptiness says nothing.
 BODYLESS: frozenset[str] = frozenset({"HeadBucket"})
 
@@ -247,11 +261,29 @@ def _policy_document(response: dict[str, Any], raw: RawAnswer | None) -> dict[st
     return response
 
 
-# Operations whose answer botocore does not model (or models as bare text): read and checked from
-# the raw body, raising MalformedAnswer.
+def _json_document(response: dict[str, Any], raw: RawAnswer | None) -> dict[str, Any]:
+    # botocore parses an empty JSON body to {}: for GetModelInvocationLoggingConfiguration that
+    # would read as "no configuration", so an empty body must be told apart from `{}`.
+    if raw is None:
+        raise MalformedAnswer("no answer body was captured", raw)
+    if not (raw.body or b"").strip():
+        raise MalformedAnswer("empty body", raw)
+    return response
+
+
+# Operations whose answer botocore does not model (or models as bare text), or whose empty body
+# botocore parses to a valid-looking answer: read and checked from the raw body, raising
+# MalformedAnswer.
 BODY_READERS: dict[str, Callable[[dict[str, Any], RawAnswer | None], dict[str, Any]]] = {
     "GetBucketLocation": _location_constraint,
     "GetBucketPolicy": _policy_document,
+    "ListInferenceProfiles": _json_document,
+    "GetInferenceProfile": _json_document,
+    "GetModelInvocationLoggingConfiguration": _json_document,
+    "ListTagsForResource": _json_document,
+    "ListAgents": _json_document,
+    "GetAgent": _json_document,
+    "DescribeEffectivePolicy": _json_document,
 }
 
 
@@ -301,10 +333,12 @@ def invoke(
     except ClientError as exc:
         raw = _last.raw
         # botocore turns an S3 200 whose body is not XML into a 500 (and retries it): after the
-        # retries it is still a malformed answer, not a server error.
+        # retries it is still a malformed answer, not a server error. (A JSON service's error body
+        # is not XML by design: the rule is for the XML protocols only.)
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         body = raw.body if raw is not None else None
-        if status == 500 and body and body.strip() and not _well_formed_xml(body):
+        xml = client.meta.service_model.protocol in XML_PROTOCOLS
+        if xml and status == 500 and body and body.strip() and not _well_formed_xml(body):
             return None, MalformedAnswer("the body is not well-formed XML", raw), raw
         return None, exc, raw
     except BotoCoreError as exc:  # connection closed, timeouts, no credentials, ...
@@ -373,13 +407,25 @@ class AccountClients:
             return client
 
     def call(
-        self, region: str | None, service: str, operation: str, attributes: list[str], **params: Any
+        self,
+        region: str | None,
+        service: str,
+        operation: str,
+        attributes: list[str],
+        *,
+        shown: Callable[[dict[str, Any]], Any] | None = None,
+        **params: Any,
     ) -> Answer[dict[str, Any]]:
-        """Make one call; its answer carries the evidence recording it (errors never raise)."""
+        """Make one call; its answer carries the evidence recording it (errors never raise).
+
+        `shown` picks what of a successful answer the evidence keeps (default: all of it).
+        """
         client = self.client(service, region)
-        return self.recorder.call(
-            f"{service}:{operation}", attributes, params, lambda: request(client, operation, params)
-        )
+        name = f"{service}:{operation}"
+        perform = functools.partial(request, client, operation, params)
+        if shown is None:
+            return self.recorder.call(name, attributes, params, perform)
+        return self.recorder.call(name, attributes, params, perform, shown=shown)
 
 
 def recorder(calls: CallCounter) -> CallRecorder:

@@ -59,7 +59,9 @@ class AwsCloud(SourceSection):
     role: str | None = Field(None, description="Role ARN (template with {account_id}) or name to assume.")
     accounts: list[str] = Field(default_factory=list, description="Account ids to assume `role` into.")
     organization: bool = Field(False, description="Assume `role` into every ACTIVE organization account.")
-    regions: list[str] = Field(default_factory=list, description="Only buckets in these regions.")
+    regions: list[str] = Field(
+        default_factory=list, description="Only buckets and Bedrock resources in these regions."
+    )
 
     def check(self) -> None:
         """Options, account ids and region codes as the scanner would refuse them."""
@@ -131,6 +133,7 @@ SOURCE = Source(
     command="auditor.scan.aws:command",
     normalize=apply_bucket_policy,
     order=10,
+    hashed_when_unset=True,
     catalog=AwsCatalog,
 )
 
@@ -146,6 +149,9 @@ def region_of_location(catalog: ZoneCatalog, raw: str | None) -> str:
 # action names differ from some operation names: "Required permissions for Amazon S3 API
 # operations", https://docs.aws.amazon.com/AmazonS3/latest/userguide/using-with-s3-policy-actions.html
 # (tests/scan/aws/test_permission_table.py checks the table against the scanner's calls).
+BUCKET: tuple[str, ...] = ("bucket",)
+# The Bedrock kinds listed per region (their listings run in the account's enabled regions).
+BEDROCK_REGIONAL: tuple[str, ...] = ("ai-inference-profile", "ai-agent", "ai-invocation-log")
 CALLS: tuple[CallSpec, ...] = (
     {
         "operation": "sts:GetCallerIdentity",
@@ -171,12 +177,14 @@ CALLS: tuple[CallSpec, ...] = (
     },
     {
         "operation": "s3:ListBuckets",
+        "kinds": BUCKET,
         "permissions": ("s3:ListAllMyBuckets",),
         "always": True,
         "when": "once per page of 1,000 buckets per account",
     },
     {
         "operation": "s3:GetBucketLocation",
+        "kinds": BUCKET,
         "permissions": ("s3:GetBucketLocation",),
         "feeds": ("location",),
         "options": ("regions",),
@@ -184,12 +192,14 @@ CALLS: tuple[CallSpec, ...] = (
     },
     {
         "operation": "s3:GetBucketReplication",
+        "kinds": BUCKET,
         "permissions": ("s3:GetReplicationConfiguration",),
         "feeds": ("location.regions", "location.replicas"),
         "when": "per bucket",
     },
     {
         "operation": "s3:HeadBucket",
+        "kinds": BUCKET,
         "permissions": ("s3:ListBucket",),
         "feeds": ("location.regions", "location.replicas"),
         "when": "per distinct replication destination",
@@ -198,12 +208,14 @@ CALLS: tuple[CallSpec, ...] = (
     },
     {
         "operation": "s3:GetBucketEncryption",
+        "kinds": BUCKET,
         "permissions": ("s3:GetEncryptionConfiguration",),
         "feeds": ("encryption",),
         "when": "per bucket",
     },
     {
         "operation": "kms:DescribeKey",
+        "kinds": BUCKET,
         "permissions": ("kms:DescribeKey",),
         "feeds": ("encryption.key_management", "encryption.key_location"),
         "when": "per distinct KMS key other than `aws/s3`",
@@ -211,21 +223,93 @@ CALLS: tuple[CallSpec, ...] = (
     },
     {
         "operation": "s3:GetBucketPolicy",
+        "kinds": BUCKET,
         "permissions": ("s3:GetBucketPolicy",),
         "feeds": ("transport",),
         "when": "per bucket",
     },
     {
         "operation": "s3:GetPublicAccessBlock",
+        "kinds": BUCKET,
         "permissions": ("s3:GetBucketPublicAccessBlock",),
         "feeds": ("access",),
         "when": "per bucket",
     },
     {
         "operation": "s3:GetBucketTagging",
+        "kinds": BUCKET,
         "permissions": ("s3:GetBucketTagging",),
         "feeds": ("tags",),
         "when": "per bucket",
+    },
+    # Bedrock and the AI services opt-out policy (auditor/scan/aws_ai.py, docs/scanners/aws-bedrock.md).
+    # IAM actions: "Actions defined by Amazon Bedrock" (Bedrock Agents' operations are `bedrock:`
+    # actions), https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonbedrock.html
+    {
+        "operation": "ec2:DescribeRegions",
+        "permissions": ("ec2:DescribeRegions",),
+        "always": True,
+        "kinds": BEDROCK_REGIONAL,
+        "when": "once per account: the enabled regions the Bedrock listings run in (with `--regions`, "
+        "those of them it names)",
+    },
+    {
+        "operation": "bedrock:ListInferenceProfiles",
+        "permissions": ("bedrock:ListInferenceProfiles",),
+        "always": True,
+        "kinds": ("ai-inference-profile",),
+        "when": "per region, once per page of application inference profiles (`typeEquals=APPLICATION`)",
+    },
+    {
+        "operation": "bedrock:ListTagsForResource",
+        "permissions": ("bedrock:ListTagsForResource",),
+        "feeds": ("tags",),
+        "kinds": ("ai-inference-profile",),
+        "when": "per application inference profile",
+    },
+    {
+        "operation": "bedrock-agent:ListAgents",
+        "permissions": ("bedrock:ListAgents",),
+        "always": True,
+        "kinds": ("ai-agent",),
+        "when": "per region, once per page of agents",
+    },
+    {
+        "operation": "bedrock-agent:GetAgent",
+        "permissions": ("bedrock:GetAgent",),
+        "feeds": ("processing",),
+        "kinds": ("ai-agent",),
+        "when": "per agent: its `foundationModel`",
+    },
+    {
+        "operation": "bedrock:GetInferenceProfile",
+        "permissions": ("bedrock:GetInferenceProfile",),
+        "feeds": ("processing",),
+        "kinds": ("ai-agent",),
+        "when": "per distinct inference profile (system profile id or profile ARN) agents name, per region",
+    },
+    {
+        "operation": "bedrock-agent:ListTagsForResource",
+        "permissions": ("bedrock:ListTagsForResource",),
+        "feeds": ("tags",),
+        "kinds": ("ai-agent",),
+        "when": "per agent",
+    },
+    {
+        "operation": "bedrock:GetModelInvocationLoggingConfiguration",
+        "permissions": ("bedrock:GetModelInvocationLoggingConfiguration",),
+        "always": True,
+        "kinds": ("ai-invocation-log",),
+        "when": "once per region",
+    },
+    {
+        "operation": "organizations:DescribeEffectivePolicy",
+        "permissions": ("organizations:DescribeEffectivePolicy",),
+        "feeds": ("training",),
+        "kinds": ("ai-settings",),
+        "when": "once per account, from the account's own session (no `TargetId`)",
+        "note": "any account of an organization may call it for itself: "
+        "https://docs.aws.amazon.com/organizations/latest/APIReference/API_DescribeEffectivePolicy.html",
     },
 )
 

@@ -1,10 +1,12 @@
-"""Azure Blob scanner: storage account settings from ARM, containers from each account's blob service.
+"""Azure scanner: blob containers and storage accounts, and Azure OpenAI / AI Foundry resources.
 
 One `StorageResource` per blob container (kind "container"); an account with no containers, or whose
 containers cannot be listed, is one resource of kind "account". Every container inherits its account's
 location, replication, TLS and encryption, with the evidence pointing at the account listing. Containers
 are listed on the blob data plane (azure-storage-blob) and, where that is not reachable, through ARM
-(`blob_containers.list`). See docs/scanners/azure.md.
+(`blob_containers.list`). See docs/scanners/azure.md. AI accounts and their model deployments come from
+`auditor.scan.azure_ai` (docs/scanners/azure-openai.md); each part runs only when a loaded policy is
+scoped to its kinds.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from auditor.model import (
     UnknownCode,
 )
 from auditor.scan.azure_accounts import TLS_FLOOR, AccountFacts, account_facts
+from auditor.scan.azure_ai import AzureAI
 from auditor.scan.azure_calls import (
     OP_ACCOUNTS,
     OP_ARM_GET,
@@ -93,6 +96,13 @@ RETRY_SUPPORTED = AzureOptions.retry_used
 LISTED = ["tags", "access", "encryption"]
 
 
+Emit = Callable[[InventoryRecord], None]
+# Lists a subscription's accounts of one kind (a failed listing emitted as a gap) ...
+AccountLister = Callable[[str, Emit], Iterator[tuple[dict[str, Any], datetime]]]
+# ... and scans one listed account (subscription, listing entry, listed at), emitting its records.
+AccountWorker = Callable[[str, dict[str, Any], datetime, Emit], None]
+
+
 def _redacted(record: InventoryRecord) -> InventoryRecord:
     if isinstance(record, CoverageGap):
         record.reason = redact(record.reason)
@@ -113,7 +123,7 @@ class _Container:
 
 
 class AzureScanner(Scanner):
-    """Inventories Azure blob containers of one or more subscriptions."""
+    """Inventories Azure blob containers and AI resources of one or more subscriptions."""
 
     provider: ClassVar[Provider] = "azure"
 
@@ -161,10 +171,14 @@ class AzureScanner(Scanner):
             + 5.0
         )
 
-        self.want_encryption = needs.wants("encryption")
-        self.want_keys = any(needs.wants(f"encryption.{leaf}") for leaf in KEY_LEAVES)
-        self.want_access = needs.wants("access")
-        self.want_tags = needs.wants("tags")
+        # Storage is listed only for policies scoped to containers or accounts, and reads only what
+        # those policies read; the AI part (`AzureAI`) does the same for its kinds.
+        self.scan_storage = needs.wants_kind("container") or needs.wants_kind("account")
+        self.storage_needs = needs.for_kinds("container", "account")
+        self.want_encryption = self.storage_needs.wants("encryption")
+        self.want_keys = any(self.storage_needs.wants(f"encryption.{leaf}") for leaf in KEY_LEAVES)
+        self.want_access = self.storage_needs.wants("access")
+        self.want_tags = self.storage_needs.wants("tags")
 
         self._answer = LastAnswer()
         self.clients = AzureClients(
@@ -189,8 +203,17 @@ class AzureScanner(Scanner):
             arm=self.clients.arm,
             answer=self._answer,
             recorder=self.recorder,
-            want_key_location=needs.wants("encryption.key_location"),
+            want_key_location=self.storage_needs.wants("encryption.key_location"),
             call_bound=self.call_bound,
+        )
+        self.ai = AzureAI(
+            needs,
+            catalog,
+            arm=self.clients.arm,
+            arm_endpoint=self.clients.arm_endpoint,
+            answer=self._answer,
+            recorder=self.recorder,
+            keys=self.keys,
         )
 
     # --- the scan --------------------------------------------------------------------------------
@@ -213,17 +236,24 @@ class AzureScanner(Scanner):
     def _drive(self, emit: Callable[[InventoryRecord], None], stop: threading.Event) -> None:
         slots = threading.BoundedSemaphore(self.concurrency * 2)
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="azure-account")
+        # Storage accounts, then AI accounts, per subscription: each lister feeds its account worker.
+        parts: list[tuple[AccountLister, AccountWorker]] = []
+        if self.scan_storage:
+            parts.append((self._list_accounts, self._scan_account_guarded))
+        if self.ai.wanted:
+            parts.append((self.ai.list_accounts, self.ai.scan_account_guarded))
         try:
             for subscription in self.subscriptions:
-                for raw, listed_at in self._list_accounts(subscription, emit):
-                    while not slots.acquire(timeout=0.2):
+                for list_accounts, scan_account in parts:
+                    for raw, listed_at in list_accounts(subscription, emit):
+                        while not slots.acquire(timeout=0.2):
+                            if stop.is_set():
+                                return
                         if stop.is_set():
+                            slots.release()
                             return
-                    if stop.is_set():
-                        slots.release()
-                        return
-                    future = pool.submit(self._scan_account_guarded, subscription, raw, listed_at, emit)
-                    future.add_done_callback(lambda _: slots.release())
+                        future = pool.submit(scan_account, subscription, raw, listed_at, emit)
+                        future.add_done_callback(lambda _: slots.release())
         finally:
             # Workers end by themselves (every call is bounded); a stopped scan drops queued ones.
             pool.shutdown(wait=True, cancel_futures=stop.is_set())
@@ -320,7 +350,7 @@ class AzureScanner(Scanner):
         emitted: set[str],
     ) -> None:
         facts = account_facts(
-            subscription, raw, listed_at, needs=self.needs, catalog=self.catalog, keys=self.keys
+            subscription, raw, listed_at, needs=self.storage_needs, catalog=self.catalog, keys=self.keys
         )
         scopes = self.keys.encryption_scopes(facts) if self.want_keys else None
 
@@ -697,7 +727,7 @@ def command(
     container_page_size: int | None,
     retry: RetrySettings,
 ) -> ScanSummary:
-    """Scan Azure blob containers of one or more subscriptions into an inventory."""
+    """Scan Azure blob containers and Azure OpenAI / AI Foundry resources into an inventory."""
     section = AzureCloud(
         subscriptions=list(subscriptions),
         arm_endpoint=arm_endpoint,
@@ -735,12 +765,13 @@ def scan_section(
         account_keys = parse_account_keys(os.environ.get(ACCOUNT_KEYS_ENV, ""))
         if not account_keys:
             raise InputError("--blob-credential", f"shared-key needs account keys in ${ACCOUNT_KEYS_ENV}")
-    if blob_credential == "token" and os.environ.get(ACCESS_TOKEN_ENV):
+    needs, catalog = scanner_context(policy_paths)
+    lists_containers = needs.wants_kind("container") or needs.wants_kind("account")
+    if lists_containers and blob_credential == "token" and os.environ.get(ACCESS_TOKEN_ENV):
         raise InputError(
             "--blob-credential",
             f"${ACCESS_TOKEN_ENV} holds an ARM token, not a storage one: use shared-key or none",
         )
-    needs, catalog = scanner_context(policy_paths)
     scanner = AzureScanner(
         needs,
         catalog,

@@ -120,7 +120,7 @@ class KeyResolver:
             key_id = vault.get("currentVersionedKeyIdentifier")
             if uri and name:
                 key_id = f"{str(uri).rstrip('/')}/keys/{name}" + (f"/{version}" if version else "")
-            return self._key_vault_encryption(
+            return self.key_vault_encryption(
                 facts.subscription, key_id, "account:encryption.keyvaultproperties"
             )
         return self.unresolved(
@@ -145,15 +145,30 @@ class KeyResolver:
             [],
         )
 
-    def _key_vault_encryption(self, subscription: str, key_id: str | None, origin: str) -> KeyEncryption:
+    def key_vault_encryption(
+        self,
+        subscription: str,
+        key_id: str | None,
+        origin: str,
+        *,
+        operation: str = OP_ACCOUNTS,
+        want_location: bool | None = None,
+    ) -> KeyEncryption:
+        """A Key Vault key's encryption; its location looked up once per vault when wanted.
+
+        `want_location` defaults to the resolver's (what the storage policies read); `operation` is
+        the call whose answer named the key.
+        """
         unknown: dict[str, Unknown] = {}
         evidence: list[Evidence] = []
         location: str | None = None
+        if want_location is None:
+            want_location = self.want_key_location
         if key_id is None:
-            reason = f"MissingKey: {origin} names no Key Vault key ({OP_ACCOUNTS})"
+            reason = f"MissingKey: {origin} names no Key Vault key ({operation})"
             unknown["encryption.key_id"] = Unknown(code=UnknownCode.ERROR, reason=reason)
             unknown["encryption.key_location"] = Unknown(code=UnknownCode.ERROR, reason=reason)
-        elif not self.want_key_location:
+        elif not want_location:
             unknown["encryption.key_location"] = Unknown(
                 code=UnknownCode.NOT_COLLECTED,
                 reason="the loaded policies do not read encryption.key_location",
@@ -300,7 +315,7 @@ class KeyResolver:
         if source == "microsoft.keyvault":
             vault = props.get("keyVaultProperties") or {}
             key_id = vault.get("keyUri") or vault.get("currentVersionedKeyIdentifier")
-            return self._key_vault_encryption(
+            return self.key_vault_encryption(
                 facts.subscription, key_id, f"encryption scope '{scope.get('name')}'"
             )
         return None

@@ -7,14 +7,14 @@ Importing this module imports no Azure SDK: the scanner (`auditor.scan.azure`) i
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
 from auditor.model import CoverageGap
-from auditor.policy.zones import ProviderCatalog, ZoneCatalog
+from auditor.policy.zones import MemberSet, ProviderCatalog, ZoneCatalog
 from auditor.scan.calls import RetryScopedOptions
 from auditor.sources import ScanOptions, Source, SourceSection
 
@@ -52,11 +52,37 @@ class AzureCloud(SourceSection):
             yield subscription, self.model_copy(update={"subscriptions": [subscription]})
 
 
+class DataZone(MemberSet):
+    """A Microsoft-specified data zone: the regions a DataZone* deployment may process in."""
+
+    source: str
+
+
 class AzureCatalog(ProviderCatalog):
-    """The `azure:` section of the zone catalog: regions with their pairs, and the redundancy SKUs."""
+    """The `azure:` section of the zone catalog: regions with their pairs, the redundancy SKUs, the
+    Azure geographies and the Azure OpenAI data zones (each region in at most one of each)."""
 
     geo_redundant_skus: list[str] = Field(default_factory=list)
     local_skus: list[str] = Field(default_factory=list)
+    geographies: dict[str, MemberSet] = Field(default_factory=dict)
+    data_zones: dict[str, DataZone] = Field(default_factory=dict)
+
+    def reference_errors(self) -> Iterator[str]:
+        """Also: a geography or data zone member that is not a region, or a region in two of them."""
+        yield from super().reference_errors()
+        tables: dict[str, Mapping[str, MemberSet]] = {
+            "geography": self.geographies,
+            "data zone": self.data_zones,
+        }
+        for what, table in tables.items():
+            owner: dict[str, str] = {}
+            for name, member_set in table.items():
+                for member in member_set.members:
+                    if member not in self.regions:
+                        yield f"{what} '{name}' names unknown region '{member}'"
+                    elif member in owner:
+                        yield f"region '{member}' is in {what} '{owner[member]}' and in '{name}'"
+                    owner.setdefault(member, name)
 
 
 SOURCE = Source(
@@ -66,6 +92,7 @@ SOURCE = Source(
     scan="auditor.scan.azure:scan_section",
     command="auditor.scan.azure:command",
     order=30,
+    hashed_when_unset=True,
     catalog=AzureCatalog,
 )
 
@@ -74,6 +101,22 @@ def paired_region(catalog: ZoneCatalog, region: str) -> str | None:
     """The paired (geo-secondary) region of an Azure region, or None if it has none."""
     found = catalog.section("azure", AzureCatalog).regions.get(region.lower())
     return found.pair if found else None
+
+
+def geography_of(catalog: ZoneCatalog, region: str) -> tuple[str, list[str]] | None:
+    """The Azure geography holding `region` and its member regions, or None if the catalog has none."""
+    for name, geography in catalog.section("azure", AzureCatalog).geographies.items():
+        if region.lower() in geography.members:
+            return name, list(geography.members)
+    return None
+
+
+def data_zone_of(catalog: ZoneCatalog, region: str) -> tuple[str, DataZone] | None:
+    """The Microsoft data zone holding `region`, or None where DataZone deployments have no zone."""
+    for name, zone in catalog.section("azure", AzureCatalog).data_zones.items():
+        if region.lower() in zone.members:
+            return name, zone
+    return None
 
 
 def is_geo_redundant(catalog: ZoneCatalog, sku: str) -> bool:
@@ -91,11 +134,16 @@ def is_geo_redundant(catalog: ZoneCatalog, sku: str) -> bool:
 # and the scanner never calls listKeys, so no RBAC permission is involved.
 CONTAINERS_READ = "Microsoft.Storage/storageAccounts/blobServices/containers/read"
 ENCRYPTION_KEY_LEAVES = ("encryption.scheme", "encryption.key_management", "encryption.key_id")
+# The storage calls serve containers and the accounts recorded in their place; the Cognitive Services
+# calls (https://learn.microsoft.com/azure/role-based-access-control/permissions/ai-machine-learning)
+# serve AI accounts and their deployments: a scan makes only those of the kinds its policies target.
+STORAGE = ("container", "account")
 CALLS: tuple[CallSpec, ...] = (
     {
         "operation": "storage:StorageAccounts.List",
         "permissions": ("Microsoft.Storage/storageAccounts/read",),
         "always": True,
+        "kinds": STORAGE,
         "when": "once per page of storage accounts per subscription; the entry carries location, "
         "replication, TLS, HTTPS-only, public access and account encryption",
     },
@@ -103,25 +151,45 @@ CALLS: tuple[CallSpec, ...] = (
         "operation": "blob:ListContainers",
         "permissions": (CONTAINERS_READ,),
         "always": True,
+        "kinds": STORAGE,
         "when": "once per page of containers per account on the blob data plane (token credential)",
     },
     {
         "operation": "storage:BlobContainers.List",
         "permissions": (CONTAINERS_READ,),
         "always": True,
+        "kinds": STORAGE,
         "when": "when the data plane was not tried or failed (firewall, private endpoint, no key)",
     },
     {
         "operation": "storage:BlobContainers.Get",
         "permissions": (CONTAINERS_READ,),
         "feeds": ("tags",),
+        "kinds": STORAGE,
         "when": "per container after an ARM listing (ARM's list leaves `metadata` out)",
     },
     {
         "operation": "storage:EncryptionScopes.List",
         "permissions": ("Microsoft.Storage/storageAccounts/encryptionScopes/read",),
         "feeds": (*ENCRYPTION_KEY_LEAVES, "encryption.key_location"),
+        "kinds": STORAGE,
         "when": "once per account",
+    },
+    {
+        "operation": "cognitiveservices:Accounts.List",
+        "permissions": ("Microsoft.CognitiveServices/accounts/read",),
+        "always": True,
+        "kinds": ("ai-account", "ai-deployment"),
+        "when": "once per page of Cognitive Services accounts per subscription; the entry of an OpenAI "
+        "or AIServices account carries its location, encryption, network access and tags",
+    },
+    {
+        "operation": "cognitiveservices:Deployments.List",
+        "permissions": ("Microsoft.CognitiveServices/accounts/deployments/read",),
+        "always": True,
+        "kinds": ("ai-deployment",),
+        "when": "once per page of model deployments per OpenAI or AIServices account: the SKU decides "
+        "where requests are processed",
     },
     {
         "operation": "resources:Resources.List",
@@ -131,6 +199,7 @@ CALLS: tuple[CallSpec, ...] = (
             "Microsoft.Resources/subscriptions/resources/read",
         ),
         "feeds": ("encryption.key_location",),
+        "kinds": (*STORAGE, "ai-account"),
         "when": "once per distinct Key Vault or Managed HSM: its location",
         "note": "ARM lists only the resources the caller may read, hence the vault read actions",
     },

@@ -12,7 +12,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -29,26 +29,47 @@ EXIT_INCOMPLETE = 3
 
 @dataclass(frozen=True)
 class AttributeNeeds:
-    """The attribute paths the loaded policies read; scanners call only the APIs behind them."""
+    """The attribute paths the loaded policies read, per resource kind they are scoped to.
+
+    Scanners call only the APIs behind them: a kind no loaded policy is scoped to is not listed at
+    all (a storage-only policy set makes no AI call, and the reverse), and within a kind only the
+    calls that feed a path some policy scoped to that kind reads are made.
+    """
 
     paths: frozenset[str]
+    # kind -> the paths the policies scoped to it read; None: every kind reads `paths`.
+    by_kind: Mapping[str, frozenset[str]] | None = None
 
     def wants(self, path: str) -> bool:
         """True if any needed path is `path`, lies under it, or contains it."""
         return any(p == path or p.startswith(path + ".") or path.startswith(p + ".") for p in self.paths)
 
+    def wants_kind(self, kind: str) -> bool:
+        """True if some loaded policy is scoped to resources of `kind`."""
+        return self.by_kind is None or kind in self.by_kind
+
+    def for_kinds(self, *kinds: str) -> AttributeNeeds:
+        """The needs of the policies scoped to any of `kinds` (what a scan of those kinds reads)."""
+        if self.by_kind is None:
+            return self
+        chosen = {kind: self.by_kind[kind] for kind in kinds if kind in self.by_kind}
+        return AttributeNeeds(frozenset().union(*chosen.values()), chosen)
+
     @classmethod
     def everything(cls) -> AttributeNeeds:
-        """Needs every attribute (a full inventory)."""
+        """Needs every attribute of every kind (a full inventory)."""
         return cls(attribute_paths())
 
     @classmethod
     def from_policy_paths(cls, paths: Iterable[Path]) -> AttributeNeeds:
         """The needs of the policies found in `paths` (scope conditions included)."""
-        needed: set[str] = set()
+        by_kind: dict[str, set[str]] = {}
         for loaded in load_policies(paths):
-            needed.update(leaf.attribute for leaf, _ in policy_leaves(loaded))
-        return cls(frozenset(needed))
+            read = {leaf.attribute for leaf, _ in policy_leaves(loaded)}
+            for kind in loaded.policy.scope.kinds:
+                by_kind.setdefault(kind, set()).update(read)
+        frozen = {kind: frozenset(read) for kind, read in by_kind.items()}
+        return cls(frozenset().union(*frozen.values()), frozen)
 
 
 class CallCounter:

@@ -91,12 +91,33 @@ def _with_retry_settings(func: F) -> F:
     return cast(F, wrapper)
 
 
-def common_scan_options(func: F) -> F:
-    """Add --policies, --output, --concurrency, --progress/--no-progress and the retry vocabulary.
+def _with_attestations(func: F) -> F:
+    """Load `--attestations` before the scan (bad input: exit 2, nothing scanned or written) and
+    apply them to the inventory the scan wrote."""
 
-    The command receives the retry/timeout options as one `retry: RetrySettings` argument.
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from auditor.attestations import attest_inventory, load_attestations
+
+        files: tuple[Path, ...] = kwargs.pop("attestation_files", ())
+        attestations = load_attestations(files)
+        result = func(*args, **kwargs)
+        if attestations:
+            applied = attest_inventory(kwargs["output"], attestations)
+            click.echo(f"  attested: {applied} values from {', '.join(map(str, files))}", err=True)
+        return result
+
+    return cast(F, wrapper)
+
+
+def common_scan_options(func: F) -> F:
+    """Add --policies, --output, --concurrency, --progress/--no-progress, --attestations and the
+    retry vocabulary.
+
+    The command receives the retry/timeout options as one `retry: RetrySettings` argument; the
+    attestations are applied to its inventory after it returns (auditor.attestations).
     """
-    func = _with_retry_settings(func)
+    func = _with_attestations(_with_retry_settings(func))
     options = [
         click.option(
             "--policies",
@@ -123,6 +144,13 @@ def common_scan_options(func: F) -> F:
             "--progress/--no-progress",
             default=None,
             help="Progress bar (default: only when stderr is a terminal).",
+        ),
+        click.option(
+            "--attestations",
+            "attestation_files",
+            multiple=True,
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Attestation file (repeatable): values no API exposes, vouched for until a date.",
         ),
         *retry_options(),
     ]

@@ -1,4 +1,6 @@
-"""Google Cloud Storage scanner: `auditor scan gcp --project ID...`.
+"""Google Cloud scanner: `auditor scan gcp --project ID...`: Cloud Storage buckets, and Vertex AI
+endpoints and settings (`auditor.scan.gcp_vertex`), each listed only when a loaded policy is scoped
+to its kind.
 
 One `storage:buckets.list` page answers every attribute group of its buckets (location,
 locationType, customPlacementConfig, encryption, labels, iamConfiguration, retentionPolicy), so
@@ -7,7 +9,9 @@ buckets are never re-fetched; only buckets the listing reports as ``unreachable`
 an empty, garbled or truncated answer is a `MalformedAnswer` (retried, then unknown with a bounded
 excerpt of its bytes as evidence), never a silently empty bucket or listing. Credentials are
 Application Default Credentials; with ``STORAGE_EMULATOR_HOST`` set, google-cloud-storage itself
-switches to anonymous credentials and the emulator endpoint.
+switches to anonymous credentials and the emulator endpoint, and the other Google APIs are called
+only where ``--api-endpoint`` points them (`auditor.scan.gcp_rest`). A bucket's minimum TLS
+version is its project's effective ``gcp.restrictTLSVersion`` (`auditor.scan.gcp_org_policy`).
 """
 
 from __future__ import annotations
@@ -25,14 +29,12 @@ from typing import Any, ClassVar, TypeVar, cast
 from urllib.parse import quote
 
 import click
+import google.cloud.storage as storage  # google.cloud holds typed and untyped packages: import by path
 import orjson
-import requests
-from google.api_core import exceptions as api_exceptions
 from google.api_core.client_options import ClientOptions
 from google.api_core.retry import Retry
-from google.auth import exceptions as auth_exceptions
-from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
+from pydantic import ValidationError
 
 from auditor.errors import InputError
 from auditor.inventory import InventoryRecord
@@ -53,25 +55,33 @@ from auditor.model import (
 )
 from auditor.policy.zones import ZoneCatalog
 from auditor.scan.base import AttributeNeeds, Scanner, ScanSummary, scanner_context
-from auditor.scan.calls import Answer, CallRecorder, RawAnswer, RawShape, RetrySettings, now, status_code
+from auditor.scan.calls import Answer, CallRecorder, RetrySettings, now
 from auditor.scan.command import common_scan_options, finish_scan
-from auditor.scan.gcp_source import GcpCatalog, GcpCloud, GcpOptions, bucket_regions
+from auditor.scan.gcp_errors import (
+    MALFORMED,
+    MalformedAnswer,
+    describe_error,
+    error_evidence,
+    json_object,
+    raw_excerpt,
+    short_repr,
+)
+from auditor.scan.gcp_org_policy import OrgPolicyReader, TlsPolicies
+from auditor.scan.gcp_rest import GoogleApis, RetryPolicy, SharedCredentials
+from auditor.scan.gcp_source import API_SERVICES, GcpCatalog, GcpCloud, GcpOptions, bucket_regions
 from auditor.scan.gcp_tls_policy import TLS_CONSTRAINT, TlsPolicyEntry, load_tls_policy
+from auditor.scan.gcp_vertex import VertexScan
 from auditor.scan.section import options_retry, section_options
 from auditor.scan.threads import stream
 
 LIST_CALL = "storage:buckets.list"
 GET_CALL = "storage:buckets.get"
-TLS_POLICY_CALL = "file:gcp.restrictTLSVersion"
 READ_ONLY_SCOPE = "https://www.googleapis.com/auth/devstorage.read_only"
+# The transport paths a project's gcp.restrictTLSVersion feeds: read only when a bucket policy reads one.
+TLS_PATHS = ("transport.min_tls_version", "transport.min_tls_enforced_by")
 # noAcl returns every field the scanner reads and needs only storage.buckets.list; "full" adds
 # owner/acl/defaultObjectAcl, which the audit does not use.
 PROJECTION = "noAcl"
-# A 2xx answer that cannot be parsed, or parses to nothing where the API always answers something.
-MALFORMED = "malformed/empty answer"
-# How much of a raw answer an Evidence (or a gap reason) keeps.
-RAW_EVIDENCE_BYTES = 2048
-RAW_REASON_BYTES = 96
 # Every bucket lives in exactly two regions when its locationType is dual-region.
 DUAL_REGION_MEMBERS = 2
 
@@ -82,10 +92,6 @@ DEFAULT_ENCRYPTION_SOURCE = "https://cloud.google.com/storage/docs/encryption/de
 # requests", but XML API endpoints accept HTTP as well as HTTPS, and no bucket setting turns that
 # off. So plaintext is NOT refused for a GCS bucket as a whole.
 REQUEST_ENDPOINTS_SOURCE = "https://cloud.google.com/storage/docs/request-endpoints"
-# https://cloud.google.com/assured-workloads/docs/restrict-tls-versions: a deny list that accepts
-# only TLS_VERSION_1 and TLS_VERSION_1_1; everything not denied stays allowed.
-RESTRICT_TLS_SOURCE = "https://cloud.google.com/assured-workloads/docs/restrict-tls-versions"
-
 PLAINTEXT_NOTE = (
     "Cloud Storage JSON API endpoints accept only HTTPS, but XML API endpoints accept plain HTTP "
     f"too and no bucket setting refuses it ({REQUEST_ENDPOINTS_SOURCE})."
@@ -105,106 +111,11 @@ _MEMBER_KIND: dict[str, ReplicaKind] = {
     "multi-region": "multi-region-member",
 }
 _KMS_KEY = re.compile(r"^projects/[^/]+/locations/(?P<location>[^/]+)/keyRings/[^/]+/cryptoKeys/[^/]+")
-_REQUEST_PREFIX = re.compile(r"^(GET|POST|PUT|PATCH|DELETE|HEAD) \S+: ")
-# --- errors -------------------------------------------------------------------------------------
-
-
-class MalformedAnswer(Exception):
-    """A 2xx answer that cannot be parsed, or parses to nothing where the API always answers something."""
-
-    def __init__(self, operation: str, problem: str, body: bytes) -> None:
-        super().__init__(f"{MALFORMED}: {problem}")
-        self.operation = operation
-        self.problem = problem
-        self.body = body
-
-
-# How a raw answer shows in `Evidence.response` (docs/scanners/gcp.md, "Errors").
-RAW_SHAPE = RawShape(size="bytes", body="head", truncated="head_truncated", errors="backslashreplace")
 # The shared retry/timeout settings this scanner honours (declared with its options).
 RETRY_SUPPORTED = GcpOptions.retry_used
 
 
-def raw_excerpt(body: bytes, limit: int = RAW_EVIDENCE_BYTES) -> dict[str, Any]:
-    """A raw answer for Evidence: its size and its first `limit` bytes (undecodable bytes escaped)."""
-    shape = RAW_SHAPE if limit == RAW_SHAPE.limit else RawShape(**{**RAW_SHAPE.__dict__, "limit": limit})
-    return RawAnswer(None, body).excerpt(shape)
-
-
-def _short_repr(body: bytes) -> str:
-    head = repr(body[:RAW_REASON_BYTES])
-    return head + ("..." if len(body) > RAW_REASON_BYTES else "")
-
-
-def malformed_cause(exc: BaseException) -> MalformedAnswer | None:
-    """The malformed answer behind `exc` (itself, or the last attempt of a retry that gave up)."""
-    if isinstance(exc, MalformedAnswer):
-        return exc
-    if isinstance(exc, api_exceptions.RetryError) and isinstance(exc.cause, MalformedAnswer):
-        return exc.cause
-    return None
-
-
-def describe_error(exc: BaseException, operation: str) -> Unknown:
-    """An API failure as an `Unknown`: '<code>: <message> (<operation>)'."""
-    if isinstance(exc, api_exceptions.RetryError):
-        cause = exc.cause
-        if cause is None:
-            return Unknown(code=UnknownCode.TIMEOUT, reason=f"RetryError: {exc.message} ({operation})")
-        inner = describe_error(cause, operation)
-        return Unknown(code=inner.code, reason=f"{inner.reason}; retries gave up: {exc.message}")
-    if isinstance(exc, MalformedAnswer):
-        return Unknown(code=UnknownCode.ERROR, reason=f"{MALFORMED}: {exc.problem} ({operation})")
-    if isinstance(exc, api_exceptions.GoogleAPICallError):
-        status = int(exc.code) if exc.code is not None else 0
-        reason = None
-        if exc.errors and isinstance(exc.errors[0], dict):
-            reason = exc.errors[0].get("reason")
-        label = f"{status} {reason or type(exc).__name__}"
-        # google-cloud-core prefixes the message with "<METHOD> <url>: "; the operation says it.
-        message = _REQUEST_PREFIX.sub("", exc.message or "")
-        return Unknown(code=status_code(status), reason=f"{label}: {message} ({operation})")
-    if isinstance(exc, requests.Timeout):
-        return Unknown(code=UnknownCode.TIMEOUT, reason=f"Timeout: {exc} ({operation})")
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError):
-        # The connection closed (or the encoding broke) before the whole answer arrived.
-        return Unknown(
-            code=UnknownCode.ERROR,
-            reason=f"{MALFORMED}: the answer ended early ({type(exc).__name__}: {exc}) ({operation})",
-        )
-    if isinstance(exc, auth_exceptions.DefaultCredentialsError):
-        return Unknown(code=UnknownCode.NO_CREDENTIALS, reason=f"{type(exc).__name__}: {exc} ({operation})")
-    if isinstance(exc, auth_exceptions.TransportError) or (
-        isinstance(exc, auth_exceptions.RefreshError) and exc.retryable
-    ):
-        # The token endpoint could not be reached or answered 429/5xx: not a refusal.
-        return Unknown(code=UnknownCode.ERROR, reason=f"{type(exc).__name__}: {exc} ({operation})")
-    if isinstance(exc, auth_exceptions.GoogleAuthError):
-        return Unknown(code=UnknownCode.ACCESS_DENIED, reason=f"{type(exc).__name__}: {exc} ({operation})")
-    return Unknown(code=UnknownCode.ERROR, reason=f"{type(exc).__name__}: {exc} ({operation})")
-
-
-def _error_text(exc: BaseException) -> str:
-    return describe_error(exc, "").reason.removesuffix(" ()")
-
-
 # --- answers ------------------------------------------------------------------------------------
-
-
-def _json_object(operation: str, body: bytes, what: str) -> dict[str, Any]:
-    if not body.strip():
-        raise MalformedAnswer(operation, f"{what} has an empty body ({len(body)} bytes)", body)
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedAnswer(
-            operation, f"{what} is not JSON ({exc}; {len(body)} bytes: {_short_repr(body)})", body
-        ) from None
-    if not isinstance(data, dict):
-        raise MalformedAnswer(
-            operation, f"{what} is a JSON {type(data).__name__}, not an object: {_short_repr(body)}", body
-        )
-    return data
 
 
 @dataclass(frozen=True)
@@ -224,7 +135,7 @@ def parse_list_page(body: bytes) -> ListPage:
     with neither items nor unreachable buckets that still has a ``nextPageToken`` are malformed.
     Single entries are judged one by one later (an entry without a name, a bucket without location).
     """
-    data = _json_object(LIST_CALL, body, "listing page")
+    data = json_object(LIST_CALL, body, "listing page")
     kind = data.get("kind")
     if kind is not None and kind != "storage#buckets":
         raise MalformedAnswer(LIST_CALL, f"listing page has kind {kind!r}, not 'storage#buckets'", body)
@@ -243,13 +154,13 @@ def parse_list_page(body: bytes) -> ListPage:
         if token is not None:
             raise MalformedAnswer(LIST_CALL, "listing page has a nextPageToken but no items", body)
         if kind is None:
-            raise MalformedAnswer(LIST_CALL, f"listing page says nothing: {_short_repr(body)}", body)
+            raise MalformedAnswer(LIST_CALL, f"listing page says nothing: {short_repr(body)}", body)
     return ListPage(list(items or []), list(unreachable or []), token)
 
 
 def parse_bucket(body: bytes, name: str) -> dict[str, Any]:
     """A `buckets.get` answer for bucket `name`, or `MalformedAnswer`."""
-    data = _json_object(GET_CALL, body, "bucket resource")
+    data = json_object(GET_CALL, body, "bucket resource")
     kind = data.get("kind")
     if kind is not None and kind != "storage#bucket":
         raise MalformedAnswer(GET_CALL, f"bucket resource has kind {kind!r}, not 'storage#bucket'", body)
@@ -266,11 +177,11 @@ def parse_bucket(body: bytes, name: str) -> dict[str, Any]:
 class BucketRecordBuilder:
     """Turns one raw bucket resource (JSON API shape) into a `StorageResource`."""
 
-    def __init__(
-        self, needs: AttributeNeeds, catalog: ZoneCatalog, tls_policy: Mapping[str, TlsPolicyEntry] | None
-    ) -> None:
+    def __init__(self, needs: AttributeNeeds, catalog: ZoneCatalog, tls: TlsPolicies) -> None:
+        """`needs` are the buckets' (`AttributeNeeds.for_kinds("bucket")`); `tls` gives each
+        project's minimum TLS version."""
         self.catalog = catalog
-        self.tls_policy = tls_policy
+        self.tls = tls
         self._groups = [
             g for g in ("location", "encryption", "transport", "access", "tags") if needs.wants(g)
         ]
@@ -326,7 +237,7 @@ class BucketRecordBuilder:
             Evidence(call=call, at=at, attributes=groups, request=evidence_request, response=dict(props))
         )
         if "transport" in groups:
-            self._transport(resource, project, at)
+            self._transport(resource, project)
         return resource
 
     def _location(self, resource: StorageResource, props: Mapping[str, Any], call: str) -> None:
@@ -485,40 +396,19 @@ class BucketRecordBuilder:
             raise TypeError(f"'labels' is a {type(labels).__name__}")
         resource.tags = {str(k): str(v) for k, v in (labels or {}).items()}
 
-    def _transport(self, resource: StorageResource, project: str, at: datetime) -> None:
-        entry = self.tls_policy.get(project) if self.tls_policy is not None else None
-        min_version = entry.min_version if entry is not None else None
+    def _transport(self, resource: StorageResource, project: str) -> None:
+        finding = self.tls.of(project)
+        min_version = finding.min_version
         resource.transport = Transport(
             plaintext_refused=False,
             plaintext_refused_by=None,
             min_tls_version=min_version,
             min_tls_enforced_by=f"org-policy:{TLS_CONSTRAINT}" if min_version is not None else None,
         )
-        if entry is not None:
-            resource.evidence.append(
-                Evidence(
-                    call=TLS_POLICY_CALL,
-                    at=at,
-                    attributes=["transport.min_tls_version"],
-                    request={"file": entry.where, "project": project, "source": RESTRICT_TLS_SOURCE},
-                    response=entry.raw,
-                    error=entry.problem,
-                )
-            )
-        if min_version is not None:
-            return
-        if self.tls_policy is None:
-            reason = (
-                f"{TLS_CONSTRAINT} not readable: no --tls-policy file was given and the org-policy "
-                "API client (google-cloud-org-policy) is not installed"
-            )
-        elif entry is None:
-            reason = f"{TLS_CONSTRAINT} not readable: project '{project}' is not in the --tls-policy file"
-        else:
-            reason = f"{TLS_CONSTRAINT} not readable: {entry.problem} ({entry.where})"
-        unknown = Unknown(code=UnknownCode.NOT_SUPPORTED, reason=reason)
-        resource.unknown["transport.min_tls_version"] = unknown
-        resource.unknown["transport.min_tls_enforced_by"] = unknown
+        resource.evidence.extend(finding.evidence)
+        if finding.unknown is not None:
+            resource.unknown["transport.min_tls_version"] = finding.unknown
+            resource.unknown["transport.min_tls_enforced_by"] = finding.unknown
 
     def unreadable(
         self,
@@ -561,19 +451,17 @@ class BucketRecordBuilder:
         return resource
 
 
-def _error_evidence(exc: Exception, call: str) -> tuple[Any, str]:
-    """The evidence of a failed call: the raw excerpt of a malformed answer, and the error text."""
-    malformed = malformed_cause(exc)
-    return (raw_excerpt(malformed.body) if malformed is not None else None), _error_text(exc)
-
-
 # --- the scanner --------------------------------------------------------------------------------
 
 _T = TypeVar("_T")
 
 
 class GcsScanner(Scanner):
-    """Inventories the Cloud Storage buckets of one or more projects."""
+    """Inventories the Cloud Storage buckets and the Vertex AI resources of one or more projects.
+
+    Each kind is listed only when a loaded policy is scoped to it: a storage-only policy set makes
+    no Vertex AI call, an AI-only set no Cloud Storage call.
+    """
 
     provider: ClassVar[Provider] = "gcp"
 
@@ -591,7 +479,11 @@ class GcsScanner(Scanner):
         page_size: int | None = None,
         retry: Retry | None = None,
         retry_settings: RetrySettings | None = None,
+        api_endpoints: Mapping[str, str] | None = None,
+        vertex_locations: Sequence[str] | None = None,
     ) -> None:
+        """`api_endpoints` maps an API (`API_SERVICES`) to another base URL (`api_endpoint` is the
+        storage one); `vertex_locations` replaces the Vertex AI locations listing."""
         super().__init__(needs, catalog, concurrency)
         self.projects = list(dict.fromkeys(projects))
         given = retry_settings or RetrySettings()
@@ -611,13 +503,29 @@ class GcsScanner(Scanner):
         self.retry: Retry = base.with_predicate(
             lambda exc: isinstance(exc, MalformedAnswer) or bool(transient(exc))
         )
-        self.api_endpoint = api_endpoint
+        endpoints = dict(api_endpoints or {})
+        self.api_endpoint = endpoints.pop("storage", None) or api_endpoint
         self.page_size = page_size
-        self.builder = BucketRecordBuilder(needs, catalog, tls_policy)
-        self.recorder = CallRecorder(self.calls, describe_error, _error_evidence)
+        self.recorder = CallRecorder(self.calls, describe_error, error_evidence)
+        self.credentials = SharedCredentials()
+        apis = GoogleApis.from_environment(endpoints)
+        rest_retry = RetryPolicy(
+            timeout=self.timeout,
+            deadline=float(self.settings.retry_deadline or 0.0),
+            backoff=given.retry_backoff if given.retry_backoff is not None else 1.0,
+        )
+        org_policy = OrgPolicyReader(apis, self.credentials, rest_retry, self.recorder)
+        bucket_needs = needs.for_kinds("bucket")
+        self.buckets_wanted = needs.wants_kind("bucket")
+        tls_wanted = any(bucket_needs.wants(path) for path in TLS_PATHS)
+        self.builder = BucketRecordBuilder(
+            bucket_needs, catalog, TlsPolicies(org_policy if tls_wanted else None, tls_policy)
+        )
+        locations = list(dict.fromkeys(vertex_locations)) if vertex_locations else None
+        self.vertex = VertexScan(
+            needs, catalog, apis, self.credentials, rest_retry, self.recorder, org_policy, locations
+        )
         self._local = threading.local()
-        self._credentials: Any = None
-        self._credentials_lock = threading.Lock()
 
     # clients: one per worker thread (a requests session is not meant to be shared across threads)
 
@@ -634,12 +542,7 @@ class GcsScanner(Scanner):
     def _shared_credentials(self) -> Any:
         if os.environ.get("STORAGE_EMULATOR_HOST"):
             return None  # google-cloud-storage uses AnonymousCredentials against an emulator
-        with self._credentials_lock:
-            if self._credentials is None:
-                import google.auth
-
-                self._credentials, _ = google.auth.default(scopes=[READ_ONLY_SCOPE])
-            return self._credentials
+        return self.credentials.scoped([READ_ONLY_SCOPE])
 
     def scan(self) -> Iterator[InventoryRecord]:
         """Yield buckets and coverage gaps as each listing page and follow-up completes."""
@@ -648,13 +551,21 @@ class GcsScanner(Scanner):
         yield from stream(self._drive, capacity=max(64, 4 * self.concurrency), name="gcs-scan")
 
     def _drive(self, emit: Callable[[InventoryRecord], None], stop: threading.Event) -> None:
-        """List every project at once (each in a worker), the unreachable buckets' GETs in another pool."""
-        project_pool = ThreadPoolExecutor(min(len(self.projects), self.concurrency), "gcs-project")
-        followup_pool = ThreadPoolExecutor(self.concurrency, "gcs-bucket")
+        """List every project at once (each in a worker): its buckets, and its Vertex AI resources
+        in another worker; the unreachable buckets' GETs and the Vertex AI locations' endpoint
+        listings in another pool."""
+        wanted = ((self.buckets_wanted, self._project_task), (self.vertex.wanted, self._vertex_task))
+        per_project = [task for listed, task in wanted if listed]
+        if not per_project:
+            return
+        workers = min(len(self.projects) * len(per_project), self.concurrency)
+        project_pool = ThreadPoolExecutor(workers, "gcp-project")
+        followup_pool = ThreadPoolExecutor(self.concurrency, "gcp-followup")
         try:
             tasks = [
-                project_pool.submit(self._project_task, project, emit, followup_pool, stop)
+                project_pool.submit(task, project, emit, followup_pool, stop)
                 for project in self.projects
+                for task in per_project
             ]
             wait(tasks)
         finally:
@@ -677,14 +588,32 @@ class GcsScanner(Scanner):
         finally:
             wait(pending)
 
+    def _vertex_task(
+        self,
+        project: str,
+        emit: Callable[[InventoryRecord], None],
+        followups: ThreadPoolExecutor,
+        stop: threading.Event,
+    ) -> None:
+        try:
+            self.vertex.scan_project(project, emit, followups, stop)
+        except Exception as exc:  # anything unexpected still ends as a coverage gap, never a crash
+            unknown = describe_error(exc, "aiplatform")
+            emit(self._gap(project, unknown.code, unknown.reason, scope="vertex"))
+
     def _gap(
-        self, project: str, code: UnknownCode, reason: str, evidence: Evidence | None = None
+        self,
+        project: str,
+        code: UnknownCode,
+        reason: str,
+        evidence: Evidence | None = None,
+        scope: str = "project",
     ) -> CoverageGap:
         """A gap for `project`; `evidence` is the failed call's (a malformed answer's bytes bounded)."""
         return CoverageGap(
             provider="gcp",
             account=project,
-            scope="project",
+            scope=scope,
             code=code,
             reason=reason,
             at=now(),
@@ -762,7 +691,7 @@ class GcsScanner(Scanner):
                         self._gap(
                             project,
                             UnknownCode.ERROR,
-                            f"{problem} ({_short_repr(raw)}) ({LIST_CALL}); not listed: that bucket",
+                            f"{problem} ({short_repr(raw)}) ({LIST_CALL}); not listed: that bucket",
                             answer.evidence.model_copy(
                                 update={"response": raw_excerpt(raw), "error": f"{problem} ({LIST_CALL})"}
                             ),
@@ -857,14 +786,24 @@ def _bucket_parser(name: str) -> Callable[[bytes], dict[str, Any]]:
     "--tls-policy",
     type=click.Path(path_type=Path),
     default=None,
-    help="YAML/JSON mapping project id -> its effective gcp.restrictTLSVersion policy "
-    "(see docs/scanners/gcp.md). Without it the minimum TLS version is unknown.",
+    help="YAML/JSON mapping project id -> its effective gcp.restrictTLSVersion policy, attested "
+    "(see docs/scanners/gcp.md): used where the Org Policy API cannot be read.",
 )
 @click.option(
     "--api-endpoint",
-    default=None,
-    help="Cloud Storage JSON API endpoint (e.g. a Private Service Connect endpoint); "
-    "STORAGE_EMULATOR_HOST is honoured as google-cloud-storage does.",
+    "api_endpoints",
+    multiple=True,
+    metavar="[SERVICE=]URL",
+    help="Another base URL for an API: storage (the default when no SERVICE= is given), orgpolicy or "
+    "aiplatform (which serves the regional Vertex AI endpoints too); repeatable. STORAGE_EMULATOR_HOST "
+    "is honoured as google-cloud-storage does.",
+)
+@click.option(
+    "--vertex-location",
+    "vertex_locations",
+    multiple=True,
+    help="Vertex AI location whose endpoints to list; repeat or comma-separate "
+    "(default: every location the Vertex AI API lists for the project).",
 )
 def command(
     projects: tuple[str, ...],
@@ -873,20 +812,46 @@ def command(
     concurrency: int,
     progress: bool | None,
     tls_policy: Path | None,
-    api_endpoint: str | None,
+    api_endpoints: tuple[str, ...],
+    vertex_locations: tuple[str, ...],
     retry: RetrySettings,
 ) -> ScanSummary:
-    """Inventory Google Cloud Storage buckets of one or more projects."""
+    """Inventory the Cloud Storage buckets and Vertex AI resources of one or more projects."""
     project_ids = [p.strip() for value in projects for p in value.split(",") if p.strip()]
     if not project_ids:
         raise InputError("--project", "give at least one project id")
-    section = GcpCloud(
-        projects=project_ids,
-        api_endpoint=api_endpoint,
-        tls_policy=tls_policy,
-        options={"concurrency": concurrency},
-    )
+    locations = [loc.strip() for value in vertex_locations for loc in value.split(",") if loc.strip()]
+    try:
+        section = GcpCloud(
+            projects=project_ids,
+            api_endpoints=endpoint_flags(api_endpoints),
+            tls_policy=tls_policy,
+            vertex_locations=locations or None,
+            options={"concurrency": concurrency},
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        flag = "--vertex-location" if first["loc"][:1] == ("vertex_locations",) else "--api-endpoint"
+        raise InputError(flag, str(first["msg"]).removeprefix("Value error, ")) from None
     return scan_section(section, list(policy_paths), output, progress, retry)
+
+
+_SERVICE_PREFIX = re.compile(r"^(?P<service>[a-z]+)=(?P<url>.*)$")
+
+
+def endpoint_flags(values: Sequence[str]) -> dict[str, str]:
+    """`--api-endpoint` values as {service: URL}; a bare URL is the Cloud Storage endpoint."""
+    endpoints: dict[str, str] = {}
+    for value in values:
+        named = _SERVICE_PREFIX.match(value)
+        service, url = (named.group("service"), named.group("url")) if named else ("storage", value)
+        if service not in API_SERVICES:
+            known = ", ".join(sorted(API_SERVICES))
+            raise InputError("--api-endpoint", f"unknown service {service!r} in {value!r} (one of {known})")
+        if service in endpoints:
+            raise InputError("--api-endpoint", f"the {service} endpoint is given twice")
+        endpoints[service] = url
+    return endpoints
 
 
 # --- the source: one section of auditor.yaml scanned (auditor.scan.gcp_source registers it) ------
@@ -914,5 +879,7 @@ def scan_section(
         retry_settings=retry or options_retry(options),
         tls_policy=tls,
         api_endpoint=section.api_endpoint,
+        api_endpoints={str(service): url for service, url in section.api_endpoints.items()},
+        vertex_locations=section.vertex_locations,
     )
     return finish_scan(scanner, output, progress)

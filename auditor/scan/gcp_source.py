@@ -7,11 +7,12 @@ Importing this module imports no Google SDK: the scanner (`auditor.scan.gcp`) is
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, model_validator
 
 from auditor.model import CoverageGap
 from auditor.policy.zones import MemberSet, ProviderCatalog, ZoneCatalog
@@ -33,15 +34,52 @@ class GcpOptions(RetryScopedOptions):
     )
 
 
+# The APIs whose endpoint `--api-endpoint SERVICE=URL` (or `api_endpoints:`) may replace.
+ApiService = Literal["storage", "orgpolicy", "aiplatform"]
+API_SERVICES: tuple[str, ...] = get_args(ApiService)
+_BASE_URL = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?(/[^\s?#@]*)?$")
+_LOCATION = re.compile(r"^[a-z][a-z0-9-]*$")
+
+
+def base_url(value: str) -> str:
+    """`value` if it is a base URL (http(s)://host[:port][/path], no credentials, query or fragment)."""
+    if not _BASE_URL.match(value):
+        raise ValueError(
+            f"{value!r} is not a base URL like https://host[:port][/path] (no credentials, query or fragment)"
+        )
+    return value.rstrip("/")
+
+
+def vertex_location(value: str) -> str:
+    """`value` if it is a Vertex AI location name (europe-west4, us-central1, global)."""
+    if not _LOCATION.match(value):
+        raise ValueError(f"{value!r} is not a Vertex AI location name such as europe-west4")
+    return value
+
+
 class GcpCloud(SourceSection):
-    """Google Cloud: which projects to scan, and the endpoint (Private Service Connect, emulator)."""
+    """Google Cloud: which projects to scan, other endpoints (Private Service Connect, emulators),
+    the TLS policy file, and the Vertex AI locations."""
 
     scan_options_model: ClassVar[type[ScanOptions]] = GcpOptions
     file_fields: ClassVar[tuple[str, ...]] = ("tls_policy",)
+    later_fields: ClassVar[frozenset[str]] = frozenset({"api_endpoints", "vertex_locations"})
 
     projects: list[str] = Field(min_length=1)
-    api_endpoint: str | None = None
+    api_endpoint: str | None = Field(default=None, description="The Cloud Storage endpoint (old form).")
+    api_endpoints: dict[ApiService, Annotated[str, AfterValidator(base_url)]] = Field(
+        default_factory=dict, description="Another base URL per API: storage, orgpolicy, aiplatform."
+    )
     tls_policy: Path | None = None
+    vertex_locations: list[Annotated[str, AfterValidator(vertex_location)]] | None = Field(
+        default=None, description="The Vertex AI locations to list (default: every location the API lists)."
+    )
+
+    @model_validator(mode="after")
+    def _one_storage_endpoint(self) -> GcpCloud:
+        if self.api_endpoint is not None and "storage" in self.api_endpoints:
+            raise ValueError("give the Cloud Storage endpoint once: api_endpoint or api_endpoints.storage")
+        return self
 
     def units(self) -> Iterator[tuple[str, SourceSection] | CoverageGap]:
         """One unit per project."""
@@ -83,6 +121,7 @@ SOURCE = Source(
     scan="auditor.scan.gcp:scan_section",
     command="auditor.scan.gcp:command",
     order=20,
+    hashed_when_unset=True,
     catalog=GcpCatalog,
 )
 
@@ -111,21 +150,56 @@ def bucket_regions(
 
 # --- the call table: every API call the scanner makes, what it feeds, the IAM permissions it needs -
 # The single source of `auditor permissions gcp` and of the table in docs/scanners/gcp.md. Both
-# calls use projection=noAcl, which needs no ACL permission; the CMEK's location is read from the
-# key's name, so no Cloud KMS call (and no cloudkms permission) is made. Permissions per method:
-# https://cloud.google.com/storage/docs/access-control/iam-json (buckets.list, buckets.get).
+# bucket calls use projection=noAcl, which needs no ACL permission; the CMEK's location is read from
+# the key's name, so no Cloud KMS call (and no cloudkms permission) is made. Permissions per method:
+# https://cloud.google.com/storage/docs/access-control/iam-json (buckets.list, buckets.get),
+# https://cloud.google.com/iam/docs/roles-permissions/orgpolicy (roles/orgpolicy.policyViewer) and
+# https://cloud.google.com/iam/docs/roles-permissions/aiplatform.
 CALLS: tuple[CallSpec, ...] = (
     {
         "operation": "storage:buckets.list",
         "permissions": ("storage.buckets.list",),
         "always": True,
+        "kinds": ("bucket",),
         "when": "once per page of up to 1,000 buckets per project; the listing carries every attribute",
     },
     {
         "operation": "storage:buckets.get",
         "permissions": ("storage.buckets.get",),
+        "kinds": ("bucket",),
         "feeds": ("location", "encryption", "transport", "access", "tags"),
         "when": "only for a bucket the listing reports `unreachable`",
+    },
+    {
+        "operation": "orgpolicy:policies.getEffectivePolicy",
+        "permissions": ("orgpolicy.policy.get",),
+        "kinds": ("bucket", "ai-endpoint"),
+        "feeds": ("transport.min_tls_version", "transport.min_tls_enforced_by", "processing"),
+        "when": "once per project and constraint: `gcp.restrictTLSVersion` for the buckets' TLS minimum, "
+        "`gcp.restrictEndpointUsage` for the global Vertex AI endpoint",
+        "note": "the method's REST reference names orgpolicy.policies.get, which IAM does not define; "
+        "roles/orgpolicy.policyViewer grants orgpolicy.policy.get",
+    },
+    {
+        "operation": "aiplatform:locations.list",
+        "permissions": ("aiplatform.locations.list",),
+        "always": True,
+        "kinds": ("ai-endpoint", "ai-settings"),
+        "when": "once per page per project, unless `--vertex-location` names the locations",
+    },
+    {
+        "operation": "aiplatform:endpoints.list",
+        "permissions": ("aiplatform.endpoints.list",),
+        "always": True,
+        "kinds": ("ai-endpoint",),
+        "when": "once per page per project and Vertex AI location, at the location's regional endpoint",
+    },
+    {
+        "operation": "aiplatform:projects.getCacheConfig",
+        "permissions": ("aiplatform.cacheConfigs.get",),
+        "kinds": ("ai-settings",),
+        "feeds": ("training.cache_enabled",),
+        "when": "once per project",
     },
 )
 

@@ -6,11 +6,17 @@ org-policies describe --effective``: ``name``/``spec``) or a resource-manager v1
 (``constraint``/``listPolicy``). Every error names file:line. A policy that is valid but cannot be
 evaluated offline (inherited, conditional) is not an error: it leaves the project's minimum TLS
 version unknown, with that problem as the reason.
+
+The file is an attestation (the Org Policy API is the observation, `auditor.scan.gcp_org_policy`):
+each entry is attested by the file (``attested_by``, default the file's path) on the file's
+modification date (``attested_on``), with file:line as its reference, until ``expires`` (default
+``attested_on`` + 365 days); an entry may set any of the three.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,6 +35,8 @@ from pydantic_core import PydanticCustomError
 from auditor.policy.yamlfile import load_yaml
 
 TLS_CONSTRAINT = "gcp.restrictTLSVersion"
+# How long a file entry vouches for its value unless it says `expires`.
+ATTESTATION_VALIDITY = timedelta(days=365)
 
 # https://cloud.google.com/assured-workloads/docs/restrict-tls-versions: a deny list that accepts
 # only TLS_VERSION_1 and TLS_VERSION_1_1; everything not denied stays allowed.
@@ -53,6 +61,11 @@ class TlsPolicyEntry:
     raw: Any
     where: str
     problem: str | None = None
+    file: str = ""
+    line: int | None = None
+    attested_by: str = "tls-policy file"
+    attested_on: date = date.min
+    expires: date = date.min
 
     @property
     def min_version(self) -> str | None:
@@ -79,11 +92,19 @@ TlsVersion = Annotated[str, BeforeValidator(_tls_version)]
 Effect = tuple[frozenset[str], str | None]  # (denied versions, why it cannot be evaluated)
 
 
-class _Strict(BaseModel):
+class _Attested(BaseModel):
+    """Who attests an entry, since and until when (each defaults: see the module docstring)."""
+
+    attested_by: str | None = None
+    attested_on: date | None = None
+    expires: date | None = None
+
+
+class _Strict(_Attested):
     model_config = ConfigDict(extra="forbid")
 
 
-class _Document(BaseModel):
+class _Document(_Attested):
     # Org-policy documents as gcloud prints them carry more keys (etag, updateTime, dryRunSpec, ...)
     model_config = ConfigDict(extra="ignore")
 
@@ -93,7 +114,7 @@ class ShortForm(_Strict):
 
     restricted_tls_versions: list[TlsVersion] | None
 
-    def effect(self) -> Effect:
+    def effect(self, effective: bool = False) -> Effect:
         """The denied versions."""
         return frozenset(self.restricted_tls_versions or ()), None
 
@@ -133,10 +154,14 @@ class V2Policy(_Document):
             )
         return name
 
-    def effect(self) -> Effect:
-        """The denied versions, or why the policy cannot be evaluated offline."""
+    def effect(self, effective: bool = False) -> Effect:
+        """The denied versions, or why the policy cannot be evaluated offline.
+
+        An `effective` policy (getEffectivePolicy's answer) already holds the rules it inherits, so
+        its ``inheritFromParent`` needs no parent.
+        """
         spec = self.spec or V2Spec()
-        if spec.inheritFromParent:
+        if spec.inheritFromParent and not effective:
             return frozenset(), "inheritFromParent is set: give the --effective policy"
         if spec.reset:
             return frozenset(), None
@@ -178,7 +203,7 @@ class V1Policy(_Document):
             )
         return constraint
 
-    def effect(self) -> Effect:
+    def effect(self, effective: bool = False) -> Effect:
         """The denied versions, or why the policy cannot be evaluated offline."""
         if "restoreDefault" in self.model_fields_set:
             return frozenset(), None
@@ -232,8 +257,26 @@ def load_tls_policy(path: Path) -> dict[str, TlsPolicyEntry]:
         parsed = TlsPolicyFile.model_validate(raw)
     except ValidationError as exc:
         raise doc.validation_error(exc) from exc
+    modified = datetime.fromtimestamp(path.stat().st_mtime, UTC).date()
     entries = {}
     for project, policy in parsed.root.items():
         denied, problem = policy.effect()
-        entries[project] = TlsPolicyEntry(project, denied, raw[project], doc.where((project,)), problem)
+        attested_on = policy.attested_on or modified
+        expires = policy.expires or attested_on + ATTESTATION_VALIDITY
+        if expires < attested_on:
+            raise doc.error(
+                (project, "expires"), f"{project}.expires {expires} is before attested_on {attested_on}"
+            )
+        entries[project] = TlsPolicyEntry(
+            project,
+            denied,
+            raw[project],
+            doc.where((project,)),
+            problem,
+            file=str(path),
+            line=doc.line_of((project,)),
+            attested_by=policy.attested_by or str(path),
+            attested_on=attested_on,
+            expires=expires,
+        )
     return entries

@@ -10,6 +10,7 @@ import sys
 import time
 import types
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -165,8 +166,16 @@ def test_two_runs_give_a_diff_and_a_report_with_changes(
 
 
 def clean_estate(demo_inventory: Path) -> list[dict[str, Any]]:
-    """The demo resources that can be read completely (no unknowns) and no coverage gaps."""
-    return [r for r in read_records(demo_inventory) if r.get("record") == "resource" and not r["unknown"]]
+    """The demo resources that can be read completely (no unknowns, no lapsed attestation) and no
+    coverage gaps."""
+    today = date.today().isoformat()
+    return [
+        r
+        for r in read_records(demo_inventory)
+        if r.get("record") == "resource"
+        and not r["unknown"]
+        and not any(e.get("attestation") and e["attestation"]["expires"] < today for e in r["evidence"])
+    ]
 
 
 def test_baseline_hides_only_baselined_failures(
@@ -513,6 +522,11 @@ def test_audit_of_an_empty_inventory_is_incomplete_unless_allowed(tmp_path: Path
             id="tls-policy-missing",
         ),
         pytest.param({"signing": {"private_key": "no.key"}}, "signing key", id="signing-key-missing"),
+        pytest.param(
+            {"attestations": ["no-attestations.yaml"]},
+            "attestations file not found",
+            id="attestations-missing",
+        ),
     ],
 )
 def test_config_errors_write_nothing(
@@ -621,3 +635,40 @@ def test_atomic_output_names_its_owner_and_never_removes_fresh_files(tmp_path: P
         fresh.write_text("new")
         assert remove_stale_temps(target, started=started) == []
     assert target.read_bytes() == b"x" and fresh.exists() and not temp.exists()
+
+
+def test_audit_applies_attestations_and_bundles_the_file(tmp_path: Path, run_cli: RunCli) -> None:
+    plan = Path(__file__).resolve().parents[2] / "fixtures" / "iac" / "terraform" / "gcp" / "plan.json"
+    inventory = tmp_path / "tf.jsonl"
+    scanned = run_cli("scan", "terraform", plan, "-o", inventory)
+    assert scanned.exit_code == 0, scanned.stderr
+    attestations = tmp_path / "attestations.yaml"
+    attestations.write_text(
+        "attestations:\n"
+        "  - attribute: transport.min_tls_version\n"
+        '    value: "1.2"\n'
+        "    scope: {source: gcp, resources: [acme-eu-*]}\n"
+        "    attested_by: secops@acme.example\n"
+        "    attested_on: 2026-10-01\n"
+        "    reference: TICKET-812\n"
+        "    expires: 2099-12-31\n"
+    )
+    config = write_config(
+        tmp_path,
+        inventory,
+        attestations=[str(attestations)],
+        outputs={"directory": "out", "bundle": "directory"},
+    )
+    result = run_cli("audit", "--config", config, "--policy", "transport.tls-minimum")
+    assert result.exit_code == 3, result.stderr  # the buckets nobody attested stay unknown
+    document = findings(tmp_path / "out" / "findings.json")
+    statuses = {f["resource"]["name"]: f["status"] for f in document["findings"]}
+    assert statuses["acme-eu-analytics"] == "pass"
+    assert statuses["acme-eur5"] == "error"
+    bundled = list((tmp_path / "out").rglob("attestations/1-attestations.yaml"))
+    assert len(bundled) == 1 and bundled[0].read_text() == attestations.read_text()
+
+    attestations.write_text(attestations.read_text().replace('value: "1.2"', "value: 1.2"))
+    bad = run_cli("audit", "--config", config)
+    assert bad.exit_code == 2
+    assert f"{attestations}:3" in bad.stderr and "does not fit" in bad.stderr

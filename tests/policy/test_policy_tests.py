@@ -40,6 +40,13 @@ def test_untested_policy_is_warned(run_cli: Cli, policy_dir: Path) -> None:
     assert "no test case exercises: training.ai-training-consent" in result.stderr
 
 
+def test_ai_policies_are_exercised_only_by_the_ai_tests(run_cli: Cli, policy_dir: Path) -> None:
+    (policy_dir / "tests" / "ai_test.yaml").unlink()
+    result = run_cli("policy", "test", policy_dir)
+    assert result.exit_code == 0
+    assert "no test case exercises: residency.processing-in-zone, training.provider-opt-out" in result.stderr
+
+
 def test_bad_test_resource_names_its_line(run_cli: Cli, policy_dir: Path) -> None:
     test_file = policy_dir / "tests" / "training_test.yaml"
     test_file.write_text(test_file.read_text().replace("name: untagged", "name: untagged, colour: red", 1))

@@ -94,14 +94,14 @@ def test_a_section_for_an_unregistered_source_is_rejected_with_its_line(tmp_path
     zones = tmp_path / "zones"
     zones.mkdir()
     shipped = (SHIPPED_POLICIES / "zones" / "catalog.yaml").read_text()
-    (zones / "catalog.yaml").write_text(shipped + "openai:\n  regions: {}\n")
-    with pytest.raises(InputError, match="openai: Extra inputs are not permitted") as caught:
+    (zones / "catalog.yaml").write_text(shipped + "nowhere:\n  regions: {}\n")
+    with pytest.raises(InputError, match="nowhere: Extra inputs are not permitted") as caught:
         load_zones([tmp_path])
     assert str(caught.value).startswith(f"{zones / 'catalog.yaml'}:{shipped.count(chr(10)) + 1}: ")
 
 
 def test_each_section_has_its_source_model_and_dumps_as_the_file(catalog: ZoneCatalog) -> None:
-    assert list(catalog.providers) == ["aws", "gcp", "azure"]
+    assert list(catalog.providers) == ["aws", "gcp", "azure", "openai"]
     assert isinstance(catalog.section("gcp", GcpCatalog), GcpCatalog)
     dumped = catalog.model_dump()
     assert {"aws", "gcp", "azure"} <= set(dumped) and "providers" not in dumped

@@ -122,7 +122,11 @@ def test_control_matrix_of_the_demo(demo_findings_path: Path) -> None:
     gdpr = {c.id: c for c in views["gdpr"].controls}
     assert gdpr["Art.30"].verdict == "not assessed" and gdpr["Art.30"].policies == []
     assert gdpr["Art.44"].verdict == "not effective"
-    assert set(gdpr["Art.44"].policies) == {"residency.data-in-zone", "residency.key-in-zone"}
+    assert set(gdpr["Art.44"].policies) == {
+        "residency.data-in-zone",
+        "residency.key-in-zone",
+        "residency.processing-in-zone",
+    }
     assert len(views["iso27001"].controls) >= 12
 
 

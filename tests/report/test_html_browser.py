@@ -59,6 +59,15 @@ def test_demo_report_in_chromium(browser: Any, demo_doc: dict[str, Any]) -> None
             chart = page.locator(f"#residency-{provider}")
             assert chart.locator("rect.z-in").count() > 0 and chart.locator("rect.z-out").count() > 0
         assert page.locator("#residency-aws text.lbl", has_text="us-east-1").count() == 1
+        # AI services: one row per AI resource (the archived project from the inventory too), at rest and
+        # processing side by side, '*' drawn as "any region", attested training marked
+        ai_ids = {
+            f["resource"]["id"] for f in demo_doc["findings"] if f["resource"]["kind"].startswith("ai-")
+        }
+        assert page.locator("#ai-residency tbody tr").count() == len(ai_ids) + 1
+        assert page.locator("#ai-residency td.place-processing", has_text="any region").count() >= 2
+        assert page.locator("#ai-residency .badge.att").first.is_visible()
+        assert page.locator("#residency-openai text.lbl", has_text="any region").count() == 1
         # evidence and waivers of a policy
         policy = page.locator('[id="policy-residency.key-in-zone"]')
         assert policy.locator("tr.r-waived").count() == 1

@@ -22,6 +22,8 @@ from pathlib import Path
 import boto3
 import pytest
 
+from tests.scan.aws.helpers import storage_policies
+
 MOTO_SERVER = Path(sys.executable).parent / "moto_server"
 ACCOUNTS = ("111111111111", "222222222222", "333333333333", "444444444444")
 ROLE = "arn:aws:iam::{account_id}:role/Auditor"
@@ -37,6 +39,9 @@ class Estate:
     accounts: tuple[str, ...]
     secret: str
     buckets: int
+    # The shipped policies scoped to storage kinds: moto has no Bedrock or Organizations policy API,
+    # and scale-out is about units of work, whatever they scan.
+    policies: Path
 
 
 def _free_port() -> int:
@@ -137,7 +142,8 @@ def estate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estate]:
     try:
         for index, account in enumerate(ACCOUNTS):
             _create_account_estate(account, index)
-        yield Estate(url, ACCOUNTS, secret, len(ACCOUNTS) * BUCKETS_PER_ACCOUNT)
+        policies = storage_policies(tmp_path_factory.mktemp("storage-policies"))
+        yield Estate(url, ACCOUNTS, secret, len(ACCOUNTS) * BUCKETS_PER_ACCOUNT, policies)
     finally:
         process.kill()
         process.wait(timeout=10)

@@ -35,6 +35,7 @@ def _write_config(tmp_path: Path, name: str, estate: Estate, extra: str = "") ->
     path.write_text(
         f"name: scale\n"
         f"clouds:\n  aws:\n    role: '{ROLE}'\n    accounts: [{accounts}]\n"
+        f"policies: ['{estate.policies}']\n"
         f"params: {{zone: eu}}\n"
         f"outputs:\n  directory: out-{name}\n  formats: [json]\n  bundle: none\n" + extra
     )
@@ -48,6 +49,7 @@ def _without_timings(findings: bytes, run_id: str) -> bytes:
 def _aws_config(estate: Estate, attempts: int = 3) -> AuditConfig:
     return AuditConfig(
         clouds=Clouds(aws=AwsCloud(role=ROLE, accounts=list(estate.accounts))),
+        policies=[estate.policies],
         scale=Scale(attempts=attempts),
     )
 

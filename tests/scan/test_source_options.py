@@ -22,8 +22,9 @@ from auditor.scan.command import common_scan_options
 from auditor.sources import ScanOptions, SourceSection, source_names, sources
 
 # Flags every scan command has that auditor.yaml sets elsewhere (or never): the policies and the
-# output are the audit's, a progress bar makes no sense in an unattended run.
-NOT_OPTIONS = frozenset({"policy_paths", "output", "progress"})
+# output are the audit's, a progress bar makes no sense in an unattended run, and attestation files
+# are the job's top-level `attestations:` (applied to the whole inventory, whatever its source).
+NOT_OPTIONS = frozenset({"policy_paths", "output", "progress", "attestation_files"})
 
 Kind = tuple[str, tuple[Any, ...]]  # ("int" | "float" | "bool" | "str" | "list" | "choice", choices)
 Bounds = tuple[tuple[float | None, bool], tuple[float | None, bool]]  # (min, open), (max, open)

@@ -17,6 +17,8 @@ from moto import mock_aws
 from auditor.policy.loader import load_zones
 from auditor.policy.zones import ZoneCatalog
 
+from .bedrock_server import BedrockServer, Estate
+
 MOTO_SERVER = Path(sys.executable).parent / "moto_server"
 
 
@@ -105,3 +107,33 @@ def moto_server(moto_server_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterat
     yield moto_server_url
     # Leave IAM enforcement off for the next test, whatever this one did.
     moto_api(moto_server_url, "reset-auth", b"1000000000", "text/plain")
+
+
+# The per-service endpoint variables boto3 honours (over AWS_ENDPOINT_URL) for the AI services.
+AI_ENDPOINT_VARIABLES = (
+    "AWS_ENDPOINT_URL_BEDROCK",
+    "AWS_ENDPOINT_URL_BEDROCK_AGENT",
+    "AWS_ENDPOINT_URL_ORGANIZATIONS",
+)
+
+
+@pytest.fixture(scope="session")
+def bedrock_server_session() -> Iterator[BedrockServer]:
+    """One recorded Bedrock / Bedrock Agents / Organizations server per test session (per worker)."""
+    server = BedrockServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def bedrock(
+    bedrock_server_session: BedrockServer, moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> BedrockServer:
+    """The recorded AI estate (tests/scan/aws/recorded/bedrock-estate.json) behind the AI services'
+    endpoint variables, with moto_server answering everything else (STS, EC2, S3)."""
+    bedrock_server_session.load(Estate.load("bedrock-estate"))
+    for name in AI_ENDPOINT_VARIABLES:
+        monkeypatch.setenv(name, bedrock_server_session.url)
+    return bedrock_server_session

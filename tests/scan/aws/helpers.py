@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
+import yaml
 
-from auditor.model import CoverageGap, StorageResource
+from auditor.model import STORAGE_KINDS, CoverageGap, StorageResource
+from auditor.policy.loader import shipped_policies_dir
 from auditor.policy.zones import ZoneCatalog
 from auditor.scan.aws import AwsScanner
 from auditor.scan.aws_accounts import SessionHook
@@ -28,14 +31,26 @@ class ScanResult:
         return self.scanner.calls.snapshot()
 
 
+def for_buckets(needs: AttributeNeeds) -> AttributeNeeds:
+    """`needs` as the needs of policies scoped to buckets alone (what the S3 tests read)."""
+    if needs.by_kind is not None:
+        return needs
+    return AttributeNeeds(needs.paths, {"bucket": needs.paths})
+
+
 def run(
     catalog: ZoneCatalog,
     needs: AttributeNeeds | None = None,
     hook: SessionHook | None = None,
     **options: Any,
 ) -> ScanResult:
-    """Scan with the given needs (default: everything) and collect the records."""
-    scanner = AwsScanner(needs or AttributeNeeds.everything(), catalog, 4, session_hook=hook, **options)
+    """Scan buckets with the given needs (default: every attribute) and collect the records.
+
+    Needs that name no kinds are scoped to buckets (`for_buckets`): the S3 tests scan no AI
+    resource; tests/scan/aws/test_ai.py scans those.
+    """
+    chosen = for_buckets(needs or AttributeNeeds.everything())
+    scanner = AwsScanner(chosen, catalog, 4, session_hook=hook, **options)
     result = ScanResult(scanner)
     for record in scanner.scan():
         if isinstance(record, CoverageGap):
@@ -67,3 +82,31 @@ def restricted_user(statements: list[dict[str, Any]]) -> dict[str, str]:
     iam.put_user_policy(UserName="auditor", PolicyName="auditor", PolicyDocument=json.dumps(policy))
     key = iam.create_access_key(UserName="auditor")["AccessKey"]
     return {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+
+
+def scoped_policies(directory: Path, kinds: tuple[str, ...], source: Path | None = None) -> Path:
+    """The policies of `source` (default: the shipped ones) scoped to `kinds` only, in `directory`.
+
+    Each policy keeps only those of its scope's kinds (unnamed: the storage kinds) in `kinds`, and
+    one scoped to none of them is left out; the S3 tests scan with storage kinds only (no AI
+    listing), the AI tests with AI kinds only (no S3 listing).
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    given = source or shipped_policies_dir()
+    for path in [given] if given.is_file() else sorted(given.glob("*.yaml")):
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        kept = []
+        for policy in document.get("policies", []):
+            scope = policy.setdefault("scope", {})
+            chosen = [kind for kind in scope.get("kinds", STORAGE_KINDS) if kind in kinds]
+            if chosen:
+                scope["kinds"] = chosen
+                kept.append(policy)
+        text = yaml.safe_dump({"policies": kept}, sort_keys=False)
+        (directory / path.name).write_text(text, encoding="utf-8")
+    return directory
+
+
+def storage_policies(directory: Path, source: Path | None = None) -> Path:
+    """`scoped_policies` for the storage kinds: what the S3 tests scan with through the CLI."""
+    return scoped_policies(directory, STORAGE_KINDS, source)

@@ -36,7 +36,7 @@ from tests.fault_proxy import FAULT_KINDS, GARBLE, FaultKind, FaultProxy, FaultR
 
 from .conftest import MOTO_SERVER, _free_port, _wait_ready, fake_aws_env
 from .estate import ACCOUNT, EU, SLOW_DOWN, answer_with, arn, http_answer, list_buckets_xml, location_xml
-from .helpers import ScanResult, run
+from .helpers import ScanResult, run, storage_policies
 
 TAGGED = "fa-eu"  # eu-west-1: CMK, TLS-deny policy, opt-in without consent, replicates to the US
 DEST = "fa-dest-us"  # us-east-1: the replication destination
@@ -591,9 +591,10 @@ def _access_denied() -> bytes:
 
 def scan_cli(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, list[Any]]:
     inventory = tmp_path / "cli.jsonl"
+    policies = storage_policies(tmp_path / "storage-policies")  # buckets only: no AI listing
     outcome = CliRunner().invoke(
         cli,
-        ["scan", "aws", "--output", str(inventory), "--no-progress", *args],
+        ["scan", "aws", "--output", str(inventory), "--no-progress", "--policies", str(policies), *args],
         env=env,
         catch_exceptions=False,
     )

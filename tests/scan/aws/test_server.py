@@ -27,7 +27,7 @@ from .estate import (
     http_answer,
     location_xml,
 )
-from .helpers import IAM_SETUP_ACTIONS, restricted_user, run
+from .helpers import IAM_SETUP_ACTIONS, restricted_user, run, storage_policies
 
 pytestmark = pytest.mark.usefixtures("moto_server")
 POLICIES = Path(__file__).resolve().parents[3] / "policies"
@@ -41,6 +41,17 @@ def scan_inventory(
     tmp_path: Path, *args: str, env: dict[str, str] | None = None, exit_code: int = 0
 ) -> tuple[Result, dict[str, Any]]:
     inventory = tmp_path / "inv.jsonl"
+    # The S3 tests scan buckets only: storage-scoped copies of the policies (tests/scan/aws/test_ai.py
+    # scans the AI resources).
+    if "--policies" in args:
+        at = args.index("--policies") + 1
+        args = (
+            *args[:at],
+            str(storage_policies(tmp_path / "storage-policies", Path(args[at]))),
+            *args[at + 1 :],
+        )
+    else:
+        args = ("--policies", str(storage_policies(tmp_path / "storage-policies")), *args)
     result = invoke("scan", "aws", "--output", str(inventory), "--no-progress", *args, env=env)
     assert result.exit_code == exit_code, result.output
     records: dict[str, Any] = {}

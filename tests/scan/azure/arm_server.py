@@ -3,8 +3,10 @@
 Documents are keyed by URL path (case-insensitive, as ARM paths are). A document ``{"value": [...]}``
 is served in pages of `page_size` with a ``nextLink`` carrying ``$skipToken``, as ARM does; a document
 ``{"$status": 403, "$headers": {...}, "body": {...}}`` is an error answer. `faults` queues one-shot
-answers (e.g. 429 with Retry-After) served before the document; `latency` delays every answer. The generic resources list
-(``/subscriptions/{id}/resources``) honours ``$filter`` on ``resourceType`` and ``name``.
+answers (e.g. 429 with Retry-After, or raw bytes that are not JSON) served before the document;
+`latency` delays every answer. The generic resources list (``/subscriptions/{id}/resources``)
+honours ``$filter`` on ``resourceType`` and ``name``. A resource provider listed in `API_VERSIONS`
+refuses an api-version it does not serve, as ARM does (400 ``NoRegisteredProviderFound``).
 The certificate is self-signed, made at start; clients trust it with ``connection_verify=ca_file``.
 """
 
@@ -30,6 +32,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 _FILTER_TERM = re.compile(r"(\w+)\s+eq\s+'([^']*)'", re.IGNORECASE)
+# api-versions a provider serves (the stable ones of azure-rest-api-specs); others are refused.
+API_VERSIONS: dict[str, frozenset[str]] = {
+    "microsoft.cognitiveservices": frozenset(
+        {"2023-05-01", "2024-10-01", "2025-06-01", "2025-09-01", "2025-12-01", "2026-03-01"}
+    ),
+}
+_PROVIDER = re.compile(r"/providers/([^/]+)/", re.IGNORECASE)
 
 
 def load_recorded(root: Path) -> dict[str, Any]:
@@ -95,9 +104,10 @@ class Fault:
     """A one-shot answer served instead of the document, after `delay` seconds."""
 
     status: int
-    body: dict[str, Any]
+    body: dict[str, Any] | None
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    raw: bytes | None = None  # sent as it is instead of `body` (a garbled or truncated answer)
 
 
 def throttled(retry_after: int = 1) -> Fault:
@@ -137,6 +147,7 @@ class ArmServer:
         self.page_size = page_size
         self.faults: dict[str, list[Fault]] = {}
         self.requests: list[SeenRequest] = []
+        self._generation = 0  # a request still answering when `reset` runs is not seen after it
         self._lock = threading.Lock()
         self.ca_file, key_file = make_certificate(cert_dir)
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -170,6 +181,7 @@ class ArmServer:
         with self._lock:
             self.requests.clear()
             self.faults.clear()
+            self._generation += 1
 
     def seen(self, path_part: str) -> list[SeenRequest]:
         """Requests whose path contains `path_part` (case-insensitive)."""
@@ -182,9 +194,12 @@ class ArmServer:
         """(status, headers, JSON body) for one request."""
         parts = urlsplit(raw_path)
         query = parse_qs(parts.query, keep_blank_values=True)
+        with self._lock:
+            generation = self._generation
         status, headers, body = self._answer(method, parts.path.rstrip("/"), query, authorization)
         with self._lock:
-            self.requests.append(SeenRequest(method, parts.path, query, status))
+            if generation == self._generation:
+                self.requests.append(SeenRequest(method, parts.path, query, status))
         return status, headers, body
 
     def _answer(
@@ -203,13 +218,25 @@ class ArmServer:
                 {},
                 _error("MissingApiVersionParameter", "The api-version query parameter is required."),
             )
+        provider = _PROVIDER.search(path + "/")
+        served = API_VERSIONS.get(provider.group(1)) if provider else None
+        if served is not None and query["api-version"][0] not in served:
+            return (
+                400,
+                {},
+                _error(
+                    "NoRegisteredProviderFound",
+                    f"No registered resource provider found for API version '{query['api-version'][0]}'. "
+                    f"The supported api-versions are '{', '.join(sorted(served))}'.",
+                ),
+            )
         with self._lock:
             pending = self.faults.get(path)
             fault = pending.pop(0) if pending else None
         if fault is not None:
             if fault.delay:
                 time.sleep(fault.delay)
-            return fault.status, fault.headers, fault.body
+            return fault.status, fault.headers, RawBody(fault.raw) if fault.raw is not None else fault.body
         document = self.documents.get(path)
         if document is None:
             return 404, {}, _error("ResourceNotFound", f"The resource '{path}' was not found.")
@@ -242,6 +269,13 @@ class ArmServer:
         return page
 
 
+@dataclass(frozen=True)
+class RawBody:
+    """An answer body sent byte for byte (not JSON-encoded)."""
+
+    data: bytes
+
+
 def _error(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
@@ -264,7 +298,10 @@ def _handler_for(server: ArmServer) -> type[BaseHTTPRequestHandler]:
             if length:
                 self.rfile.read(length)
             status, headers, body = server.answer(self.command, self.path, self.headers.get("Authorization"))
-            payload = json.dumps(body).encode() if body is not None else b""
+            if isinstance(body, RawBody):
+                payload = body.data
+            else:
+                payload = json.dumps(body).encode() if body is not None else b""
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(payload)))

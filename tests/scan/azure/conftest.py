@@ -1,7 +1,9 @@
 """Azure test estate: Azurite (npm) for the blob data plane, a loopback HTTPS ARM server for the rest.
 
 The storage accounts recorded in fixtures/recorded/azure exist in Azurite under the same names
-(AZURITE_ACCOUNTS), holding the containers listed in `DATA_PLANE` below.
+(AZURITE_ACCOUNTS), holding the containers listed in `DATA_PLANE` below. The recorded ARM answers also
+hold Cognitive Services (Azure OpenAI / AI Foundry) accounts and deployments (tests/scan/azure/test_ai.py);
+the storage tests scan with `storage_only` needs, as a storage-scoped policy set has them.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from auditor.inventory import InventoryRecord
-from auditor.model import CoverageGap, StorageResource
+from auditor.model import STORAGE_KINDS, CoverageGap, StorageResource
 from auditor.policy.loader import load_zones
 from auditor.policy.zones import ZoneCatalog
 from auditor.scan.azure import AzureScanner, StaticTokenCredential
@@ -192,9 +194,17 @@ def catalog() -> ZoneCatalog:
 ScanFactory = Callable[..., AzureScanner]
 
 
+def storage_only(needs: AttributeNeeds) -> AttributeNeeds:
+    """`needs` as policies scoped to storage kinds only have them: no AI call is made."""
+    return AttributeNeeds(needs.paths, {kind: needs.paths for kind in STORAGE_KINDS})
+
+
 @pytest.fixture(scope="session")
 def make_scanner(azurite: Azurite, arm_session: ArmServer, catalog: ZoneCatalog) -> ScanFactory:
-    """Build an AzureScanner against the test servers (keyword arguments override the defaults)."""
+    """Build an AzureScanner against the test servers (keyword arguments override the defaults).
+
+    Without `needs`, every attribute of the storage kinds (the storage estate only).
+    """
 
     def build(needs: AttributeNeeds | None = None, **overrides: Any) -> AzureScanner:
         options: dict[str, Any] = {
@@ -210,20 +220,29 @@ def make_scanner(azurite: Azurite, arm_session: ArmServer, catalog: ZoneCatalog)
             "retry_backoff": 0.01,
         }
         options.update(overrides)
-        return AzureScanner(needs or AttributeNeeds.everything(), catalog, 8, **options)
+        return AzureScanner(needs or storage_only(AttributeNeeds.everything()), catalog, 8, **options)
 
     return build
 
 
+def record_key(record: StorageResource) -> str:
+    """'<storage account>/<container>', a storage or AI account's name, '<AI account>/<deployment>'."""
+    if record.kind in ("account", "ai-account"):
+        return record.name
+    if record.kind == "ai-deployment":
+        return f"{record.id.split('/accounts/')[1].split('/')[0]}/{record.name}"
+    return f"{record.storage_account}/{record.name}"
+
+
 def split(records: list[InventoryRecord]) -> tuple[dict[str, StorageResource], list[CoverageGap]]:
-    """Resources keyed by '<storage account>/<name>' (accounts by their own name), and gaps."""
+    """Resources keyed by `record_key`, and gaps."""
     resources: dict[str, StorageResource] = {}
     gaps: list[CoverageGap] = []
     for record in records:
         if isinstance(record, CoverageGap):
             gaps.append(record)
         else:
-            key = record.name if record.kind == "account" else f"{record.storage_account}/{record.name}"
+            key = record_key(record)
             assert key not in resources, f"duplicate record {key}"
             resources[key] = record
     return resources, gaps

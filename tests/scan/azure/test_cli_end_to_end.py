@@ -23,6 +23,7 @@ from .conftest import (
     TOKEN,
     Azurite,
     account_key,
+    record_key,
 )
 
 RESIDENCY = "residency.data-in-zone"
@@ -91,9 +92,7 @@ def cli_scan(arm_session: ArmServer, azurite: Azurite, tmp_path_factory: pytest.
     gaps: list[CoverageGap] = []
     for record in read_inventory(inventory):
         if isinstance(record, StorageResource):
-            ids[record.name if record.kind == "account" else f"{record.storage_account}/{record.name}"] = (
-                record.id
-            )
+            ids[record_key(record)] = record.id
         else:
             gaps.append(record)
     return CliScan(result, inventory, ids, gaps)
@@ -121,8 +120,12 @@ def sg(cli_scan: CliScan) -> dict[tuple[str, str], str]:
 def test_scan_summary_and_gaps(cli_scan: CliScan) -> None:
     assert "inventory written to" in cli_scan.result.stderr
     assert "blob:ListContainers" in cli_scan.result.stderr
+    # The shipped policies target AI kinds too: the recorded estate's AI gaps join the storage ones
+    # (tests/scan/azure/test_ai.py).
     assert sorted((g.account, g.scope) for g in cli_scan.gaps) == [
+        (SUBSCRIPTION, "ai-deployments:aoai-weu"),
         (SUBSCRIPTION, "containers"),
+        (DENIED_SUBSCRIPTION, "ai-accounts"),
         (DENIED_SUBSCRIPTION, "subscription"),
     ]
 

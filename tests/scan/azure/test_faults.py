@@ -1,4 +1,6 @@
-"""Every call the Azure scanner makes, broken every way a network or service breaks it.
+"""Every storage call the Azure scanner makes, broken every way a network or service breaks it.
+
+(The Cognitive Services calls are broken the same ways in tests/scan/azure/test_ai.py.)
 
 A fault-injecting proxy (tests/fault_proxy.py) sits in front of a two-account ARM server (TLS, the
 test certificate) and of Azurite (plain HTTP). For each call kind x fault kind the scan must end in
@@ -31,7 +33,7 @@ from auditor.scan.base import AttributeNeeds
 from tests.fault_proxy import FAULT_KINDS, FaultKind, FaultProxy, FaultRule
 
 from .arm_server import ArmServer, load_recorded, make_certificate
-from .conftest import RECORDED, SUBSCRIPTION, TOKEN, Azurite, account_key, split
+from .conftest import RECORDED, SUBSCRIPTION, TOKEN, Azurite, account_key, split, storage_only
 
 ACCOUNTS = ("euwcmk", "euwscope")
 # euwcmk: containers on the data plane, a Key Vault account key (vault auditkvweu).
@@ -151,7 +153,7 @@ def scanner_for(
         "read_timeout": READ_TIMEOUT,
     }
     options.update(overrides)
-    return AzureScanner(AttributeNeeds.everything(), catalog, 4, **options)
+    return AzureScanner(storage_only(AttributeNeeds.everything()), catalog, 4, **options)
 
 
 def run_bounded(scanner: AzureScanner, bound: float = SCAN_BOUND) -> tuple[list[InventoryRecord], float]:

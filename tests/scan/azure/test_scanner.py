@@ -22,6 +22,7 @@ from .conftest import (
     SUBSCRIPTION,
     ScanFactory,
     split,
+    storage_only,
 )
 
 ACCOUNT_ID = (
@@ -353,7 +354,9 @@ def test_records_round_trip_through_jsonl(full: FullScan) -> None:
 def test_training_only_needs_list_accounts_and_container_metadata(
     make_scanner: ScanFactory, arm: ArmServer
 ) -> None:
-    scanner = make_scanner(AttributeNeeds(frozenset({"tags.ai-training"})), subscriptions=[SUBSCRIPTION])
+    scanner = make_scanner(
+        storage_only(AttributeNeeds(frozenset({"tags.ai-training"}))), subscriptions=[SUBSCRIPTION]
+    )
     resources, _ = split(list(scanner.scan()))
     assert set(scanner.calls.snapshot()) == {
         "storage:StorageAccounts.List",
@@ -369,7 +372,9 @@ def test_training_only_needs_list_accounts_and_container_metadata(
 
 
 def test_location_only_needs_skip_metadata(make_scanner: ScanFactory, arm: ArmServer) -> None:
-    scanner = make_scanner(AttributeNeeds(frozenset({"location.regions"})), subscriptions=[SUBSCRIPTION])
+    scanner = make_scanner(
+        storage_only(AttributeNeeds(frozenset({"location.regions"}))), subscriptions=[SUBSCRIPTION]
+    )
     resources, _ = split(list(scanner.scan()))
     assert set(scanner.calls.snapshot()) == {
         "storage:StorageAccounts.List",
@@ -384,7 +389,7 @@ def test_location_only_needs_skip_metadata(make_scanner: ScanFactory, arm: ArmSe
 def test_key_management_without_key_location_skips_vault_lookups(
     make_scanner: ScanFactory, arm: ArmServer
 ) -> None:
-    needs = AttributeNeeds(frozenset({"encryption.key_management"}))
+    needs = storage_only(AttributeNeeds(frozenset({"encryption.key_management"})))
     scanner = make_scanner(needs, subscriptions=[SUBSCRIPTION])
     resources, _ = split(list(scanner.scan()))
     assert "resources:Resources.List" not in scanner.calls.snapshot()
@@ -400,7 +405,7 @@ def test_read_timeout_makes_attributes_unknown(make_scanner: ScanFactory, arm: A
     slow = Fault(200, {"value": []}, delay=1.5)
     arm.add_fault(path, slow, slow, slow)
     scanner = make_scanner(
-        AttributeNeeds(frozenset({"encryption.key_management"})),
+        storage_only(AttributeNeeds(frozenset({"encryption.key_management"}))),
         subscriptions=[SUBSCRIPTION],
         read_timeout=0.3,
     )

@@ -1,10 +1,12 @@
-"""Fixtures for the GCS scanner tests: gcp-storage-emulator (a subprocess) and the recorded server.
+"""Fixtures for the GCP scanner tests: gcp-storage-emulator (a subprocess), the recorded server, and
+the Org Policy + Vertex AI server with a service account whose tokens it issues.
 
-Both listen on free 127.0.0.1 ports; nothing contacts a non-loopback address.
+All listen on free 127.0.0.1 ports; nothing contacts a non-loopback address.
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -14,14 +16,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from .recorded_server import RecordedGcsServer, load_projects
+from .vertex_server import SERVICE_ACCOUNT, GoogleApiServer
 
 REPO = Path(__file__).resolve().parents[3]
 RECORDED = REPO / "fixtures" / "recorded" / "gcs"
 POLICIES = Path(__file__).resolve().parent / "policies"
+VERTEX_POLICIES = Path(__file__).resolve().parent / "vertex_policies"
 EMULATOR_PROJECT = "p"
 
 
@@ -142,3 +148,50 @@ def recorded_server(recorded_session: RecordedGcsServer) -> RecordedGcsServer:
     """The recorded server with fresh fixtures (faults re-armed, counters zeroed)."""
     recorded_session.load(load_projects(RECORDED))
     return recorded_session
+
+
+# --- the Org Policy / Vertex AI loopback server and the credentials that reach it -----------------
+
+
+@pytest.fixture(scope="session")
+def google_api_session() -> Iterator[GoogleApiServer]:
+    """The Org Policy + Vertex AI server, one per session."""
+    server = GoogleApiServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def google_apis(google_api_session: GoogleApiServer) -> GoogleApiServer:
+    """The server with no project loaded and its counters zeroed."""
+    google_api_session.load()
+    return google_api_session
+
+
+@pytest.fixture(scope="session")
+def private_key_pem() -> str:
+    """A fresh RSA key for the test service account (never written outside tmp dirs)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+@pytest.fixture
+def service_account(google_api_session: GoogleApiServer, private_key_pem: str, tmp_path: Path) -> Path:
+    """A service-account key file whose token endpoint is the loopback server's /token."""
+    info = {
+        "type": "service_account",
+        "project_id": "loopback-project",
+        "private_key_id": "0123456789abcdef",
+        "private_key": private_key_pem,
+        "client_email": SERVICE_ACCOUNT,
+        "client_id": "100000000000000000001",
+        "token_uri": f"{google_api_session.url}/token",
+    }
+    path = tmp_path / "credentials" / "service-account.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(info), encoding="utf-8")
+    return path

@@ -17,13 +17,24 @@ from auditor.model import CoverageGap, StorageResource
 
 @dataclass
 class ScanRun:
-    """What one scan wrote: resources by name, coverage gaps, the CLI result and its call counts."""
+    """What one scan wrote: resources by name (and every record), coverage gaps, the CLI result and
+    its call counts."""
 
     result: Result
     resources: dict[str, StorageResource]
     gaps: list[CoverageGap]
     inventory: Path
     server_requests: dict[str, int] = field(default_factory=dict)
+    records: list[StorageResource] = field(default_factory=list)
+
+    def by_id(self, resource_id: str) -> StorageResource:
+        """The one record with `resource_id`."""
+        (found,) = [r for r in self.records if r.id == resource_id]
+        return found
+
+    def of_kind(self, kind: str) -> list[StorageResource]:
+        """Every record of `kind`."""
+        return [r for r in self.records if r.kind == kind]
 
     def operations(self) -> dict[str, int]:
         """Every operation count the scan summary printed."""
@@ -35,10 +46,10 @@ class ScanRun:
         return self.operations().get(operation, 0)
 
 
-def scan_gcp(tmp_path: Path, endpoint: str, *args: str) -> ScanRun:
-    """`STORAGE_EMULATOR_HOST=endpoint auditor scan gcp ARGS --output tmp/inv.jsonl`."""
+def scan_gcp(tmp_path: Path, endpoint: str, *args: str, env: dict[str, str] | None = None) -> ScanRun:
+    """`STORAGE_EMULATOR_HOST=endpoint auditor scan gcp ARGS --output tmp/inv.jsonl` (with `env`)."""
     inventory = tmp_path / "inv.jsonl"
-    runner = CliRunner(env={"STORAGE_EMULATOR_HOST": endpoint})
+    runner = CliRunner(env={"STORAGE_EMULATOR_HOST": endpoint, **(env or {})})
     result = runner.invoke(cli, ["scan", "gcp", *args, "--no-progress", "--output", str(inventory)])
     assert result.exception is None or isinstance(result.exception, SystemExit), (
         result.output,
@@ -46,17 +57,19 @@ def scan_gcp(tmp_path: Path, endpoint: str, *args: str) -> ScanRun:
     )
     assert "Traceback" not in result.output
     resources: dict[str, StorageResource] = {}
+    records: list[StorageResource] = []
     gaps: list[CoverageGap] = []
     for record in read_inventory(inventory):
         if isinstance(record, StorageResource):
-            assert record.name not in resources, f"{record.name} listed twice"
-            resources[record.name] = record
+            assert record.id not in {r.id for r in records}, f"{record.id} listed twice"
+            records.append(record)
+            resources.setdefault(record.name, record)
         else:
             gaps.append(record)
     # Exit 3 (incomplete) exactly when nothing was scanned and a scope failed; otherwise 0.
     expected = 3 if gaps and not resources else 0
     assert result.exit_code == expected, (result.output, result.stderr, result.exception)
-    return ScanRun(result, resources, gaps, inventory)
+    return ScanRun(result, resources, gaps, inventory, records=records)
 
 
 def check_statuses(inventory: Path, policies: Path | None, *params: str) -> dict[tuple[str, str], str]:

@@ -27,7 +27,8 @@ from auditor.inventory import read_inventory
 from auditor.model import CoverageGap, StorageResource, UnknownCode
 from auditor.policy.loader import load_policies, policy_leaves
 from auditor.scan.base import run_scan, scanner_context
-from auditor.scan.gcp import GET_CALL, LIST_CALL, MALFORMED, RAW_EVIDENCE_BYTES, GcsScanner
+from auditor.scan.gcp import GET_CALL, LIST_CALL, MALFORMED, GcsScanner
+from auditor.scan.gcp_errors import RAW_EVIDENCE_BYTES
 from tests.fault_proxy import GARBLE, FaultKind, FaultProxy, FaultRule, fault_proxy
 
 from .conftest import EMULATOR_PROJECT, POLICIES
