@@ -49,7 +49,6 @@ from auditor.scan.azure_calls import (
     Listing,
     MalformedAnswer,
     check_arm_page,
-    is_malformed,
     jsonable,
     recorder,
     unknown_from,
@@ -278,27 +277,9 @@ class AzureScanner(Scanner):
             for entry in entries:
                 listed += 1
                 yield entry, at
-        failed = listing.failure
-        if failed is None:
-            return
-        assert failed.unknown is not None and failed.error is not None
-        reason = failed.unknown.reason
-        raw = failed.evidence.response
-        if is_malformed(failed.error) and isinstance(raw, dict) and raw.get("bytes") is not None:
-            reason = f"{reason}; answer of {raw['bytes']} bytes on page {listing.pages_read + 1}"
-        if listed:
-            reason = f"storage account listing stopped after {listed} accounts: {reason}"
-        emit(
-            CoverageGap(
-                provider="azure",
-                account=subscription,
-                scope="subscription",
-                code=failed.unknown.code,
-                reason=reason,
-                at=now(),
-                evidence=[failed.evidence],
-            )
-        )
+        gap = listing.gap(subscription, "subscription", listed, "storage account")
+        if gap is not None:
+            emit(gap)
 
     def _scan_account_guarded(
         self,

@@ -211,24 +211,9 @@ class AzureAI:
             for entry in entries:
                 listed += 1
                 yield entry, at
-        failed = listing.failure
-        if failed is None:
-            return
-        assert failed.unknown is not None
-        reason = failed.unknown.reason
-        if listed:
-            reason = f"Cognitive Services account listing stopped after {listed} accounts: {reason}"
-        emit(
-            CoverageGap(
-                provider="azure",
-                account=subscription,
-                scope="ai-accounts",
-                code=failed.unknown.code,
-                reason=reason,
-                at=now(),
-                evidence=[failed.evidence],
-            )
-        )
+        gap = listing.gap(subscription, "ai-accounts", listed, "Cognitive Services account")
+        if gap is not None:
+            emit(gap)
 
     # --- one account ------------------------------------------------------------------------------
 

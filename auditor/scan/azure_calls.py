@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -36,7 +36,7 @@ from azure.storage.blob import BlobServiceClient, ExponentialRetry
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from auditor.model import Unknown, UnknownCode
+from auditor.model import CoverageGap, Unknown, UnknownCode
 from auditor.scan.azure_credentials import ACCOUNT_KEYS_ENV, redact, valid_shared_key
 from auditor.scan.base import CallCounter
 from auditor.scan.calls import (
@@ -356,6 +356,34 @@ class Listing:
             self.pages_read += 1
             yield got.value
             self.answer.clear()
+
+    def gap(self, subscription: str, scope: str, listed: int, what: str) -> CoverageGap | None:
+        """The coverage gap a failed listing leaves (None if it did not fail): its code and reason,
+        the size of a malformed answer, how many `what` were listed before it stopped."""
+        failed = self.failure
+        if failed is None:
+            return None
+        assert failed.unknown is not None
+        reason = failed.unknown.reason
+        raw = failed.evidence.response
+        if (
+            failed.error is not None
+            and is_malformed(failed.error)
+            and isinstance(raw, dict)
+            and raw.get("bytes")
+        ):
+            reason = f"{reason}; answer of {raw['bytes']} bytes on page {self.pages_read + 1}"
+        if listed:
+            reason = f"{what} listing stopped after {listed} {what.split()[-1]}s: {reason}"
+        return CoverageGap(
+            provider="azure",
+            account=subscription,
+            scope=scope,
+            code=failed.unknown.code,
+            reason=reason,
+            at=datetime.now(UTC),
+            evidence=[failed.evidence],
+        )
 
 
 def _nothing(_: Any) -> None:

@@ -45,10 +45,12 @@ import threading
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.loopback import LoopbackServer
 
 RECORDED = Path(__file__).resolve().parent / "recorded"
 ORGANIZATIONS_TARGET = "AWSOrganizationsV20161128."
@@ -150,7 +152,7 @@ def _offset(operation: str, region: str, token: str) -> int | None:
         return None
 
 
-class BedrockServer:
+class BedrockServer(LoopbackServer):
     """Serves a recorded `Estate` on 127.0.0.1 and counts the requests, by operation and region."""
 
     def __init__(self, estate: Estate | None = None) -> None:
@@ -159,26 +161,7 @@ class BedrockServer:
         self.requests: Counter[str] = Counter()
         self.by_region: Counter[tuple[str, str]] = Counter()
         self.lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="bedrock-server", daemon=True)
-
-    @property
-    def url(self) -> str:
-        """Base URL, for AWS_ENDPOINT_URL_BEDROCK / _BEDROCK_AGENT / _ORGANIZATIONS."""
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> BedrockServer:
-        """Start serving in a background thread."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(_make_handler(self), "bedrock-server")
 
     def load(self, estate: Estate, allowed: set[str] | None = None) -> None:
         """Serve `estate` (with `allowed` IAM actions, None: all) and reset the counters."""

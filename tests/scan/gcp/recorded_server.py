@@ -30,10 +30,12 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.loopback import LoopbackServer
 
 API_PREFIX = "/storage/v1/b"
 STATS_PATH = "/_stats"  # not part of the real API: request counts, for the benchmark
@@ -142,7 +144,7 @@ def _offset(project: str, token: str) -> int | None:
         return None
 
 
-class RecordedGcsServer:
+class RecordedGcsServer(LoopbackServer):
     """Serves recorded projects on 127.0.0.1; counts requests; optional per-request delay."""
 
     def __init__(self, projects: dict[str, RecordedProject] | None = None, delay: float = 0.0) -> None:
@@ -150,38 +152,13 @@ class RecordedGcsServer:
         self.delay = delay
         self.requests: Counter[str] = Counter()
         self.lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="recorded-gcs", daemon=True)
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. for STORAGE_EMULATOR_HOST."""
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> RecordedGcsServer:
-        """Start serving in a background thread."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(_make_handler(self), "recorded-gcs")
 
     def load(self, projects: dict[str, RecordedProject]) -> None:
         """Replace the served projects (faults start afresh) and reset the counters."""
         with self.lock:
             self.projects = dict(projects)
             self.requests.clear()
-
-    def __enter__(self) -> RecordedGcsServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # request handling --------------------------------------------------------------------------
 

@@ -29,9 +29,11 @@ import secrets
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.loopback import LoopbackServer
 
 SERVICE_ACCOUNT = "auditor@loopback-project.iam.gserviceaccount.com"
 _STATUS = {
@@ -152,7 +154,7 @@ def _jwt_issuer(token: str) -> str | None:
     return issuer if isinstance(issuer, str) else None
 
 
-class GoogleApiServer:
+class GoogleApiServer(LoopbackServer):
     """Serves `VertexProject`s on 127.0.0.1 and counts what it was asked."""
 
     def __init__(self) -> None:
@@ -162,26 +164,7 @@ class GoogleApiServer:
         self.issued: set[str] = set()
         self.presented: set[str] = set()  # every bearer token an API request carried
         self.lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="google-apis", daemon=True)
-
-    @property
-    def url(self) -> str:
-        """Base URL of every API (and of the token endpoint, at /token)."""
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> GoogleApiServer:
-        """Start serving in a background thread."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(_make_handler(self), "google-apis")
 
     def load(self, *projects: VertexProject, faults: list[Fault] | None = None) -> None:
         """Serve these projects and faults from now on, with the counters zeroed."""

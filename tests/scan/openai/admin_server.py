@@ -27,9 +27,11 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.loopback import LoopbackServer
 
 PREFIX = "/v1"
 PROJECTS = f"{PREFIX}/organization/projects"
@@ -113,7 +115,7 @@ class Request:
     organization: str | None = None  # the OpenAI-Organization header sent, if any
 
 
-class AdminApiServer:
+class AdminApiServer(LoopbackServer):
     """The OpenAI Admin API on 127.0.0.1 for one organization and one Admin API key."""
 
     def __init__(self, admin_key: str, organization: str = "org-auditortest01") -> None:
@@ -126,28 +128,12 @@ class AdminApiServer:
         self.requests: list[Request] = []
         self.send_organization_header = True
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="openai-admin", daemon=True
-        )
+        super().__init__(self._handler(), "openai-admin", poll_interval=0.05)
 
     @property
     def base_url(self) -> str:
         """The base URL clients use (OPENAI_BASE_URL)."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}{PREFIX}"
-
-    def start(self) -> AdminApiServer:
-        """Serve in a background thread."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        return f"{self.url}{PREFIX}"
 
     def reset(self) -> None:
         """Forget projects, keys, faults and the request log."""
