@@ -33,6 +33,7 @@ import boto3
 from botocore.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from latency_proxy import start_proxy
 
 HERE = Path(__file__).resolve().parent
@@ -211,10 +212,16 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, float, subpro
 
 def run_auditor(endpoint: str, path: str, work: Path, concurrency: int) -> Run:
     output = work / f"inventory-{path}.jsonl"
+    # The shipped policies scoped to buckets: moto has no Bedrock, and the figures are about S3.
+    from tests.scan.aws.helpers import storage_policies
+
+    policies = storage_policies(work / "storage-policies")
     command = [
         sys.executable,
         "-c",
         SCAN_CODE,
+        "--policies",
+        str(policies),
         "--output",
         str(output),
         "--no-progress",

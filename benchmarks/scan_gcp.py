@@ -119,7 +119,7 @@ def run_once(buckets: int, projects: int, latency_ms: float, concurrency: int) -
         url = ready.get(timeout=60)
         os.environ["STORAGE_EMULATOR_HOST"] = url
         scanner = GcsScanner(
-            AttributeNeeds.everything(),
+            AttributeNeeds.everything("bucket"),
             load_zones([]),
             [f"bench-{p:02d}" for p in range(projects)],
             concurrency=concurrency,

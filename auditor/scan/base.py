@@ -56,9 +56,10 @@ class AttributeNeeds:
         return AttributeNeeds(frozenset().union(*chosen.values()), chosen)
 
     @classmethod
-    def everything(cls) -> AttributeNeeds:
-        """Needs every attribute of every kind (a full inventory)."""
-        return cls(attribute_paths())
+    def everything(cls, *kinds: str) -> AttributeNeeds:
+        """Needs every attribute of `kinds` (default: of every kind: a full inventory)."""
+        paths = attribute_paths()
+        return cls(paths, {kind: paths for kind in kinds} if kinds else None)
 
     @classmethod
     def from_policy_paths(cls, paths: Iterable[Path]) -> AttributeNeeds:
