@@ -36,6 +36,7 @@ from auditor.evaluate import (
     PolicySelection,
     RunTotals,
     WaiverBook,
+    command_line_param,
     compile_policies,
     gate_exit_code,
     select_policies,
@@ -62,6 +63,8 @@ class CheckOptions:
     allow_empty: bool = False
     today: date | None = None
     selection: PolicySelection = field(default_factory=PolicySelection)
+    # How a parameter is named in errors: `--param NAME`, or the config key it came from.
+    param_where: Callable[[str], str] = command_line_param
 
 
 @dataclass
@@ -88,7 +91,9 @@ def _prepare(options: CheckOptions) -> tuple[list[CompiledPolicy], WaiverBook | 
     loaded = load_policies(paths)
     catalog = load_zones(paths)
     # Every loaded policy compiles (is validated) before the selection keeps some of them.
-    compiled = select_policies(compile_policies(loaded, catalog, options.params), options.selection)
+    compiled = select_policies(
+        compile_policies(loaded, catalog, options.params, where=options.param_where), options.selection
+    )
     waivers = (
         WaiverBook(load_waivers(options.waivers), options.today or date.today()) if options.waivers else None
     )

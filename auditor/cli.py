@@ -13,27 +13,40 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from auditor import __version__
+from auditor.cli_options import SCAN_EXIT_CODES, exit_codes, list_option, quiet_option, with_group_options
 from auditor.errors import InputError, one_line
 from auditor.evaluate import PolicySelection, compile_policies, parse_param_args
 from auditor.findings import Finding, Severity, Status
 from auditor.policy.loader import load_policies, load_zones, shipped_policies_dir
+from auditor.streams import diagnostic, result
+
+if TYPE_CHECKING:
+    from auditor.document import RunInfo
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_BAD_INPUT, EXIT_INCOMPLETE = 0, 1, 2, 3
 
 
 class AuditorGroup(click.Group):
-    """A group that turns InputError into one clear line on stderr and exit code 2."""
+    """A group that turns InputError into one clear line on stderr and exit code 2, and whose
+    options are accepted after its subcommand too (`auditor history list --database URL`)."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        return name, with_group_options(self, command) if command is not None else None, rest
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except InputError as exc:
-            click.echo(f"error: {exc}", err=True)
+            for line in exc.lines():  # several when a whole input was checked at once (auditor.yaml)
+                click.echo(f"error: {line}", err=True)
             ctx.exit(EXIT_BAD_INPUT)
 
 
@@ -101,23 +114,21 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def selection_options(command: F) -> F:
-    """`--policy GLOB`, `--skip-policy GLOB` (both repeatable) and `--min-severity` (check, audit)."""
+    """`--policy GLOB`, `--skip-policy GLOB` (both lists) and `--min-severity` (check, audit)."""
     for option in reversed(
         [
-            click.option(
+            list_option(
                 "--policy",
                 "select_policy",
-                multiple=True,
                 metavar="GLOB",
-                help="Evaluate only the loaded policies whose id matches (repeatable; a glob matching "
-                "no loaded policy is exit 2).",
+                help="Evaluate only the loaded policies whose id matches (a glob matching no loaded "
+                "policy is exit 2)",
             ),
-            click.option(
+            list_option(
                 "--skip-policy",
                 "skip_policy",
-                multiple=True,
                 metavar="GLOB",
-                help="Do not evaluate the loaded policies whose id matches (repeatable).",
+                help="Do not evaluate the loaded policies whose id matches",
             ),
             click.option(
                 "--min-severity",
@@ -141,28 +152,42 @@ def policy_selection(
     )
 
 
-@click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
+# The gate's exit codes (check, audit); README "Exit codes" and docs/audit.md#exit-codes say more.
+GATE_EXIT_CODES = {
+    EXIT_OK: "nothing at or above --fail-on failed, and something was evaluated",
+    EXIT_VIOLATIONS: "violations: a fail at or above --fail-on",
+    EXIT_INCOMPLETE: "incomplete: errors, coverage gaps, or nothing evaluated",
+}
+CHECK_EXIT_CODES = exit_codes(GATE_EXIT_CODES)
+
+
+@click.group(
+    cls=RootGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=exit_codes({**GATE_EXIT_CODES, EXIT_OK: "success (a gate: nothing failed)"}),
+)
 @click.version_option(__version__, prog_name="auditor")
+@quiet_option
 def cli() -> None:
-    """Audit cloud storage for data residency, encryption, transport and AI-training consent."""
+    """Audit cloud storage for data residency, encryption, transport and AI-training consent.
 
-
-@cli.group(cls=ScanGroup)
-def scan() -> None:
-    """Inventory storage of one cloud into a JSONL snapshot.
-
-    Exits 3 (incomplete) when the scan wrote no resource and at least one coverage gap.
+    Results go to stdout; progress, notes, warnings and errors to stderr (--quiet: errors only).
     """
 
 
+@cli.group(cls=ScanGroup, epilog=SCAN_EXIT_CODES)
+def scan() -> None:
+    """Inventory storage of one cloud into a JSONL snapshot."""
+
+
 @scan.result_callback()
-def _scan_result(result: Any) -> None:
+def _scan_result(summary: Any) -> None:
     from auditor.scan.command import scan_exit
 
-    scan_exit(result)
+    scan_exit(summary)
 
 
-@cli.command()
+@cli.command(epilog=CHECK_EXIT_CODES)
 @click.option(
     "--inventory",
     "inventory_path",
@@ -250,34 +275,52 @@ def check(
             kept.append(finding)
 
     spool_dir = output.parent if output is not None and output.parent.is_dir() else None
-    result = run_check(options, on_finding=keep, spool_dir=spool_dir)
+    checked = run_check(options, on_finding=keep, spool_dir=spool_dir)
+    run = checked.run
     try:
         if output_format == "json":
-            write_findings_document(result.spool, result.run, output)
+            write_findings_document(checked.spool, run, output)
         else:
             from auditor.atomicfile import atomic_output
             from auditor.report.table import render_table
 
-            text = render_table(kept, result.run, color=output is None and sys.stdout.isatty())
+            text = render_table(kept, run, color=output is None and sys.stdout.isatty())
             if output is None:
-                click.echo(text, nl=False)
+                click.echo(text, nl=False)  # the table ends with the counts and the gate line
             else:
                 with atomic_output(output) as handle:
                     handle.write(text.encode())
     finally:
-        result.spool.close()
-    reason = incomplete_reason(result.run)
+        checked.spool.close()
+    lines = [] if output is None and output_format == "table" else _check_summary(run)  # the table has it
+    if output is not None:
+        lines.insert(0, f"findings written to {output}")
+    reason = incomplete_reason(run)
     if reason is not None:
-        click.echo(reason + empty_run_hint(result.run), err=True)
-    sys.exit(result.exit_code)
+        lines.append(reason + empty_run_hint(run))
+    for line in lines:  # beside a JSON document on stdout: on stderr, so that stdout stays JSON
+        result(line, beside_document=output is None and output_format == "json")
+    sys.exit(checked.exit_code)
 
 
-@cli.group(cls=AuditorGroup)
+def _check_summary(run: RunInfo) -> list[str]:
+    """The counts and gate lines `check` prints when its table is not on the terminal."""
+    counts = run.counts.by_status
+    return [
+        f"{run.coverage.resources} resources, {run.counts.findings} findings: {counts[Status.PASS]} pass, "
+        f"{counts[Status.FAIL]} fail, {counts[Status.ERROR]} error, {counts[Status.WAIVED]} waived",
+        f"gate (fail-on {run.gate.fail_on}): exit {run.gate.exit_code}",
+    ]
+
+
+@cli.group(
+    cls=AuditorGroup, epilog=exit_codes({EXIT_OK: "done", EXIT_VIOLATIONS: "a policy test case failed"})
+)
 def policy() -> None:
     """List, validate and test policies."""
 
 
-@policy.command("list")
+@policy.command("list", epilog=exit_codes({EXIT_OK: "printed"}))
 @click.option(
     "--policies",
     "policy_paths",
@@ -322,17 +365,21 @@ def policy_list(policy_paths: tuple[Path, ...], output_format: str) -> None:
         click.echo("  ".join(cell[key].ljust(widths[key]) for key in header) + "  " + title)
 
 
-@policy.command("validate")
+@policy.command("validate", epilog=exit_codes({EXIT_OK: "every policy is valid"}))
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 def policy_validate(paths: tuple[Path, ...]) -> None:
-    """Check that policy files load, compile and reference known attributes, zones and operators."""
+    """Check that policy files load, compile and reference known attributes, zones, operators and
+    framework controls."""
+    from auditor.frameworks import check_policy_controls
+
     loaded = load_policies(paths)
     catalog = load_zones(list(paths))
     compile_policies(loaded, catalog, {})
+    check_policy_controls(loaded)
     click.echo(f"{len(loaded)} policies valid in {', '.join(str(p) for p in paths)}")
 
 
-@policy.command("test")
+@policy.command("test", epilog=exit_codes({EXIT_OK: "every case passed", EXIT_VIOLATIONS: "a case failed"}))
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path, file_okay=False))
 def policy_test(paths: tuple[Path, ...]) -> None:
     """Run the YAML test cases in each directory's tests/ against its policies."""
@@ -351,7 +398,7 @@ def policy_test(paths: tuple[Path, ...]) -> None:
                 for failure in case.failures:
                     click.echo(f"     {failure}")
         if run.untested_policies:
-            click.echo(f"warning: no test case exercises: {', '.join(run.untested_policies)}", err=True)
+            diagnostic(f"warning: no test case exercises: {', '.join(run.untested_policies)}")
     click.echo(f"{passed} cases passed, {failed} failed")
     sys.exit(EXIT_VIOLATIONS if failed else EXIT_OK)
 

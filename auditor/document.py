@@ -30,7 +30,8 @@ from auditor.inputfile import MAX_FINDINGS_BYTES, read_input
 # 1.4: `run.selection` (optional): the policy selection a run was given (--policy, --skip-policy,
 # --min-severity); `run.policies` lists only the selected policies.
 # 1.5: AI resources: new kinds (ai-project, ai-deployment, ...), and `resource.processing_regions`,
-# `resource.training` and `resource.attested` (each left out where the resource has none).
+# `resource.training` and `resource.attested` (each left out where the resource has none), and
+# `resource.owner` (the resource's `owner` tag, left out where it has none).
 SCHEMA_VERSION = "1.5"
 SUPPORTED_MAJOR = "1"
 NOT_RECORDED = "not recorded in this findings file"
@@ -265,7 +266,8 @@ class ResourceInfo(_Open):
 
     1.5 adds, for AI resources: `processing_regions` (where requests may be processed, `*` any
     region, or ``{"unknown": {code, reason}}``), `training`, and `attested` (the attribute paths
-    whose values come from an attestation). Each is absent where the resource has none.
+    whose values come from an attestation); and for every resource `owner` (its `owner` tag).
+    Each is absent where the resource has none.
     """
 
     provider: str
@@ -278,6 +280,7 @@ class ResourceInfo(_Open):
     processing_regions: list[str] | dict[str, Any] | None = None
     training: TrainingInfo | None = None
     attested: list[str] = Field(default_factory=list)
+    owner: str | None = None
 
 
 class WaiverApplied(_Open):

@@ -8,6 +8,7 @@ the cursor, recolour the terminal, reverse the text around it, or add lines to t
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 # C0 controls except tab and newline, DEL, C1 controls, and the invisible characters that reorder or
 # separate text: Arabic letter mark, LRM/RLM, line/paragraph separators, bidi embeddings, overrides
@@ -40,3 +41,37 @@ class InputError(Exception):
         super().__init__(f"{where}: {message}")
         self.where = where
         self.message = message
+
+    def lines(self) -> list[str]:
+        """Each problem as one `where: message` line (here, the one)."""
+        return [str(self)]
+
+
+class InputErrors(InputError):
+    """Several problems found in one pass over the input, reported together (exit 2).
+
+    `str(self)` is the first; `lines()` gives every one, in the order they were found.
+    """
+
+    def __init__(self, errors: Sequence[InputError]) -> None:
+        if not errors:
+            raise ValueError("InputErrors needs at least one error")
+        self.errors: list[InputError] = [each for error in errors for each in each_error(error)]
+        first = self.errors[0]
+        super().__init__(first.where, first.message)
+
+    def lines(self) -> list[str]:
+        return [str(error) for error in self.errors]
+
+
+def each_error(error: InputError) -> list[InputError]:
+    """The single problems `error` holds: itself, or each of an InputErrors."""
+    return list(error.errors) if isinstance(error, InputErrors) else [error]
+
+
+def raise_all(errors: Sequence[InputError]) -> None:
+    """Raise nothing for no errors, the error itself for one, InputErrors for several."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise InputErrors(errors)

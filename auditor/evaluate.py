@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from auditor.errors import InputError
+from auditor.errors import InputError, raise_all
 from auditor.findings import (
+    OWNER_TAG,
     AppliedWaiver,
     Finding,
     Observation,
@@ -162,37 +163,64 @@ def parse_param_args(args: Iterable[str]) -> dict[str, str]:
     return params
 
 
+def command_line_param(name: str) -> str:
+    """Where a parameter given as ``--param NAME=VALUE`` is named in errors."""
+    return f"--param {name}"
+
+
+def param_errors(
+    loaded: list[LoadedPolicy],
+    catalog: ZoneCatalog,
+    params: dict[str, Any],
+    where: Callable[[str], str] = command_line_param,
+) -> list[InputError]:
+    """Every problem of `params`: names no loaded policy declares, values that do not fit a policy's
+    parameter type (one error per parameter), each located by `where`."""
+    declared: dict[str, list[LoadedPolicy]] = {}
+    for entry in loaded:
+        for name in entry.policy.parameters:
+            declared.setdefault(name, []).append(entry)
+    errors: list[InputError] = []
+    for name, raw in params.items():
+        if name not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            errors.append(
+                InputError(where(name), f"no loaded policy declares parameter '{name}' (declared: {known})")
+            )
+            continue
+        for entry in declared[name]:
+            try:
+                entry.policy.parameters[name].value_of(name, raw, catalog.zones)
+            except ValueError as exc:
+                located = where(name)
+                if located.startswith("--param") and isinstance(raw, str):
+                    located = f"{located}={raw}"
+                errors.append(InputError(located, str(exc)))
+                break
+    return errors
+
+
 def compile_policies(
     loaded: list[LoadedPolicy],
     catalog: ZoneCatalog,
     params: dict[str, Any],
     *,
-    where: Callable[[str], str] = lambda name: f"--param {name}",
+    where: Callable[[str], str] = command_line_param,
 ) -> list[CompiledPolicy]:
     """Compile every policy once with `params` (strings as given to ``--param``, or typed values
-    from a policy test); a name no policy declares is an input error located by `where`."""
-    declared = {name for entry in loaded for name in entry.policy.parameters}
-    for name in params:
-        if name not in declared:
-            known = ", ".join(sorted(declared)) or "none"
-            raise InputError(where(name), f"no loaded policy declares parameter '{name}' (declared: {known})")
+    from a policy test); every bad parameter is reported at once (InputErrors), located by `where`."""
+    raise_all(param_errors(loaded, catalog, params, where))
     compiler = PolicyCompiler(catalog)
     compiled: list[CompiledPolicy] = []
     for entry in loaded:
         policy = entry.policy
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = {
+            name: spec.value_of(name, params[name], catalog.zones)
+            if name in params
+            else _default(entry, name)
+            for name, spec in policy.parameters.items()
+        }
         for name, spec in policy.parameters.items():
-            if name not in params:
-                values[name] = _default(entry, name)
-            else:
-                raw = params[name]
-                try:
-                    values[name] = spec.value_of(name, raw, catalog.zones)
-                except ValueError as exc:
-                    located = where(name)
-                    if located.startswith("--param") and isinstance(raw, str):
-                        located = f"{located}={raw}"
-                    raise InputError(located, str(exc)) from exc
             if spec.type == "zone" and values[name] not in catalog.zones:
                 raise entry.doc.error(
                     (*entry.loc, "parameters", name), f"unknown zone {values[name]!r} for parameter '{name}'"
@@ -334,6 +362,7 @@ def resource_ref(resource: StorageResource, regions: list[str]) -> ResourceRef:
         processing_regions=processing,
         training=training,
         attested=attested,
+        owner=(resource.normalized_tags or {}).get(OWNER_TAG),
     )
 
 

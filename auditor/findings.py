@@ -189,11 +189,17 @@ class TrainingRef:
         return out
 
 
+# The resource tag naming the team that owns a resource: findings carry its value as
+# `resource.owner`, and reports route fixes and group sections by it.
+OWNER_TAG = "owner"
+
+
 @dataclass(frozen=True, slots=True)
 class ResourceRef:
     """The identity of the resource a finding is about, with what an AI resource's reader needs
     beside the finding: where requests are processed, whether the provider may train, and which
-    values were attested (each left out of JSON when the kind does not carry it)."""
+    values were attested (each left out of JSON when the kind does not carry it); and its owner
+    (the `owner` tag, left out when the resource has none or its tags could not be read)."""
 
     provider: str
     account: str
@@ -206,6 +212,7 @@ class ResourceRef:
     processing_regions: list[str] | dict[str, Any] | None = None
     training: TrainingRef | None = None
     attested: tuple[str, ...] = ()
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +304,8 @@ class Finding:
             out["resource"]["training"] = resource.training.to_json_dict()
         if resource.attested:
             out["resource"]["attested"] = list(resource.attested)
+        if resource.owner is not None:
+            out["resource"]["owner"] = resource.owner
         reasons = self.reasons
         if reasons:
             out["reasons"] = reasons

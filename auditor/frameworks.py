@@ -1,9 +1,12 @@
-"""Compliance frameworks (GDPR, SOC 2, ISO/IEC 27001, ...) and the status of one control.
+"""Compliance frameworks (GDPR, SOC 2, ISO/IEC 27001, the laws of the residency zones, ...) and the
+status of one control.
 
 A framework is one file, `frameworks/<name>.yaml`, in a user's policy directory or among the shipped
 policies (policies/frameworks/); a user's file overrides a shipped one of the same name. The
 frameworks available are the files found, so adding a framework is adding a file. A policy maps
-itself to a framework's controls under `controls: {<name>: [...]}`.
+itself to a framework's controls under `controls: {<name>: [...]}`; `check_policy_controls` refuses
+a framework or control id that no file defines. A law names the residency zones it governs
+(`zones`), and a report shows by default the frameworks `default_frameworks` picks for the run's zone.
 
 `control_status` decides a control's status from the findings of the policies mapped to it, for the
 report's control matrix and for the period report alike; each shows the one status in its own words
@@ -12,11 +15,11 @@ report's control matrix and for the period report alike; each shows the one stat
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -25,19 +28,46 @@ from auditor.policy.loader import shipped_policies_dir
 from auditor.policy.yamlfile import load_yaml
 from auditor.strict import StrictModel
 
+if TYPE_CHECKING:
+    from auditor.policy.loader import LoadedPolicy
+
 FRAMEWORK_DIR = "frameworks"  # beside the policy files: <policy dir>/frameworks/<name>.yaml
 
 
 # --- framework files -----------------------------------------------------------------------------
 
 
+HTTPS_URL = r"^https://\S+$"
+
+# When a report shows a framework without --framework / outputs.frameworks: every time, when the
+# run's zone is one of its `zones`, or only when asked for (a law that binds only some entities).
+Shown = Literal["always", "in-zone", "on-request"]
+
+
 class FrameworkControl(StrictModel):
-    """One control (article, criterion, Annex A control) of a framework."""
+    """One control (article, section, criterion, Annex A control) of a framework."""
 
     id: str = Field(min_length=1)
     title: str
-    description: str = ""
-    url: str | None = None
+    description: str = Field("", description="What the clause requires of storage and AI processing.")
+    source: str | None = Field(
+        None, pattern=HTTPS_URL, description="The clause's primary source: the official legislation site."
+    )
+    verified: bool | None = Field(
+        None,
+        description="false: the clause could not be checked against its primary source (say why in "
+        "note); default: the framework's `verified`.",
+    )
+    note: str = Field("", description="Verification, commencement or scope notes.")
+    url: str | None = Field(None, description="The link reports give for the control; default: the source.")
+
+    @model_validator(mode="after")
+    def _checked(self) -> FrameworkControl:
+        if self.verified is False and not self.note:
+            raise ValueError("a control with verified: false needs a note saying what could not be checked")
+        if self.url is None:
+            self.url = self.source
+        return self
 
 
 class Framework(StrictModel):
@@ -51,18 +81,42 @@ class Framework(StrictModel):
     order: int | None = Field(
         None, description="Place among the frameworks a report shows by default (then by name)."
     )
+    zones: list[str] = Field(
+        default_factory=list, description="The residency zones (zone catalog ids) whose law it is."
+    )
+    shown: Shown | None = Field(
+        None,
+        description="When a report shows it without --framework: always, in-zone (the run's zone is "
+        "one of `zones`) or on-request; default: in-zone with zones, else always.",
+    )
+    verified: bool = Field(True, description="The default `verified` of its controls.")
+    note: str = Field("", description="Who the law binds, when it applies, what was verified.")
     controls: list[FrameworkControl]
 
     @model_validator(mode="after")
-    def _default_label(self) -> Framework:
+    def _defaults(self) -> Framework:
+        if not self.verified and not self.note:
+            raise ValueError("a framework with verified: false needs a note saying what could not be checked")
         if not self.label:
             self.label = self.framework
+        if self.shown is None:
+            self.shown = "in-zone" if self.zones else "always"
+        for control in self.controls:
+            if control.verified is None:
+                control.verified = self.verified
         return self
 
     @property
     def name(self) -> str:
         """The name policies map controls under (`controls: {<name>: [...]}`)."""
         return self.framework
+
+
+_SHOWN_BY_DEFAULT: dict[Shown, Callable[[Framework, str | None], bool]] = {
+    "always": lambda framework, zone: True,
+    "in-zone": lambda framework, zone: zone in framework.zones,
+    "on-request": lambda framework, zone: False,
+}
 
 
 def framework_dirs(policy_paths: Iterable[Path] = ()) -> list[Path]:
@@ -122,9 +176,44 @@ def load_framework(name: str, policy_paths: Iterable[Path] = (), *, where: str =
 
 
 def available_frameworks(policy_paths: Iterable[Path] = ()) -> list[Framework]:
-    """Every framework found (the default of every report), by `order`, then by name."""
+    """Every framework found, by `order`, then by name."""
     frameworks = [read_framework(file) for file in framework_files(policy_paths).values()]
     return sorted(frameworks, key=lambda f: (f.order is None, f.order or 0, f.name))
+
+
+def default_frameworks(policy_paths: Iterable[Path] = (), zone: str | None = None) -> list[Framework]:
+    """The frameworks a report shows when none is asked for: those shown always (GDPR, SOC 2,
+    ISO/IEC 27001, a user's own) and the laws of the run's `zone`, in `available_frameworks` order."""
+    return [
+        framework
+        for framework in available_frameworks(policy_paths)
+        if _SHOWN_BY_DEFAULT[framework.shown or "always"](framework, zone)
+    ]
+
+
+def check_policy_controls(loaded: Iterable[LoadedPolicy]) -> None:
+    """Every framework a policy's `controls:` names has a file beside the policies (or shipped), and
+    every control id listed is in that file; otherwise an InputError at the policy's file:line.
+
+    For the callers of `load_policies` (auditor.policy may not import this module: it imports
+    auditor.policy)."""
+    entries = list(loaded)
+    dirs = list(dict.fromkeys(entry.doc.path.parent for entry in entries))
+    files = framework_files(dirs)
+    catalogs: dict[str, set[str]] = {}
+    for entry in entries:
+        for name, ids in entry.policy.controls.items():
+            loc = (*entry.loc, "controls", name)
+            if name not in files:
+                known = ", ".join(sorted(files)) or "none"
+                raise entry.doc.error(loc, f"controls: unknown framework '{name}' (known: {known})")
+            if name not in catalogs:
+                catalogs[name] = {control.id for control in read_framework(files[name]).controls}
+            for index, control_id in enumerate(ids):
+                if control_id not in catalogs[name]:
+                    raise entry.doc.error(
+                        (*loc, index), f"controls: '{control_id}' is not a control of {name} ({files[name]})"
+                    )
 
 
 # --- the status of a control ---------------------------------------------------------------------

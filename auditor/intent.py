@@ -32,12 +32,14 @@ import click
 import orjson
 
 from auditor.check import CheckOptions, prepare_check
+from auditor.cli_options import exit_codes
 from auditor.drift import LaterCoverage, RecordedGap
 from auditor.errors import visible
 from auditor.evaluate import CompiledPolicy, Evaluator, parse_param_args
 from auditor.findings import Finding, Status
 from auditor.inventory import read_inventory
 from auditor.model import CoverageGap, StorageResource, Unknown, normalize_tag_key
+from auditor.streams import result
 from auditor.versions import parse_version
 
 # The comparison's own JSON layout (`--format json`); bumped when fields are added.
@@ -877,7 +879,16 @@ RENDER: dict[str, Callable[[IntentComparison], bytes]] = {
 _INPUT = click.Path(path_type=Path)
 
 
-@click.command("drift")
+@click.command(
+    "drift",
+    epilog=exit_codes(
+        {
+            EXIT_OK: "nothing differs",
+            EXIT_DIFFERENCES: "differences: an attribute, a policy verdict, a resource on one side only",
+            EXIT_INCOMPLETE: "nothing differs, but something could not be compared",
+        }
+    ),
+)
 @click.option(
     "--declared",
     "declared_path",
@@ -936,11 +947,7 @@ def command(
     allow_incomplete: bool,
     allow_empty: bool,
 ) -> None:
-    """Compare what infrastructure as code declares with what a live scan observed.
-
-    Exits 0 when nothing differs, 1 on differences (an attribute, a policy verdict, a resource on
-    one side only), 2 on bad input, 3 when nothing differs but something could not be compared.
-    """
+    """Compare what infrastructure as code declares with what a live scan observed."""
     from auditor.atomicfile import atomic_output
 
     parameters = parse_param_args(params)
@@ -967,7 +974,13 @@ def command(
     else:
         with atomic_output(output) as handle:
             handle.write(data)
+    document_on_stdout = output is None and output_format != "table"  # json, markdown
+    lines = [] if output is None and output_format == "table" else [_summary_line(comparison)]
+    if output is not None:
+        lines.insert(0, f"drift written to {output}")
     reason = comparison.incomplete_reason()
     if reason is not None:
-        click.echo(reason, err=True)
+        lines.append(reason)
+    for line in lines:  # the table ends with the summary line; beside a document, stderr
+        result(line, beside_document=document_on_stdout)
     sys.exit(comparison.exit_code)

@@ -24,6 +24,7 @@ from typing import Literal, NotRequired, Protocol, TypedDict
 
 import click
 
+from auditor.cli_options import exit_codes, list_option
 from auditor.errors import InputError
 from auditor.scan.base import AttributeNeeds, default_policy_paths
 from auditor.sources import declaration_modules, sources
@@ -224,7 +225,7 @@ def needs_of(policy_paths: Sequence[Path]) -> AttributeNeeds:
     return AttributeNeeds.from_policy_paths(default_policy_paths(list(policy_paths)))
 
 
-@click.command("permissions")
+@click.command("permissions", epilog=exit_codes({0: "printed"}))
 @click.argument("source_name", metavar="SOURCE")
 @click.option(
     "--policies",
@@ -240,12 +241,11 @@ def needs_of(policy_paths: Sequence[Path]) -> AttributeNeeds:
     show_default=True,
     help="json, markdown, or a format of the source: aws cloudformation|terraform, gcp and azure terraform.",
 )
-@click.option(
+@list_option(
     "--scan-option",
     "scan_options",
-    multiple=True,
     metavar="NAME",
-    help="A scan option the scans will use that makes more calls (aws: regions, role-arn, organization).",
+    help="A scan option the scans will use that makes more calls (aws: regions, role-arn, organization)",
 )
 @click.option(
     "--all", "every_call", is_flag=True, help="Every call of the table, whatever the policies read."
@@ -259,8 +259,8 @@ def command(
 ) -> None:
     """Print exactly the permissions the loaded policies need for `auditor scan SOURCE`.
 
-    The permissions come from the scanner's own call table (auditor/scan/<source>_source.py).
-    Exit codes: 0 printed; 2 bad input (an unknown source, format or option, a policy error).
+    The permissions come from the scanner's own call table (auditor/scan/<source>_source.py); an
+    unknown source, format or option, or a policy error, is bad input.
     """
     table = permission_table(source_name)
     unknown = [option for option in scan_options if option not in table.options]

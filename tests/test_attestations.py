@@ -181,7 +181,7 @@ def test_scan_attestations_then_check_before_and_after_expiry(tmp_path: Path) ->
         "scan", "terraform", str(GCP_PLAN), "-o", str(inventory), "--attestations", str(attestations)
     )
     assert scanned.returncode == 0, scanned.stderr
-    assert "attested: 2 values" in scanned.stderr
+    assert "attested: 2 values" in scanned.stdout
     records = [json.loads(line) for line in inventory.read_text().splitlines()]
     attested = {r["name"] for r in records if any("attestation" in e for e in r["evidence"])}
     assert attested == {"acme-eu-analytics", "acme-eu-dual"}

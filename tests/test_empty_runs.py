@@ -1,6 +1,6 @@
 """Nothing checked is not a pass: empty inventories, gaps-only inventories and scans that reached nothing.
 
-`auditor check` with zero resources evaluated exits 3 (incomplete) and says so on stderr unless
+`auditor check` with zero resources evaluated exits 3 (incomplete) and says so last on stdout unless
 `--allow-empty`; `--allow-incomplete` alone does not make an empty run green. `auditor scan <cloud>`
 exits 3 when it wrote no resource and at least one coverage gap.
 """
@@ -64,7 +64,7 @@ def test_zero_byte_inventory_is_incomplete_and_still_writes_findings(run_cli: Cl
     inventory.write_bytes(b"")
     result, document = _check_json(run_cli, inventory, tmp_path / "f.json")
     assert result.exit_code == 3, result.output
-    last = result.stderr.strip().splitlines()[-1]
+    last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("incomplete: 0 resources evaluated") and "--allow-empty" in last
     run = document["run"]
     assert document["findings"] == []
@@ -77,7 +77,7 @@ def test_allow_empty_accepts_an_empty_inventory(run_cli: Cli, tmp_path: Path) ->
     inventory.write_bytes(b"")
     result, document = _check_json(run_cli, inventory, tmp_path / "f.json", "--allow-empty")
     assert result.exit_code == 0, result.output
-    assert "incomplete" not in result.stderr
+    assert "incomplete" not in result.output  # stdout and stderr
     gate = document["run"]["gate"]
     assert gate == {**gate, "exit_code": 0, "allow_empty": True, "nothing_evaluated": True}
 
@@ -87,14 +87,14 @@ def test_allow_incomplete_alone_does_not_make_an_empty_run_green(run_cli: Cli, t
     inventory.write_bytes(b"")
     result = run_cli("check", "--inventory", inventory, "--allow-incomplete")
     assert result.exit_code == 3, result.output
-    assert "0 resources evaluated" in result.stderr
+    assert "0 resources evaluated" in result.stdout
 
 
 def test_gaps_only_inventory_is_incomplete(run_cli: Cli, tmp_path: Path) -> None:
     inventory = _inventory(tmp_path, GAP)
     result, document = _check_json(run_cli, inventory, tmp_path / "f.json")
     assert result.exit_code == 3, result.output
-    last = result.stderr.strip().splitlines()[-1]
+    last = result.stdout.strip().splitlines()[-1]
     assert last.startswith(
         "incomplete: 0 resources evaluated; 1 coverage gap: azure sub-1 subscription: error:"
     )
@@ -107,7 +107,7 @@ def test_gaps_only_needs_both_switches(run_cli: Cli, tmp_path: Path) -> None:
     inventory = _inventory(tmp_path, GAP)
     empty_allowed = run_cli("check", "--inventory", inventory, "--allow-empty")
     assert empty_allowed.exit_code == 3
-    assert "1 coverage gap" in empty_allowed.stderr and "0 resources evaluated" not in empty_allowed.stderr
+    assert "1 coverage gap" in empty_allowed.stdout and "0 resources evaluated" not in empty_allowed.output
     both = run_cli("check", "--inventory", inventory, "--allow-empty", "--allow-incomplete")
     assert both.exit_code == 0, both.output
 
@@ -127,7 +127,7 @@ def test_resources_no_policy_applies_to_are_nothing_evaluated(run_cli: Cli, tmp_
     inventory = _inventory(tmp_path, BUCKET)
     result = run_cli("check", "--inventory", inventory, "--policies", policies)
     assert result.exit_code == 3, result.output
-    assert "no policy applies to any of the 1 resources" in result.stderr
+    assert "no policy applies to any of the 1 resources" in result.stdout
     allowed = run_cli("check", "--inventory", inventory, "--policies", policies, "--allow-empty")
     assert allowed.exit_code == 0, allowed.output
 
@@ -139,7 +139,7 @@ def test_an_evaluated_inventory_records_something_evaluated(run_cli: Cli, tmp_pa
     )
     assert result.exit_code == 0, result.output
     assert document["run"]["gate"]["nothing_evaluated"] is False
-    assert "incomplete" not in result.stderr
+    assert "incomplete" not in result.output  # stdout and stderr
 
 
 # --- auditor scan ---------------------------------------------------------------------------------
@@ -211,5 +211,5 @@ def test_aws_scan_without_credentials_exits_3(tmp_path: Path, monkeypatch: pytes
     records = list(read_inventory(inventory))  # the gaps are written: they are the record of why
     assert records and all(isinstance(r, CoverageGap) for r in records)
     assert not any(isinstance(r, StorageResource) for r in records)
-    assert "0 resources, " in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("nothing scanned: every scope failed: ")
+    assert "0 resources, " in result.stdout
+    assert result.stdout.strip().splitlines()[-1].startswith("nothing scanned: every scope failed: ")

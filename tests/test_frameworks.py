@@ -1,5 +1,7 @@
 """Frameworks are YAML files found beside the policies (then the shipped ones), read once, with
-file:line on every error; one function decides a control's status for every report."""
+file:line on every error; a report shows by default those shown always and the laws of the run's
+zone; a policy may map only to controls a framework file defines; one function decides a control's
+status for every report."""
 
 from __future__ import annotations
 
@@ -20,16 +22,26 @@ from auditor.errors import InputError
 from auditor.frameworks import (
     ControlStatus,
     available_frameworks,
+    check_policy_controls,
     control_status,
+    default_frameworks,
+    framework_files,
     load_framework,
     read_framework,
 )
+from auditor.policy.loader import load_policies
 from auditor.report import view
 
-from .conftest import DEMO_INVENTORY, DEMO_WAIVERS
+from .conftest import DEMO_INVENTORY, DEMO_WAIVERS, SHIPPED_POLICIES
 
 RunCli = Callable[..., Result]
-SHIPPED = ["gdpr", "soc2", "iso27001"]
+SHIPPED = ["gdpr", "soc2", "iso27001"]  # the frameworks every report shows unless told otherwise
+
+
+def known(*extra: str) -> str:
+    """The '(known: ...)' list of an unknown-framework error: every shipped file, and `extra`."""
+    return f"(known: {', '.join(sorted([*framework_files(), *extra]))})"
+
 
 ACME = """\
 framework: acme
@@ -95,20 +107,45 @@ def history(tmp_path: Path) -> History:
 
 def test_the_shipped_frameworks_come_from_their_files() -> None:
     frameworks = available_frameworks()
-    assert [f.name for f in frameworks] == SHIPPED
-    assert [f.label for f in frameworks] == ["GDPR", "SOC 2", "ISO/IEC 27001:2022"]
+    assert [f.name for f in frameworks][:3] == SHIPPED  # by `order`, then the others by name
+    assert [f.label for f in frameworks][:3] == ["GDPR", "SOC 2", "ISO/IEC 27001:2022"]
+    assert [f.name for f in frameworks] == [*SHIPPED, *sorted(f.name for f in frameworks[3:])]
+    assert {f.name for f in frameworks} == set(framework_files())
     assert all(f.controls for f in frameworks)
 
 
+@pytest.mark.parametrize(
+    ("zone", "shown"),
+    [
+        pytest.param(None, SHIPPED, id="no-zone"),
+        # the EU's sectoral laws (DORA, NIS2, the Data Act) bind only some entities: on request only
+        pytest.param("eu", SHIPPED, id="eu"),
+        pytest.param("jp", [*SHIPPED, "appi"], id="jp"),
+        pytest.param("ca", [*SHIPPED, "pipeda", "quebec-law25"], id="ca"),
+        pytest.param("ae", [*SHIPPED, "uae-pdpl"], id="ae"),  # not the DIFC free zone's law
+        pytest.param("atlantis", SHIPPED, id="unknown-zone"),
+    ],
+)
+def test_a_report_shows_by_default_the_frameworks_shown_always_and_the_zones_law(
+    zone: str | None, shown: list[str]
+) -> None:
+    assert [f.name for f in default_frameworks((), zone)] == shown
+    for name in ("dora", "nis2", "eu-data-act", "difc-dpl"):
+        assert load_framework(name).shown == "on-request"
+
+
 def test_a_user_framework_file_is_in_the_report_matrix(run_cli: RunCli, mine: Path, tmp_path: Path) -> None:
-    assert [f.name for f in available_frameworks([mine])] == [*SHIPPED, "acme"]  # no `order`: after, by name
+    # no `order` and no `zones`: shown by every report, after the ordered ones
+    assert [f.name for f in default_frameworks([mine], "eu")] == [*SHIPPED, "acme"]
+    assert [f.name for f in available_frameworks([mine])][:4] == [*SHIPPED, "acme"]  # then by name
     findings = check(run_cli, tmp_path / "findings.json", "--policies", mine)
     out = tmp_path / "report.html"
     result = run_cli("report", "--findings", findings, "--format", "html", "-o", out)
     assert result.exit_code == 0, result.output
     page = out.read_text()
-    # no --framework: every framework found, the run's policy directory first, then the shipped ones
+    # no --framework: the defaults for zone eu, the run's policy directory first, then the shipped ones
     assert all(f'id="fw-{name}"' in page for name in [*SHIPPED, "acme"])
+    assert 'id="fw-appi"' not in page and 'id="fw-dora"' not in page
     assert "ACME: ACME storage standard" in page
     assert matrix(page, "acme") == {"ST-1": "not effective", "ST-2": "not assessed"}
     assert "ACME ST-1" in page  # the policy's controls, labelled from the file
@@ -145,7 +182,7 @@ def test_a_user_framework_file_is_in_the_period_report(mine: Path, tmp_path: Pat
         assert st1["last_fix"] == "2026-03-02T06:00:00+00:00"
         assert {e["status"] for e in st2["timeline"]} == {"not_tested"}
         # without the user's directory the framework does not exist
-        with pytest.raises(InputError, match=r"unknown framework 'acme' \(known: gdpr, iso27001, soc2\)"):
+        with pytest.raises(InputError, match=re.escape(f"unknown framework 'acme' {known()}")):
             build_period_report(store, date(2026, 3, 1), date(2026, 3, 2), framework="acme")
 
 
@@ -190,12 +227,12 @@ def test_an_unknown_framework_is_exit_2_naming_the_known_ones(
     out = tmp_path / "report.csv"
     result = run_cli("report", "--findings", shipped, "--format", "csv", "--framework", "hipaa", "-o", out)
     assert result.exit_code == 2
-    assert "--framework: unknown framework 'hipaa' (known: gdpr, iso27001, soc2)" in result.output
+    assert f"--framework: unknown framework 'hipaa' {known()}" in result.output
     assert not out.exists()
     # the run's own policy directory adds its frameworks to the known ones
     own = check(run_cli, tmp_path / "own.json", "--policies", mine)
     result = run_cli("report", "--findings", own, "--format", "json", "--framework", "hipaa", "-o", out)
-    assert result.exit_code == 2 and "(known: acme, gdpr, iso27001, soc2)" in result.output
+    assert result.exit_code == 2 and known("acme") in result.output
 
     with history(tmp_path) as store:  # an empty history
         database = store.url
@@ -204,7 +241,7 @@ def test_an_unknown_framework_is_exit_2_naming_the_known_ones(
         "--framework", "hipaa",
     )  # fmt: skip
     assert result.exit_code == 2
-    assert "--framework: unknown framework 'hipaa' (known: gdpr, iso27001, soc2)" in result.stderr
+    assert f"--framework: unknown framework 'hipaa' {known()}" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -231,6 +268,7 @@ def test_an_invalid_framework_file_names_file_and_line(
 ) -> None:
     file = mine / "frameworks" / "acme.yaml"
     assert old in ACME
+    findings = check(run_cli, tmp_path / "findings.json", "--policies", mine)  # while the file is valid
     file.write_text(ACME.replace(old, new, 1))
     with pytest.raises(InputError) as raised:
         load_framework("acme", [mine])
@@ -238,10 +276,98 @@ def test_an_invalid_framework_file_names_file_and_line(
     # never an empty catalog: not for the period report, not for a report that shows every framework
     with pytest.raises(InputError, match=re.escape(f"{file}:{line}: ")), history(tmp_path) as store:
         build_period_report(store, date(2026, 3, 1), date(2026, 3, 1), framework="acme", policy_paths=[mine])
-    findings = check(run_cli, tmp_path / "findings.json", "--policies", mine)
     result = run_cli("report", "--findings", findings, "--format", "html", "-o", tmp_path / "r.html")
     assert result.exit_code == 2 and f"{file}:{line}: " in result.output
     assert not (tmp_path / "r.html").exists()
+    # nor the check of the policies that map to it
+    with pytest.raises(InputError, match=re.escape(f"{file}:{line}: ")):
+        check_policy_controls(load_policies([mine]))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "message"),
+    [
+        pytest.param(
+            '    description: "Every store refuses unencrypted connections."\n',
+            '    description: "Every store refuses unencrypted connections."\n    verified: false\n',
+            6,
+            "verified: false needs a note",
+            id="unverified-without-note",
+        ),
+        pytest.param(
+            '    description: "Every store refuses unencrypted connections."\n',
+            '    description: "Every store refuses unencrypted connections."\n    source: http://acme.example/1\n',
+            9,
+            "controls.0.source: String should match pattern",
+            id="source-not-https",
+        ),
+        pytest.param(
+            'version: "2026"\n', 'version: "2026"\nverified: false\n', 1, "needs a note", id="framework"
+        ),
+        pytest.param(
+            'version: "2026"\n',
+            'version: "2026"\nshown: sometimes\n',
+            5,
+            "shown: Input should be",
+            id="shown",
+        ),
+    ],
+)
+def test_an_unverified_or_unsourced_control_is_refused(
+    mine: Path, old: str, new: str, line: int, message: str
+) -> None:
+    file = mine / "frameworks" / "acme.yaml"
+    assert old in ACME
+    file.write_text(ACME.replace(old, new, 1))
+    with pytest.raises(InputError) as raised:
+        load_framework("acme", [mine])
+    assert str(raised.value).startswith(f"{file}:{line}: ") and message in str(raised.value)
+
+
+def test_verification_is_inherited_and_the_source_is_the_link(mine: Path) -> None:
+    file = mine / "frameworks" / "acme.yaml"
+    text = ACME.replace('version: "2026"\n', 'version: "2026"\nverified: false\nnote: "Draft standard."\n')
+    text = text.replace(
+        '    description: "Every store refuses unencrypted connections."\n',
+        '    description: "Every store refuses unencrypted connections."\n'
+        "    source: https://acme.example/st-1\n    verified: true\n",
+    )
+    file.write_text(text)
+    st1, st2 = load_framework("acme", [mine]).controls
+    assert (st1.verified, st1.url) == (True, "https://acme.example/st-1")
+    assert (st2.verified, st2.url) == (False, None)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "message"),
+    [
+        pytest.param(
+            '      acme: ["ST-1"]\n',
+            '      acme: ["ST-1", "ST-9"]\n',
+            12,
+            "'ST-9' is not a control of acme",
+            id="id",
+        ),
+        pytest.param(
+            '      soc2: ["CC6.7"]\n', '      sox: ["CC6.7"]\n', 13, "unknown framework 'sox'", id="framework"
+        ),
+    ],
+)
+def test_a_policy_mapping_to_an_unknown_control_is_refused(
+    mine: Path, old: str, new: str, line: int, message: str
+) -> None:
+    file = mine / "acme.yaml"
+    check_policy_controls(load_policies([mine, SHIPPED_POLICIES]))  # as written, every id is known
+    assert old in POLICY
+    file.write_text(POLICY.replace(old, new, 1))
+    with pytest.raises(InputError) as raised:
+        check_policy_controls(load_policies([mine]))
+    assert str(raised.value).startswith(f"{file}:{line}: controls: ") and message in str(raised.value)
+    # a framework of the user's own is known only beside the policies that use it
+    (mine / "frameworks" / "acme.yaml").unlink()
+    file.write_text(POLICY)
+    with pytest.raises(InputError, match=re.escape(f"{file}:12: controls: unknown framework 'acme'")):
+        check_policy_controls(load_policies([mine]))
 
 
 def test_a_framework_file_that_is_not_a_mapping(tmp_path: Path) -> None:
@@ -324,3 +450,20 @@ def test_the_report_matrix_and_the_period_report_agree(run_cli: RunCli, tmp_path
                 seen |= set(statuses.values())
     # every status a complete run can give was compared
     assert seen == set(ControlStatus) - {ControlStatus.INCOMPLETE, ControlStatus.NOTHING_EVALUATED}
+
+
+def test_policy_validate_refuses_a_control_no_framework_defines(run_cli: RunCli, tmp_path: Path) -> None:
+    policy = (
+        "policies:\n  - id: x.tagged\n    title: t\n    description: d\n    severity: low\n"
+        "    condition: {attribute: tags.a, op: exists}\n    controls:\n      gdpr: [Art.44]\n"
+    )
+    (tmp_path / "p.yaml").write_text(policy)
+    assert run_cli("policy", "validate", tmp_path).exit_code == 0
+    (tmp_path / "p.yaml").write_text(policy.replace("Art.44", "Art.999"))
+    unknown_id = run_cli("policy", "validate", tmp_path)
+    assert unknown_id.exit_code == 2
+    assert f"{tmp_path / 'p.yaml'}:8: controls: 'Art.999' is not a control of gdpr" in unknown_id.stderr
+    (tmp_path / "p.yaml").write_text(policy.replace("gdpr: [Art.44]", "hipaa: ['164.312']"))
+    unknown_framework = run_cli("policy", "validate", tmp_path)
+    assert unknown_framework.exit_code == 2
+    assert f"{tmp_path / 'p.yaml'}:8: controls: unknown framework 'hipaa'" in unknown_framework.stderr

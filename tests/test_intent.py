@@ -354,7 +354,7 @@ def test_only_unknowns_is_incomplete_not_equal(tmp_path: Path) -> None:
     )
     result = drift(declared, observed)
     assert result.exit_code == 3
-    assert result.stderr.strip().splitlines()[-1].startswith("incomplete: 1 matched resource(s)")
+    assert result.stdout.strip().splitlines()[-1].startswith("incomplete: 1 matched resource(s)")
     assert drift(declared, observed, "--allow-incomplete").exit_code == 0
 
 
@@ -369,7 +369,7 @@ def test_nothing_differs_exits_0(tmp_path: Path) -> None:
 def test_nothing_to_compare_is_not_a_pass(tmp_path: Path) -> None:
     declared, observed = inventories(tmp_path, {})
     result = drift(declared, observed)
-    assert result.exit_code == 3 and "nothing compared" in result.stderr
+    assert result.exit_code == 3 and "nothing compared" in result.stdout
     assert drift(declared, observed, "--allow-empty").exit_code == 0
 
 

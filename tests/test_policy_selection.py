@@ -183,7 +183,9 @@ def test_audit_options_replace_the_config_and_errors_name_their_source(run_cli: 
     result = run_cli("audit", "--config", config)
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [result.stderr.strip()]
-    assert result.stderr.startswith("error: policy nosuch.*: matches no loaded policy")
+    # at the line of the config's `policy` item (yaml.safe_dump writes `policy:` then `- nosuch.*`)
+    line = config.read_text().splitlines().index("- nosuch.*") + 1
+    assert result.stderr.startswith(f"error: {config}:{line}: policy nosuch.*: matches no loaded policy")
     assert not (tmp_path / "out").exists()  # validated before anything was written
 
     result = run_cli("audit", "--config", config, "--policy", "training.*")

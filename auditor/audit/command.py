@@ -15,6 +15,7 @@ import orjson
 from auditor.audit.config import (
     DATABASE_URL_ENV,
     DEFAULT_OUTPUT_DIR,
+    DEMO_EXTRA_FORMATS,
     SIGNING_PASSPHRASE_ENV,
     AuditConfig,
     default_database_url,
@@ -25,14 +26,17 @@ from auditor.audit.config import (
     require_config_file,
     with_executor,
 )
-from auditor.cli import selection_options
+from auditor.cli import GATE_EXIT_CODES, AuditorGroup, selection_options
+from auditor.cli_options import exit_codes
 from auditor.errors import InputError
 from auditor.findings import Severity
+from auditor.report.base import unavailable
+from auditor.streams import diagnostic, result
 
 EXIT_OK, EXIT_VIOLATIONS = 0, 1
 
 
-@click.command("audit")
+@click.command("audit", epilog=exit_codes(GATE_EXIT_CODES))
 @click.option(
     "--config",
     "config_path",
@@ -94,14 +98,18 @@ def audit(
     --policy, --skip-policy and --min-severity replace auditor.yaml's `policy`, `skip_policy` and
     `min_severity`.
     """
-    from auditor.audit.job import run_audit
+    from auditor.audit.job import run_audit, summary_lines
 
     if demo and config_path is not None:
         raise InputError("--demo", "use either --demo or --config, not both")
     if demo:
         config = demo_config(output_dir or DEFAULT_OUTPUT_DIR)
+        for fmt in DEMO_EXTRA_FORMATS:
+            if fmt not in config.outputs.formats:
+                diagnostic(f"demo: no {fmt} report: {unavailable(fmt)}")
     else:
-        config = load_config(require_config_file(config_path))
+        # The file's errors are reported with everything validation finds (one run, every error).
+        config = load_config(require_config_file(config_path), defer_errors=True)
         if output_dir is not None:
             config.outputs.directory = output_dir.resolve()
             config.outputs.paths = {}
@@ -128,13 +136,12 @@ def audit(
         config = with_executor(config, executor, scheduler)
     outcome = run_audit(config, demo=demo, today=today.date() if today else None)
     if outcome.public_key is not None and outcome.bundle is not None:
-        click.echo(
+        diagnostic(
             f"demo bundle signed with a throwaway key; check it with: "
-            f"auditor verify {outcome.bundle} --public-key {outcome.public_key}",
-            err=True,
+            f"auditor verify {outcome.bundle} --public-key {outcome.public_key}"
         )
-    if outcome.incomplete_reason is not None:  # the last line says why the run is incomplete
-        click.echo(outcome.incomplete_reason, err=True)
+    for line in summary_lines(config, outcome):  # the gate line, then why the run is incomplete
+        result(line)
     sys.exit(outcome.exit_code)
 
 
@@ -149,7 +156,14 @@ class HistoryContext:
     config: AuditConfig | None
 
 
-@click.group("history")
+HISTORY_READ = exit_codes({EXIT_OK: "printed"})
+
+
+@click.group(
+    "history",
+    cls=AuditorGroup,
+    epilog=exit_codes({EXIT_OK: "done (nothing in history gates: read a run's exit code from it)"}),
+)
 @click.option(
     "--database",
     "database",
@@ -163,9 +177,19 @@ class HistoryContext:
     type=click.Path(path_type=Path),
     help="auditor.yaml to take the database URL, job name and schedule from.",
 )
-@click.pass_context
-def history(ctx: click.Context, database: str | None, config_path: Path | None) -> None:
-    """Recorded runs: list, show, diff, prune, and the period report."""
+def history(database: str | None, config_path: Path | None) -> None:
+    """Recorded runs: list, show, diff, prune, and the period report.
+
+    --database and --config are accepted after the subcommand too (`history list --database URL`).
+    """
+
+
+def _history_context(ctx: click.Context) -> HistoryContext:
+    """The database and config the `history` group's options name, given before or after the
+    subcommand (read here, when the subcommand runs: click parses its options after the group's)."""
+    params = ctx.parent.params if ctx.parent is not None else {}
+    database: str | None = params.get("database")
+    config_path: Path | None = params.get("config_path")
     config = load_config(config_path) if config_path is not None else None
     if database:
         url = database if "://" in database else f"sqlite:///{Path(database).resolve()}"
@@ -173,13 +197,13 @@ def history(ctx: click.Context, database: str | None, config_path: Path | None) 
         url = config.database_url()
     else:
         url = default_database_url(DEFAULT_OUTPUT_DIR)
-    ctx.obj = HistoryContext(url=url, config=config)
+    return HistoryContext(url=url, config=config)
 
 
-def _open(ctx: click.Context) -> Any:
+def _open(ctx: click.Context, obj: HistoryContext | None = None) -> Any:
     from auditor.audit.history import History
 
-    obj: HistoryContext = ctx.find_object(HistoryContext)  # type: ignore[assignment]
+    obj = obj or _history_context(ctx)
     if obj.url.startswith("sqlite:///") and not Path(obj.url.removeprefix("sqlite:///")).exists():
         raise InputError(redact_url(obj.url), "no history database here yet (run `auditor audit` first)")
     return History(obj.url)
@@ -189,7 +213,7 @@ def _echo_json(data: Any) -> None:
     click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
 
 
-@history.command("list")
+@history.command("list", epilog=HISTORY_READ)
 @click.option("--job", help="Only runs of this job.")
 @click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
@@ -213,7 +237,7 @@ def history_list(ctx: click.Context, job: str | None, limit: int, output_format:
         )
 
 
-@history.command("show")
+@history.command("show", epilog=HISTORY_READ)
 @click.argument("run_ref", metavar="RUN")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
 @click.option("--all", "show_all", is_flag=True, help="Include passing findings.")
@@ -252,7 +276,7 @@ def history_show(ctx: click.Context, run_ref: str, output_format: str, show_all:
         )
 
 
-@history.command("diff")
+@history.command("diff", epilog=HISTORY_READ)
 @click.argument("run_a", metavar="RUN_A")
 @click.argument("run_b", metavar="RUN_B")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
@@ -261,15 +285,15 @@ def history_diff(ctx: click.Context, run_a: str, run_b: str, output_format: str)
     """What changed from RUN_A to RUN_B: new failures, fixed, still failing, newly unknown, not assessed
     (absent under a coverage gap of RUN_B, never counted as fixed), and coverage gaps opened or closed."""
     with _open(ctx) as store:
-        result = store.diff(store.resolve(run_a), store.resolve(run_b))
+        diff = store.diff(store.resolve(run_a), store.resolve(run_b))
     if output_format == "json":
-        _echo_json(result.to_json_dict())
+        _echo_json(diff.to_json_dict())
         return
-    for line in result.text_lines():
+    for line in diff.text_lines():
         click.echo(line)
 
 
-@history.command("prune")
+@history.command("prune", epilog=exit_codes({EXIT_OK: "deleted (or, with --dry-run, listed)"}))
 @click.option("--keep-days", type=click.IntRange(1), required=True, help="Delete runs older than this.")
 @click.option(
     "--protect-from",
@@ -280,21 +304,21 @@ def history_diff(ctx: click.Context, run_a: str, run_b: str, output_format: str)
 @click.pass_context
 def history_prune(ctx: click.Context, keep_days: int, protect_from: datetime | None, dry_run: bool) -> None:
     """Delete old runs, keeping per job the last one before the window (the period baseline)."""
-    obj: HistoryContext = ctx.find_object(HistoryContext)  # type: ignore[assignment]
+    obj = _history_context(ctx)
     protect: date | None = protect_from.date() if protect_from else None
     if protect is None and obj.config is not None and obj.config.history.protect_from:
         protect = date.fromisoformat(obj.config.history.protect_from)
-    with _open(ctx) as store:
-        result = store.prune(keep_days, protect_from=protect, dry_run=dry_run)
+    with _open(ctx, obj) as store:
+        pruned = store.prune(keep_days, protect_from=protect, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
-    click.echo(f"{verb} {len(result.deleted)} run(s)")
-    for run in result.deleted:
+    click.echo(f"{verb} {len(pruned.deleted)} run(s)")
+    for run in pruned.deleted:
         click.echo(f"  {run.id}  {run.started_at:%Y-%m-%d %H:%M}Z  {run.job}")
-    for run in result.kept_as_baseline:
+    for run in pruned.kept_as_baseline:
         click.echo(f"kept {run.id} ({run.started_at:%Y-%m-%d}) as the period baseline of job {run.job}")
 
 
-@history.command("period")
+@history.command("period", epilog=exit_codes({EXIT_OK: "report printed (or written with -o)"}))
 @click.option("--from", "start", type=click.DateTime(formats=["%Y-%m-%d"]), required=True)
 @click.option("--to", "end", type=click.DateTime(formats=["%Y-%m-%d"]), required=True, help="Inclusive.")
 @click.option(
@@ -326,7 +350,7 @@ def history_period(
     from auditor.atomicfile import atomic_output
     from auditor.audit.period import build_period_report, render_period_html
 
-    obj: HistoryContext = ctx.find_object(HistoryContext)  # type: ignore[assignment]
+    obj = _history_context(ctx)
     config = obj.config
     try:
         every = parse_duration(interval) if interval else (config.schedule.interval if config else None)
@@ -334,7 +358,7 @@ def history_period(
     except ValueError as exc:
         raise InputError("--interval/--grace", str(exc)) from exc
     defaults = AuditConfig().schedule
-    with _open(ctx) as store:
+    with _open(ctx, obj) as store:
         report = build_period_report(
             store,
             start.date(),
@@ -355,18 +379,18 @@ def history_period(
     else:
         with atomic_output(output) as handle:
             handle.write(text.encode())
-        click.echo(f"period report written to {output}", err=True)
+        result(f"period report written to {output}")
 
 
 # --- baseline, keys, verify ----------------------------------------------------------------------
 
 
-@click.group("baseline")
+@click.group("baseline", epilog=exit_codes({EXIT_OK: "written"}))
 def baseline() -> None:
     """Accept today's failures so the gate fails only on new ones."""
 
 
-@baseline.command("create")
+@baseline.command("create", epilog=exit_codes({EXIT_OK: "written"}))
 @click.option(
     "--findings",
     "findings_path",
@@ -386,7 +410,7 @@ def baseline_create(findings_path: Path, output: Path) -> None:
     click.echo(f"baseline of {len(result.entries)} failure(s) written to {output}")
 
 
-@click.command("keygen")
+@click.command("keygen", epilog=exit_codes({EXIT_OK: "written"}))
 @click.option("--private-key", required=True, type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--public-key", required=True, type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
@@ -399,7 +423,12 @@ def keygen(private_key: Path, public_key: Path, force: bool) -> None:
     click.echo(f"key {kid}: private key {private_key} (mode 0600, keep it secret), public key {public_key}")
 
 
-@click.command("verify")
+@click.command(
+    "verify",
+    epilog=exit_codes(
+        {EXIT_OK: "every hash (and the signature) checks out", EXIT_VIOLATIONS: "it does not (FAILED)"}
+    ),
+)
 @click.argument("bundle_path", metavar="BUNDLE", type=click.Path(path_type=Path))
 @click.option(
     "--public-key",
@@ -411,20 +440,20 @@ def verify(bundle_path: Path, public_key: Path | None) -> None:
     from auditor.audit.bundle import load_public_key, verify_bundle
 
     key = load_public_key(public_key) if public_key is not None else None
-    result = verify_bundle(bundle_path, key)
-    if not result.ok:
-        click.echo(f"FAILED {bundle_path}: {result.problems[0]}", err=True)
-        for problem in result.problems[1:]:
-            click.echo(f"  also: {problem}", err=True)
+    verdict = verify_bundle(bundle_path, key)
+    if not verdict.ok:  # the verdict is the result: stdout, as OK is
+        result(f"FAILED {bundle_path}: {verdict.problems[0]}")
+        for problem in verdict.problems[1:]:
+            result(f"  also: {problem}")
         sys.exit(EXIT_VIOLATIONS)
-    if result.signed and result.key_pinned:
-        signature = f"signed by {result.key_id} (the given public key)"
-    elif result.signed:
+    if verdict.signed and verdict.key_pinned:
+        signature = f"signed by {verdict.key_id} (the given public key)"
+    elif verdict.signed:
         signature = (
-            f"signed by key {result.key_id} named in the manifest; "
+            f"signed by key {verdict.key_id} named in the manifest; "
             "pass --public-key to check it is the key you trust"
         )
     else:
         signature = "UNSIGNED: hashes only prove integrity against the manifest itself"
-    click.echo(f"OK {bundle_path}: {result.files_checked} files match the manifest; {signature}")
+    result(f"OK {bundle_path}: {verdict.files_checked} files match the manifest; {signature}")
     sys.exit(EXIT_OK)

@@ -7,17 +7,22 @@ credentials from each SDK's usual chain. `redacted()` is the only form ever writ
 
 from __future__ import annotations
 
+import copy
+import difflib
 import hashlib
 import os
 import re
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 import orjson
 from pydantic import (
     AfterValidator,
+    BaseModel,
     Field,
+    PrivateAttr,
     SerializerFunctionWrapHandler,
     ValidationError,
     ValidationInfo,
@@ -27,13 +32,13 @@ from pydantic import (
     model_serializer,
 )
 
-from auditor.errors import InputError
+from auditor.errors import InputError, raise_all
 from auditor.evaluate import PolicySelection
 from auditor.findings import Severity
-from auditor.frameworks import available_frameworks
+from auditor.frameworks import default_frameworks
 from auditor.policy.loader import shipped_root
-from auditor.policy.yamlfile import load_yaml
-from auditor.report.base import FORMATS
+from auditor.policy.yamlfile import PathKey, YamlDocument, load_yaml
+from auditor.report.base import FORMATS, unavailable
 from auditor.sources import SourceSection, sources
 from auditor.strict import StrictModel
 
@@ -59,6 +64,8 @@ def _registered_format(name: str) -> str:
 # A format registered in auditor.report.base.FORMATS.
 ReportFormat = Annotated[str, AfterValidator(_registered_format)]
 DEFAULT_FORMATS: tuple[str, ...] = ("html", "sarif", "junit", "markdown")
+# Formats of an optional extra that `--demo` writes when the extra is installed.
+DEMO_EXTRA_FORMATS: tuple[str, ...] = ("pdf",)
 # File names of the reports in the output directory (stable, so CI steps can find them).
 REPORT_FILES: dict[str, str] = {name: spec.file_name for name, spec in FORMATS.items()}
 
@@ -140,7 +147,7 @@ class Outputs(StrictModel):
     def _frameworks(self, value: list[str]) -> list[str]:
         # Unset, the effective configuration (and its digest) names the shipped frameworks, as it did
         # when the default was their list: runs recorded before keep comparing equal.
-        return value or [f.name for f in available_frameworks()]
+        return value or [f.name for f in default_frameworks()]
 
 
 class HistorySettings(StrictModel):
@@ -241,6 +248,8 @@ class AuditConfig(StrictModel):
     signing_key_from_env: bool = Field(False, exclude=True)
     # Not from the file: the selection keys the command line set (its errors name the options).
     selection_from_options: frozenset[str] = Field(frozenset(), exclude=True)
+    # Not from the file: the file it was read from, for errors at its lines (load_config).
+    _source: ConfigSource | None = PrivateAttr(None)
 
     @field_validator("scheduler")
     @classmethod
@@ -252,6 +261,32 @@ class AuditConfig(StrictModel):
         if not _SCHEDULER_URL.match(value):
             raise ValueError(f"expected a Dask scheduler address such as tcp://HOST:8786, got {value!r}")
         return value
+
+    def located(self, loc: PathKey) -> str | None:
+        """'auditor.yaml:LINE' of the key at `loc` (or of its nearest written parent) while the value
+        there is the one the file gave; None for a value the command line or environment replaced,
+        or a configuration not read from a file."""
+        source = self._source
+        if source is None or _value_at(self, loc) != _value_at(source.as_loaded, loc):
+            return None
+        return source.document.where(loc)
+
+    def written(self, loc: PathKey) -> Any:
+        """The value at `loc` as auditor.yaml spells it (a path relative to the file, as written),
+        else as this configuration holds it."""
+        if self._source is not None and self.located(loc) is not None:
+            raw = _value_at(self._source.document.data, loc)
+            if raw is not _MISSING:
+                return raw
+        return _value_at(self, loc)
+
+    def source_file(self) -> Path | None:
+        """The auditor.yaml this configuration was read from, as its path was given."""
+        return self._source.document.path if self._source is not None else None
+
+    def file_problems(self) -> list[InputError]:
+        """The file's own errors that `load_config(..., defer_errors=True)` kept for validation."""
+        return list(self._source.problems) if self._source is not None else []
 
     def check_params(self) -> dict[str, str]:
         """Parameters as `auditor check --param` strings."""
@@ -381,36 +416,162 @@ def apply_environment(config: AuditConfig, environ: dict[str, str] | None = None
     return config
 
 
-def load_config(path: Path, *, environ: dict[str, str] | None = None) -> AuditConfig:
-    """Read and validate auditor.yaml; relative paths are relative to the file's directory."""
+@dataclass
+class ConfigSource:
+    """Where a configuration was read from: the YAML with the line of every key, the values as the
+    file gave them (so a value replaced later is not blamed on the file), and the file's errors."""
+
+    document: YamlDocument
+    as_loaded: AuditConfig
+    problems: list[InputError] = field(default_factory=list)
+
+
+# Fields the program sets, never the file.
+_INTERNAL_FIELDS = (
+    "signing_key_pem",
+    "database_url_from_env",
+    "signing_key_from_env",
+    "selection_from_options",
+)
+# Rounds of dropping refused values to reach a configuration the rest can be checked on.
+_PRUNE_ROUNDS = 50
+_MISSING = object()
+
+
+def load_config(
+    path: Path, *, environ: dict[str, str] | None = None, defer_errors: bool = False
+) -> AuditConfig:
+    """Read and validate auditor.yaml; relative paths are relative to the file's directory.
+
+    Every error of the file is found, each at its line, and raised together (InputErrors); with
+    `defer_errors`, a configuration without the refused values is returned instead, its errors
+    kept for `validate_config` to report with the problems of everything the file names.
+    """
     doc = load_yaml(path)
     if doc.data is None:
         doc.data = {}
     if not isinstance(doc.data, dict):
         raise doc.error((), "auditor.yaml is a mapping (see docs/audit.md)")
-    internal = ("signing_key_pem", "database_url_from_env", "signing_key_from_env", "selection_from_options")
-    for secret in internal:
-        if secret in doc.data:
-            raise doc.error((secret,), f"{secret}: extra inputs are not permitted")
-    try:
-        config = AuditConfig.model_validate(doc.data)
-    except ValidationError as exc:
-        raise doc.validation_error(exc) from exc
-    if config.history.database_url is not None:
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
-
-        try:
-            password = make_url(config.history.database_url).password
-        except ArgumentError as exc:
-            raise doc.error(("history", "database_url"), "not a SQLAlchemy database URL") from exc
-        if password:
-            raise doc.error(
-                ("history", "database_url"),
-                f"history.database_url holds a password: put the URL in ${DATABASE_URL_ENV} instead",
-            )
+    config, problems = _validated(doc)
+    if config is None or (problems and not defer_errors):
+        raise_all(problems)
+    assert config is not None
     _resolve_paths(config, path.resolve().parent)
+    config._source = ConfigSource(doc, config.model_copy(deep=True), problems)
     return apply_environment(config, environ)
+
+
+def _validated(doc: YamlDocument) -> tuple[AuditConfig | None, list[InputError]]:
+    """The configuration and every error of the file; refused values are left out (back to their
+    defaults, or their section dropped) so the rest can still be checked. None: nothing usable."""
+    data = copy.deepcopy(doc.data)
+    problems: list[InputError] = []
+    for name in _INTERNAL_FIELDS:
+        if name in data:
+            problems.append(doc.error((name,), f"{name}: extra inputs are not permitted"))
+            del data[name]
+    config: AuditConfig | None = None
+    try:
+        config = AuditConfig.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_located_error(doc, error) for error in exc.errors())
+        config = _without_refused(data, exc)
+    if config is not None and config.history.database_url is not None:
+        problem = _database_url_problem(config.history.database_url)
+        if problem is not None:
+            problems.append(doc.error(("history", "database_url"), problem))
+            config.history.database_url = None  # never used, never shown
+    return config, sorted(problems, key=lambda error: int(error.where.rpartition(":")[2]))
+
+
+def _database_url_problem(url: str) -> str | None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        password = make_url(url).password
+    except ArgumentError:
+        return "history.database_url: not a SQLAlchemy database URL"
+    if password:
+        return f"history.database_url holds a password: put the URL in ${DATABASE_URL_ENV} instead"
+    return None
+
+
+def _located_error(doc: YamlDocument, error: Any) -> InputError:
+    """One pydantic error at its line; an unknown key names the close match, if there is one."""
+    loc = tuple(error["loc"])
+    label = ".".join(str(p) for p in loc) or "document"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden" and loc:
+        model = _model_at(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1) if model else []
+        if close:
+            message += f" (did you mean '{close[0]}'?)"
+    return doc.error(loc, f"{label}: {message}")
+
+
+def _model_at(loc: PathKey) -> type[BaseModel] | None:
+    """The model of the mapping at `loc` in auditor.yaml, if it is one (not a list, not a dict)."""
+    model: type[BaseModel] = AuditConfig
+    for part in loc:
+        info = model.model_fields.get(str(part))
+        nested = _model_in(info.annotation) if info is not None else None
+        if nested is None:
+            return None
+        model = nested
+    return model
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model `annotation` holds, itself or as `Model | None`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    models = [arg for arg in get_args(annotation) if isinstance(arg, type) and issubclass(arg, BaseModel)]
+    return models[0] if len(models) == 1 and type(None) in get_args(annotation) else None
+
+
+def _without_refused(data: dict[str, Any], exc: ValidationError) -> AuditConfig | None:
+    """`data` validated once every value pydantic refuses is dropped; None if that leaves nothing."""
+    for _ in range(_PRUNE_ROUNDS):
+        if not any([_drop(data, tuple(error["loc"])) for error in exc.errors()]):
+            return None
+        try:
+            return AuditConfig.model_validate(data)
+        except ValidationError as again:
+            exc = again
+    return None
+
+
+def _drop(data: dict[str, Any], loc: PathKey) -> bool:
+    """Remove the key an error at `loc` is about (a whole list for an item; the enclosing mapping
+    when the key is missing, e.g. a required field). False when nothing is left to remove."""
+    path: list[str] = []
+    for part in loc:
+        if not isinstance(part, str) or part == "[key]":
+            break
+        path.append(part)
+    while path:
+        parent = _value_at(data, tuple(path[:-1]))
+        if isinstance(parent, dict) and path[-1] in parent:
+            del parent[path[-1]]
+            return True
+        path.pop()
+    return False
+
+
+def _value_at(root: Any, loc: PathKey) -> Any:
+    """The value at `loc` in a model, mapping or list (attributes, keys, indexes), or _MISSING."""
+    value = root
+    for part in loc:
+        if isinstance(value, BaseModel) and isinstance(part, str):
+            value = getattr(value, part, _MISSING)
+        elif isinstance(value, dict):
+            value = value.get(part, _MISSING)
+        elif isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+            value = value[part]
+        else:
+            return _MISSING
+    return value
 
 
 def demo_config(output_dir: Path, *, environ: dict[str, str] | None = None) -> AuditConfig:
@@ -426,7 +587,17 @@ def demo_config(output_dir: Path, *, environ: dict[str, str] | None = None) -> A
         inventories=[inventory],
         params={"zone": "eu"},
         waivers=waivers,
-        outputs=Outputs(directory=output_dir.resolve()),
+        # the demo shows every kind of output: the defaults, the CSV and the OCSF events, and the PDF
+        # where the `pdf` extra is installed (`auditor audit --demo` says so when it is not)
+        outputs=Outputs(
+            directory=output_dir.resolve(),
+            formats=[
+                *DEFAULT_FORMATS,
+                "csv",
+                "ocsf",
+                *[f for f in DEMO_EXTRA_FORMATS if unavailable(f) is None],
+            ],
+        ),
     )
     return apply_environment(config, environ)
 

@@ -6,20 +6,23 @@ written, and a run that fails midway leaves no bundle and no history entry.
 
 from __future__ import annotations
 
+import difflib
 import io
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-import click
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import ValidationError
 
 from auditor.atomicfile import OWNER_PATTERN, atomic_output, owner_tag, remove_stale, remove_stale_temps
 from auditor.attestations import attest_inventory, load_attestations
@@ -37,17 +40,22 @@ from auditor.audit.config import SIGNING_KEY_ENV, SIGNING_PASSPHRASE_ENV, AuditC
 from auditor.audit.history import History, RunDiff
 from auditor.check import CheckOptions, empty_run_exit_code, incomplete_reason, prepare_check, run_check
 from auditor.document import AuditInfo, FindingsDocument, check_document, plain, write_document
-from auditor.errors import InputError
+from auditor.errors import InputError, each_error, raise_all
 from auditor.findings import Status
 from auditor.frameworks import available_frameworks, load_framework
 from auditor.inputfile import open_input
-from auditor.policy.loader import shipped_policies_dir
+from auditor.policy.loader import load_waivers, shipped_policies_dir
+from auditor.policy.yamlfile import PathKey
 from auditor.scale import Executor, ScaledScan, ScaleOptions, make_executor, scan_sources
 from auditor.scale.units import UnitRunner, run_unit
+from auditor.scan.calls import RETRY_OLD_NAMES, RETRY_SETTINGS
+from auditor.sources import ScanOptions, SourceSection, option_key
+from auditor.streams import diagnostic, progress_shown
 
 Log = Callable[[str], None]
 FINDINGS_FILE = "findings.json"
 DEMO_PUBLIC_KEY = "demo-signing.pub"
+NOTHING_TO_AUDIT = "nothing to audit: configure clouds (or inventories), or use --demo"
 # Temporary names of a run: its scan parts directory (`.scans-<pid>-<host>.<random>`) and the
 # findings spool (`.findings.<random>.spool`, no owner tag: judged by age only).
 _SCANS_PATTERN = re.compile(rf"^\.scans-(?:(?P<owner>{OWNER_PATTERN})\.)?[a-z0-9_]{{8}}$")
@@ -72,10 +80,6 @@ class AuditOutcome:
     incomplete_reason: str | None = None
 
 
-def _stderr(message: str) -> None:
-    click.echo(message, err=True)
-
-
 def _signing_key(config: AuditConfig, demo: bool) -> tuple[Ed25519PrivateKey | None, bool]:
     """The configured key, or for --demo a throwaway one (its private half is never stored)."""
     passphrase = os.environ.get(SIGNING_PASSPHRASE_ENV, "").encode() or None
@@ -93,7 +97,7 @@ def run_audit(
     *,
     demo: bool = False,
     today: date | None = None,
-    log: Log = _stderr,
+    log: Log = diagnostic,
 ) -> AuditOutcome:
     """Run the whole job once; returns the outcome (its exit_code is the gate's, after baseline).
 
@@ -186,61 +190,127 @@ def _first_missing(directory: Path) -> Path | None:
 
 
 def validate_config(config: AuditConfig) -> None:
-    """Check everything the configuration names, writing nothing: raises InputError (exit 2).
+    """Check the configuration and everything it names, writing nothing and calling no cloud.
 
-    Inventories and every referenced file must exist and be readable; the output directory must
-    not be a file; the report formats must be installed; the policies must load and compile with
-    the parameters; the waivers must load; and each configured scanner must accept its options.
+    Every problem is found in one pass and raised together (InputErrors, exit 2), each at
+    auditor.yaml's line of its key (or at the option, variable or file it came from): the file's
+    own errors, the inventories and every file it names (waivers, baseline, signing key,
+    attestations, each source's files) readable and loading, the policies loading and compiling
+    with `params`, the report formats installed, the frameworks known, something to audit, and each
+    configured source's options and settings as its scanner would take them.
     """
+    problems = _Problems(config)
+    problems.found.extend(config.file_problems())
     sections = config.clouds.configured()
-    if not config.inventories and not sections:
-        raise InputError("auditor.yaml", "nothing to audit: configure clouds (or inventories), or use --demo")
-    for inventory in config.inventories:
-        _require_readable(inventory, "inventory file")
-    files: list[tuple[Path | None, str]] = [
-        (config.waivers, "waivers file"),
-        (config.baseline, "baseline file"),
-        (config.signing.private_key, "signing key"),
-        *(
-            (path, f"clouds.{source}.{name}")
-            for source, section in sections.items()
-            for name in section.file_fields
-            for path in _as_paths(getattr(section, name))
-        ),
-    ]
-    key = config.signing.private_key
-    if config.signing_key_from_env and key is not None and not key.is_file():
-        # Never echo the value: it may be key text pasted without its PEM header.
-        raise InputError(
-            f"${SIGNING_KEY_ENV}", "neither PEM text (-----BEGIN ...) nor the path of an existing key file"
-        )
-    files.extend((path, "attestations file") for path in config.attestations)
-    for path, what in files:
-        if path is not None:
-            _require_readable(path, what)
-    load_attestations(config.attestations)
-    for path in config.policies:
+    if not config.inventories and not sections and not problems.found:
+        problems.key(("clouds",), NOTHING_TO_AUDIT, InputError("auditor.yaml", NOTHING_TO_AUDIT))
+    for index, inventory in enumerate(config.inventories):
+        problems.readable(("inventories", index), inventory, "inventory file")
+    waivers = config.waivers
+    if waivers is not None and problems.readable(("waivers",), waivers, "waivers file"):
+        with problems.catching():
+            load_waivers(waivers)
+    if config.baseline is not None and problems.readable(("baseline",), config.baseline, "baseline file"):
+        with problems.catching():
+            load_baseline(config.baseline)
+    _check_signing_key(config, problems)
+    for source, section in sections.items():
+        for name in section.file_fields:
+            value = getattr(section, name)
+            for index, path in enumerate(_as_paths(value)):
+                loc = ("clouds", source, name, index) if isinstance(value, list) else ("clouds", source, name)
+                if path is not None:
+                    problems.readable(loc, path, "file", fallback_what=f"clouds.{source}.{name}")
+    for index, path in enumerate(config.attestations):
+        if problems.readable(("attestations", index), path, "attestations file"):
+            with problems.catching():
+                load_attestations([path])
+    policies_found = True
+    for index, path in enumerate(config.policies):
         if not path.exists():
-            raise InputError(str(path), "policy file or directory not found")
-    for directory in (config.outputs.directory, config.scale.parts_directory):
+            policies_found = False
+            message = "policy file or directory not found"
+            problems.key(
+                ("policies", index),
+                f"{message}: {config.written(('policies', index))}",
+                InputError(str(path), message),
+            )
+    directories: dict[PathKey, Path | None] = {
+        ("outputs", "directory"): config.outputs.directory,
+        ("scale", "parts_directory"): config.scale.parts_directory,
+    }
+    for place, directory in directories.items():
         if directory is not None and directory.exists() and not directory.is_dir():
-            raise InputError(str(directory), "not a directory")
-    _require_formats(config)
-    # Every framework the reports will show, read now: a bad one is found before anything is written.
-    for name in config.outputs.frameworks:
-        load_framework(name, config.policies, where="outputs.frameworks")
-    if not config.outputs.frameworks:
-        available_frameworks(config.policies)
-    prepare_check(
-        CheckOptions(
-            inventory=Path(os.devnull),
-            policy_paths=list(config.policies),
-            params=config.check_params(),
-            waivers=config.waivers,
-            selection=config.selection(),
-        )
-    )
-    _check_scanner_options(config)
+            problems.key(
+                place,
+                f"not a directory: {config.written(place)}",
+                InputError(str(directory), "not a directory"),
+            )
+    _check_formats(config, problems)
+    _check_frameworks(config, problems)
+    if policies_found:  # a missing policy would make every parameter it declares look unknown
+        _check_policies(config, problems)
+    for source, section in sections.items():
+        _check_section(config, problems, source, section)
+    raise_all(problems.in_file_order())
+
+
+@dataclass
+class _Problems:
+    """The problems a validation found, each located at auditor.yaml's line of its key."""
+
+    config: AuditConfig
+    found: list[InputError] = field(default_factory=list)
+
+    def key(self, loc: PathKey, message: str, fallback: InputError) -> None:
+        """A problem of the key at `loc`: at its line, labelled with the key, when the file set the
+        value there; else `fallback` (naming the option, variable or path it came from)."""
+        where = self.config.located(loc)
+        self.found.append(InputError(where, f"{_label(loc)}: {message}") if where else fallback)
+
+    @contextmanager
+    def catching(self, relocate: Mapping[str, tuple[PathKey, str]] | None = None) -> Iterator[None]:
+        """Collect the InputErrors raised inside; one whose `where` is in `relocate` is moved to the
+        line of its key there, its message prefixed with the label given."""
+        try:
+            yield
+        except InputError as exc:
+            self.add(each_error(exc), relocate)
+
+    def add(
+        self, errors: list[InputError], relocate: Mapping[str, tuple[PathKey, str]] | None = None
+    ) -> None:
+        """Add `errors`, moving those `relocate` names (see `catching`)."""
+        for error in errors:
+            loc, label = (relocate or {}).get(error.where, ((), ""))
+            where = self.config.located(loc) if loc else None
+            self.found.append(InputError(where, f"{label}: {error.message}") if where else error)
+
+    def in_file_order(self) -> list[InputError]:
+        """The problems at auditor.yaml's lines, top to bottom, then the others as found."""
+        source = str(self.config.source_file())
+
+        def line(error: InputError) -> int:
+            file, _, number = error.where.rpartition(":")
+            return int(number) if file == source and number.isdigit() else sys.maxsize
+
+        return sorted(self.found, key=line)
+
+    def readable(self, loc: PathKey, path: Path, what: str, *, fallback_what: str | None = None) -> bool:
+        """Whether `path` (the value at `loc`) is a readable regular file; if not, a problem."""
+        if not path.exists() and not path.is_symlink():
+            missing = f"{fallback_what or what} not found"
+            self.key(loc, f"{what} not found: {self.config.written(loc)}", InputError(str(path), missing))
+            return False
+        with self.catching({str(path): (loc, f"{_label(loc)}: {self.config.written(loc)}")}):
+            open_input(path, what).close()  # refuses special files and symlink loops without blocking
+            return True
+        return False
+
+
+def _label(loc: PathKey) -> str:
+    """A key's name in messages: `clouds.gcp.tls_policy`, list indexes left out (the line says which)."""
+    return ".".join(str(part) for part in loc if not isinstance(part, int))
 
 
 def _as_paths(value: Path | list[Path] | None) -> list[Path | None]:
@@ -248,19 +318,131 @@ def _as_paths(value: Path | list[Path] | None) -> list[Path | None]:
     return list(value) if isinstance(value, list) else [value]
 
 
-def _require_readable(path: Path, what: str) -> None:
-    if not path.exists() and not path.is_symlink():
-        raise InputError(str(path), f"{what} not found")
-    open_input(path, what).close()  # refuses special files and symlink loops without blocking
+def _check_signing_key(config: AuditConfig, problems: _Problems) -> None:
+    """The signing key exists and loads (with $AUDITOR_SIGNING_KEY_PASSPHRASE), from the file or
+    the environment; the key's text is never echoed."""
+    key = config.signing.private_key
+    if config.signing_key_from_env and key is not None and not key.is_file():
+        # Never echo the value: it may be key text pasted without its PEM header.
+        problems.found.append(
+            InputError(
+                f"${SIGNING_KEY_ENV}",
+                "neither PEM text (-----BEGIN ...) nor the path of an existing key file",
+            )
+        )
+        return
+    if key is not None and not problems.readable(("signing", "private_key"), key, "signing key"):
+        return
+    loc = ("signing", "private_key")
+    with problems.catching({str(key): (loc, f"{_label(loc)}: {config.written(loc)}")}):
+        _signing_key(config, demo=False)
 
 
-def _check_scanner_options(config: AuditConfig) -> None:
-    """Check each configured source's section as its scanner would (options, ids), scanning nothing."""
-    for source, section in config.clouds.configured().items():
+def _check_formats(config: AuditConfig, problems: _Problems) -> None:
+    """Every report format (and json, the findings) is installed."""
+    from auditor.report.base import unavailable
+
+    for index, fmt in [(None, "json"), *enumerate(config.outputs.formats)]:
+        message = unavailable(fmt)  # its module, or an optional extra it needs (pdf), is missing
+        if message is not None:
+            loc = ("outputs", "formats") if index is None else ("outputs", "formats", index)
+            problems.key(loc, message, InputError("outputs.formats", message))
+
+
+def _check_frameworks(config: AuditConfig, problems: _Problems) -> None:
+    """Every framework the reports will show is known and reads (before anything is written)."""
+    for index, name in enumerate(config.outputs.frameworks):
+        loc = ("outputs", "frameworks", index)
+        with problems.catching({"outputs.frameworks": (loc, "outputs.frameworks")}):
+            load_framework(name, config.policies, where="outputs.frameworks")
+    if not config.outputs.frameworks:
+        with problems.catching():
+            available_frameworks(config.policies)
+
+
+def _check_policies(config: AuditConfig, problems: _Problems) -> None:
+    """The policies load and compile with `params` (every bad parameter at its key), and the policy
+    selection keeps some of them."""
+    relocate: dict[str, tuple[PathKey, str]] = {
+        f"params.{name}": (("params", name), f"params.{name}") for name in config.params
+    }
+    for key in ("policy", "skip_policy"):
+        if key not in config.selection_from_options:
+            for index, glob in enumerate(getattr(config, key)):
+                relocate[f"{key} {glob}"] = ((key, index), f"{key} {glob}")
+    chosen = [k for k in ("policy", "skip_policy", "min_severity") if k not in config.selection_from_options]
+    written = [k for k in chosen if getattr(config, k)]
+    if written:
+        relocate["policy selection"] = ((written[0],), "policy selection")
+    params = config.check_params()
+    while True:  # after refused parameters, again without them: the policies and selection are checked too
         try:
-            section.check()
-        except ValueError as exc:
-            raise InputError(f"clouds.{source}", str(exc)) from None
+            prepare_check(
+                CheckOptions(
+                    inventory=Path(os.devnull),
+                    policy_paths=list(config.policies),
+                    params=params,
+                    selection=config.selection(),
+                    param_where=lambda name: f"params.{name}",
+                )
+            )
+            return
+        except InputError as exc:
+            errors = each_error(exc)
+            problems.add(errors, relocate)
+            refused = {name for name in params if any(e.where == f"params.{name}" for e in errors)}
+            if not refused:
+                return
+            params = {name: value for name, value in params.items() if name not in refused}
+
+
+def _check_section(config: AuditConfig, problems: _Problems, source: str, section: SourceSection) -> None:
+    """One source's section as its scanner would take it: each option (unknown, out of range, not
+    used by this scanner) at its key, then the section's own settings (account ids, regions)."""
+    base: PathKey = ("clouds", source)
+    written: dict[str, str] = {}  # option name -> the key as written
+    for key in section.options:
+        name = option_key(key)
+        if name in written:
+            message = f"given twice (also as '{written[name]}')"
+            problems.key(
+                (*base, "options", key), message, InputError(f"clouds.{source}", f"options.{key}: {message}")
+            )
+        written[name] = key
+    model = section.scan_options_model
+    try:
+        model.model_validate({option_key(k): v for k, v in section.options.items()})
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = str(error["loc"][0]) if error["loc"] else ""
+            key = written.get(name, name)
+            message = str(error["msg"])
+            if error["type"] == "extra_forbidden":
+                message = f"`auditor scan {source}` has no option --{name}"
+                close = difflib.get_close_matches(name, _option_names(model), n=1)
+                if close:
+                    message += f" (did you mean '{close[0]}'?)"
+            loc = (*base, "options", key) if key else (*base, "options")
+            problems.key(loc, message, InputError(f"clouds.{source}", f"options.{key}: {message}"))
+    try:
+        section.model_copy(update={"options": {}}).check()
+    except ValueError as exc:
+        text = str(exc)
+        name, sep, rest = text.partition(": ")
+        if sep and name in type(section).model_fields:
+            problems.key((*base, name), rest, InputError(f"clouds.{source}", text))
+        else:
+            problems.key(base, text, InputError(f"clouds.{source}", text))
+
+
+def _option_names(model: type[ScanOptions]) -> list[str]:
+    """The options a scanner takes under `options:`, as written (no old names, no unused settings)."""
+    used = getattr(model, "retry_used", None)
+    return [
+        option_key(name)
+        for name in model.model_fields
+        if name not in RETRY_OLD_NAMES and (used is None or name not in RETRY_SETTINGS or name in used)
+    ]
 
 
 def _remove_leftovers(config: AuditConfig, started: float, log: Log) -> None:
@@ -276,18 +458,6 @@ def _remove_leftovers(config: AuditConfig, started: float, log: Log) -> None:
     if removed:
         names = ", ".join(p.name for p in removed[:5]) + (", ..." if len(removed) > 5 else "")
         log(f"removed {len(removed)} temporary file(s) left by killed runs: {names}")
-
-
-def _require_formats(config: AuditConfig) -> None:
-    """Fail before writing anything if a configured report format is not installed."""
-    import importlib.util
-
-    from auditor.report.base import RENDERERS
-
-    for fmt in ["json", *config.outputs.formats]:
-        module = RENDERERS[fmt].partition(":")[0]
-        if importlib.util.find_spec(module) is None:
-            raise InputError("outputs.formats", f"report format '{fmt}' is not available in this install")
 
 
 def _document_bytes(document: FindingsDocument) -> bytes:
@@ -405,7 +575,6 @@ def _run(
         document=document,
         incomplete_reason=incomplete_reason(run),
     )
-    _log_summary(config, outcome, log)
     return outcome
 
 
@@ -416,11 +585,11 @@ def _collect_inventory(config: AuditConfig, target: Path, log: Log) -> list[str]
 
     sources = [f"file:{p.name}" for p in config.inventories]
     if not config.inventories and not config.clouds.configured():
-        raise InputError("auditor.yaml", "nothing to audit: configure clouds (or inventories), or use --demo")
+        raise InputError("auditor.yaml", NOTHING_TO_AUDIT)
     parts_root = config.scale.parts_directory or config.outputs.directory
     parts_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".scans-{owner_tag()}.", dir=parts_root) as tmp:
-        scanned = scan_configured(config, Path(tmp), log=log)
+        scanned = scan_configured(config, Path(tmp), progress=progress_shown(None), log=log)
         sources.extend(f"scan:{source}" for source in scanned.plan.sources)
         with atomic_output(target) as handle:
             for part in config.inventories:
@@ -509,29 +678,32 @@ def _add_inputs(config: AuditConfig, writer: BundleWriter) -> None:
         writer.add_file(config.baseline, f"baseline/{config.baseline.name}")
 
 
-def _log_summary(config: AuditConfig, outcome: AuditOutcome, log: Log) -> None:
+def summary_lines(config: AuditConfig, outcome: AuditOutcome) -> list[str]:
+    """The run's result as `auditor audit` prints it (stdout): counts, drift since the previous run,
+    what was written where, the gate line, and the reason when the run is incomplete (last)."""
     assert outcome.document is not None
     run = outcome.document.run
     counts = run.counts.by_status
-    log(
+    lines = [
         f"run {outcome.run_id}: {run.coverage.resources} resources, "
         f"{counts[Status.FAIL]} fail ({outcome.baselined} baselined), {counts[Status.ERROR]} error, "
         f"{counts[Status.WAIVED]} waived, {counts[Status.PASS]} pass"
-    )
+    ]
     if outcome.diff is not None:
         d = outcome.diff
-        log(
+        lines.append(
             f"since run {d.a.id[:8]} ({d.a.started_at:%Y-%m-%d %H:%M}Z): "
             f"{len(d.new_failures)} new failure(s), {len(d.fixed)} fixed, "
             f"{len(d.still_failing)} still failing, {len(d.newly_unknown)} newly unknown, "
             f"{len(d.not_assessed)} not assessed, "
             f"coverage gaps {len(d.new_gaps)} new / {len(d.closed_gaps)} closed"
         )
-    log(f"findings: {outcome.findings_path}")
-    for fmt, path in outcome.reports.items():
-        log(f"report ({fmt}): {path}")
+    lines.append(f"findings: {outcome.findings_path}")
+    lines.extend(f"report ({fmt}): {path}" for fmt, path in outcome.reports.items())
     if outcome.bundle is not None:
-        log(f"evidence bundle: {outcome.bundle} (manifest sha256 {outcome.manifest_sha256})")
-    log(f"history: {redact_url(config.database_url())}")
-    gate = run.gate
-    log(f"gate (fail-on {gate.fail_on}): exit {gate.exit_code}")
+        lines.append(f"evidence bundle: {outcome.bundle} (manifest sha256 {outcome.manifest_sha256})")
+    lines.append(f"history: {redact_url(config.database_url())}")
+    lines.append(f"gate (fail-on {run.gate.fail_on}): exit {run.gate.exit_code}")
+    if outcome.incomplete_reason is not None:
+        lines.append(outcome.incomplete_reason)
+    return lines

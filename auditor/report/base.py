@@ -8,6 +8,7 @@ policy file: what the run evaluated is in the document. One module per format.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import IO, ClassVar
 
 from auditor.atomicfile import atomic_output
 from auditor.document import FindingsDocument
+from auditor.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ FORMATS: dict[str, OutputFormat] = {
     "junit": OutputFormat("auditor.report.junit:JunitRenderer", "junit.xml"),
     "markdown": OutputFormat("auditor.report.markdown:MarkdownRenderer", "summary.md"),
     "csv": OutputFormat("auditor.report.csv_format:CsvRenderer", "findings.csv"),
+    "ocsf": OutputFormat("auditor.report.ocsf:OcsfRenderer", "findings.ocsf.jsonl"),
+    "pdf": OutputFormat("auditor.report.pdf:PdfRenderer", "report.pdf"),
 }
 RENDERERS: dict[str, str] = {name: spec.renderer for name, spec in FORMATS.items()}
 
@@ -47,6 +51,7 @@ class ReportInput:
     inventory_path: Path | None = None
     previous: FindingsDocument | None = None
     frameworks: list[str] = field(default_factory=list)
+    group_by_tag: str | None = None  # group resources into teams by this tag (default: owner)
 
 
 class Renderer(ABC):
@@ -59,6 +64,21 @@ class Renderer(ABC):
     def render(self, report: ReportInput, out: IO[bytes]) -> None:
         """Write the report for `report` to the binary stream `out`."""
 
+    @classmethod
+    def missing(cls) -> str | None:
+        """What this install lacks to write the format (an optional extra), else None."""
+        return None
+
+
+def unavailable(name: str) -> str | None:
+    """Why this install cannot write format `name` (its module, or an optional extra it needs, is
+    missing: one line naming what to install), else None."""
+    module_name, _, class_name = RENDERERS[name].partition(":")
+    if importlib.util.find_spec(module_name) is None:
+        return f"report format '{name}' is not available in this install"
+    renderer = getattr(importlib.import_module(module_name), class_name)
+    return renderer.missing() if issubclass(renderer, Renderer) else None
+
 
 def get_renderer(name: str) -> Renderer:
     """The renderer for a format name (see RENDERERS)."""
@@ -69,7 +89,11 @@ def get_renderer(name: str) -> Renderer:
 
 
 def render_to_file(name: str, report: ReportInput, output: Path) -> None:
-    """Render `report` in format `name` to `output`, atomically."""
+    """Render `report` in format `name` to `output`, atomically; a format this install cannot write
+    is an InputError before anything is written."""
+    problem = unavailable(name)
+    if problem is not None:
+        raise InputError(f"--format {name}", problem)
     renderer = get_renderer(name)
     with atomic_output(output) as handle:
         renderer.render(report, handle)

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import click
 
+from auditor.cli_options import exit_codes, list_option
 from auditor.document import load_document
 from auditor.inputfile import open_input
 from auditor.report.base import RENDERERS, ReportInput, render_to_file
-from auditor.report.view import report_frameworks
+from auditor.report.view import check_grouping, report_frameworks
+from auditor.streams import result
 
 # Inputs are checked when read (auditor.inputfile): a directory, FIFO or device is one error line
 # `file: what is wrong` with exit 2, not click's usage block.
@@ -18,7 +20,7 @@ _INPUT = click.Path(path_type=Path)
 _FILE = click.Path(path_type=Path, dir_okay=False)
 
 
-@click.command("report")
+@click.command("report", epilog=exit_codes({0: "written"}))
 @click.option(
     "--findings",
     "findings_path",
@@ -38,13 +40,19 @@ _FILE = click.Path(path_type=Path, dir_okay=False)
 @click.option(
     "--format", "output_format", required=True, type=click.Choice(sorted(RENDERERS)), help="Output format."
 )
-@click.option(
+@list_option(
     "--framework",
     "frameworks",
-    multiple=True,
     metavar="NAME",
     help="Framework to report on: a frameworks/NAME.yaml beside the run's policies or shipped "
-    "(repeatable; default: every framework file found).",
+    "(default: every framework file found)",
+)
+@click.option(
+    "--group-by-tag",
+    "group_by_tag",
+    metavar="KEY",
+    help="Give each team its section (HTML, Markdown; CSV: the `group` column) by this resource tag "
+    "(default: owner, when a resource has one; another tag needs --inventory).",
 )
 @click.option("--output", "-o", required=True, type=_FILE, help="Write the report here (atomically).")
 def command(
@@ -53,6 +61,7 @@ def command(
     previous_path: Path | None,
     output_format: str,
     frameworks: tuple[str, ...],
+    group_by_tag: str | None,
     output: Path,
 ) -> None:
     """Write an evidence report in one of the registered formats (see --format) from a findings document."""
@@ -63,9 +72,11 @@ def command(
         inventory_path=inventory_path,
         previous=load_document(previous_path) if previous_path is not None else None,
         frameworks=list(dict.fromkeys(frameworks)),
+        group_by_tag=group_by_tag,
     )
     report_frameworks(report)  # an unknown or invalid framework: exit 2 before any output
+    check_grouping(report)  # a tag the findings do not hold, and no inventory: exit 2
     # the documents live until exit: keep the collector from walking their millions of objects again
     gc.freeze()
     render_to_file(output_format, report, output)
-    click.echo(f"wrote {output_format} report to {output}", err=True)
+    result(f"{output_format} report written to {output}")

@@ -1,4 +1,8 @@
-"""CSV: one row per finding, for spreadsheets and data tools.
+"""CSV: one row per finding, most severe first, for spreadsheets and data tools.
+
+Besides the finding, each row carries the resource's `owner` tag, its `group` (the value of the
+`--group-by-tag` key, by default the owner), the policy's `remediation` for the resource's cloud, and for
+an undecided finding `undecided_action`: what lets the next run decide it.
 
 Cells that a spreadsheet would run as a formula (starting with = + - @ tab or carriage return) get a
 leading apostrophe, as OWASP recommends for CSV injection: https://owasp.org/www-community/attacks/CSV_Injection
@@ -15,8 +19,19 @@ import orjson
 
 from auditor.document import FindingRecord
 from auditor.errors import visible
+from auditor.findings import Status
 from auditor.report.base import Renderer, ReportInput
-from auditor.report.view import display_value, finding_places, report_frameworks, training_text
+from auditor.report.undecided import actions_text, undecided_actions
+from auditor.report.view import (
+    Grouping,
+    display_value,
+    finding_places,
+    policy_details,
+    report_frameworks,
+    report_grouping,
+    severity_sort_key,
+    training_text,
+)
 
 BASE_COLUMNS = [
     "policy_id",
@@ -35,7 +50,8 @@ BASE_COLUMNS = [
 ]
 WAIVER_COLUMNS = ["waiver_id", "waiver_expired", "waiver_approver", "waiver_expires", "waiver_justification"]
 # `evidence_locations` (file:line of the declarations, infrastructure as code) came last, then the AI
-# columns (findings JSON 1.5), so the columns before them keep their positions.
+# columns (findings JSON 1.5), then owner, group and what to do: the columns before them keep their
+# positions.
 TAIL_COLUMNS = [
     "reasons",
     "evidence_calls",
@@ -45,6 +61,10 @@ TAIL_COLUMNS = [
     "processing_regions",
     "training",
     "attested",
+    "owner",
+    "group",
+    "remediation",
+    "undecided_action",
 ]
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -60,8 +80,13 @@ def columns(frameworks: list[str]) -> list[str]:
     return [*BASE_COLUMNS, *frameworks, *WAIVER_COLUMNS, *TAIL_COLUMNS]
 
 
-def row(finding: FindingRecord, frameworks: list[str]) -> list[str]:
-    """One finding as a row of cells."""
+def row(
+    finding: FindingRecord,
+    frameworks: list[str],
+    grouping: Grouping | None = None,
+    remediation: dict[str, dict[str, str]] | None = None,
+) -> list[str]:
+    """One finding as a row of cells (`remediation`: per policy id, the policy's text per cloud)."""
     resource = finding.resource
     waiver = finding.waiver
     values: list[Any] = [
@@ -92,6 +117,10 @@ def row(finding: FindingRecord, frameworks: list[str]) -> list[str]:
         _processing(resource.processing_regions),
         training_text(resource.training) if resource.training is not None else None,
         " ".join(resource.attested),
+        resource.owner,
+        grouping.of(resource) if grouping is not None else None,
+        (remediation or {}).get(finding.policy_id, {}).get(resource.provider),
+        actions_text(undecided_actions(finding)) if finding.status is Status.ERROR else None,
     ]
     return [cell(v) for v in values]
 
@@ -110,13 +139,16 @@ class CsvRenderer(Renderer):
     extension = ".csv"
 
     def render(self, report: ReportInput, out: IO[bytes]) -> None:
-        """Write the header and one row per finding."""
+        """Write the header and one row per finding, most severe first (then status, policy)."""
         frameworks = [f.name for f in report_frameworks(report)]
+        grouping = report_grouping(report)
+        remediation = {p.id: p.remediation for p in policy_details(report.document.run)}
+        findings = sorted(report.document.findings, key=severity_sort_key)
         text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
         try:
             writer = csv.writer(text, lineterminator="\r\n")
             writer.writerow(columns(frameworks))
-            for finding in report.document.findings:
-                writer.writerow(row(finding, frameworks))
+            for finding in findings:
+                writer.writerow(row(finding, frameworks, grouping, remediation))
         finally:
             text.detach()

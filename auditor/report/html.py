@@ -6,21 +6,27 @@ policy statements inside raw API answers) reaches the page as text. Every value 
 visibly as `<U+XXXX>`, so a tag value cannot reverse or hide the text around it; templates need no
 per-field filter. A Content-Security-Policy that allows no script is a second fence. Charts are inline
 SVG whose geometry is computed here.
+
+The same template makes the PDF (auditor.report.pdf, `paged`): one stylesheet serves the screen (down to
+phones: tables become stacked rows), browser print and paged media, whose `@page` margin boxes carry the
+run id, zone, date and page number on every page (Chromium 131+ and WeasyPrint draw them).
 """
 
 from __future__ import annotations
 
 import codecs
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2 import Environment, PackageLoader, StrictUndefined, Template
 from markupsafe import Markup, escape
 
 from auditor.errors import visible
 from auditor.findings import Status
 from auditor.report.base import Renderer, ReportInput
+from auditor.report.undecided import gap_action
 from auditor.report.view import (
     PROVIDER_LABELS,
     STATUSES,
@@ -29,6 +35,7 @@ from auditor.report.view import (
     build_view,
     framework_labels,
     region_label,
+    shown_path,
 )
 
 # Findings tables are split into tables of this many rows; past LARGE_ROWS listed rows the report lets
@@ -45,6 +52,20 @@ STATUS_LABELS = {
 }
 
 
+# Chart colours, also written as SVG attributes: a PDF renderer may draw inline SVG without the page's
+# CSS (WeasyPrint does), where the classes alone would leave every bar black.
+FILLS = {
+    "s-pass": "#1a7f37",
+    "s-fail": "#c62828",
+    "s-error": "#d4a017",
+    "s-waived": "#0b5cad",
+    "z-in": "#2e8b57",
+    "z-out": "#c62828",
+    "z-unknown": "#8c959f",
+}
+REPLICA_OPACITY = ".45"
+
+
 @dataclass(frozen=True)
 class Segment:
     """One coloured piece of a horizontal bar."""
@@ -54,6 +75,16 @@ class Segment:
     css: str
     label: str
     count: int
+
+    @property
+    def fill(self) -> str:
+        """The colour of its first class."""
+        return FILLS.get(self.css.split()[0], "#57606a")
+
+    @property
+    def opacity(self) -> str:
+        """Its fill opacity: replicas are lighter."""
+        return REPLICA_OPACITY if "r-replica" in self.css.split() else "1"
 
     @property
     def labelled(self) -> bool:
@@ -148,6 +179,12 @@ def finalize_visible(value: Any) -> Any:
     return visible(value if isinstance(value, str) else str(value))
 
 
+def joined(items: Iterable[Any], separator: str = ", ") -> Markup:
+    """Items joined for the page, each escaped and shown visibly (jinja's `join` would return Markup
+    that `finalize_visible` no longer looks into)."""
+    return Markup(escape(separator)).join(escape(visible(str(item))) for item in items)
+
+
 def code_spans(text: str) -> Markup:
     """Policy text with `backtick` spans as <code>; every part is escaped first."""
     parts = visible(str(text)).split("`")
@@ -170,6 +207,15 @@ def when(stamp: str) -> str:
     return parsed.strftime("%Y-%m-%d %H:%M:%S") + (" UTC" if parsed.tzinfo is not None else "")
 
 
+def css_string(text: str) -> Markup:
+    """`text` as a quoted CSS string for a `<style>` element: every character but letters, digits,
+    space and `.:-_` written as a CSS escape, so no value can end the string or the element."""
+    kept = (
+        ch if ch.isascii() and (ch.isalnum() or ch in " .:-_") else f"\\{ord(ch):x} " for ch in visible(text)
+    )
+    return Markup('"' + "".join(kept) + '"')
+
+
 def _environment() -> Environment:
     env = Environment(
         loader=PackageLoader("auditor.report", "templates"),
@@ -179,17 +225,37 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(code_spans=code_spans, when=when, n="{:,}".format, region_label=region_label)
-    env.globals.update(STATUSES=STATUSES, STATUS_LABELS=STATUS_LABELS, PROVIDER_LABELS=PROVIDER_LABELS)
+    env.filters.update(
+        code_spans=code_spans,
+        when=when,
+        n="{:,}".format,
+        region_label=region_label,
+        path=shown_path,
+        join=joined,  # replaces jinja's: every joined value is shown visibly too
+    )
+    env.globals.update(
+        STATUSES=STATUSES, STATUS_LABELS=STATUS_LABELS, PROVIDER_LABELS=PROVIDER_LABELS, gap_action=gap_action
+    )
     return env
 
 
-def template_context(view: ReportView) -> dict[str, Any]:
-    """The variables the template sees."""
+def running_header(view: ReportView) -> dict[str, Markup]:
+    """The texts of the printed pages' margin boxes, as CSS strings: run id; zone and run date."""
+    zone = f"zone {view.zone} · " if view.zone else ""
+    return {
+        "run": css_string(f"Run {view.run.id}"),
+        "meta": css_string(f"{zone}{view.summary.started_at[:10]}"),
+    }
+
+
+def template_context(view: ReportView, *, paged: bool = False) -> dict[str, Any]:
+    """The variables the template sees (`paged`: for the PDF, without the screen-only parts)."""
     scale = max((bar.resources for p in view.residency for bar in p.regions), default=1) or 1
     listed = sum(len(p.non_pass) + len(p.passing) for p in view.policies)
     return {
         "view": view,
+        "paged": paged,
+        "running": running_header(view),
         "large": listed > LARGE_ROWS,
         "CHUNK_ROWS": CHUNK_ROWS,
         "s": view.summary,
@@ -197,6 +263,11 @@ def template_context(view: ReportView) -> dict[str, Any]:
         "family_chart": family_chart(view.families),
         "residency_charts": [(p, residency_chart(p, scale, view.zone)) for p in view.residency],
     }
+
+
+def report_template() -> Template:
+    """The report's template (shared by the HTML and PDF formats)."""
+    return _environment().get_template("report.html.j2")
 
 
 class HtmlRenderer(Renderer):
@@ -207,7 +278,7 @@ class HtmlRenderer(Renderer):
 
     def render(self, report: ReportInput, out: IO[bytes]) -> None:
         """Stream the report to `out` as UTF-8."""
-        template = _environment().get_template("report.html.j2")
+        template = report_template()
         encoder = codecs.getincrementalencoder("utf-8")()
         buffer: list[str] = []
         size = 0

@@ -1,8 +1,10 @@
-"""JUnit XML for CI test views (GitLab, Jenkins): one testsuite per policy, one testcase per resource.
+"""JUnit XML for CI test views (GitLab, Jenkins): one testsuite per policy (most severe first), one
+testcase per resource.
 
-`fail` is a <failure>, `error` (could not be decided) an <error>, `waived` a <skipped> carrying the
-waiver's justification. Coverage gaps (parts of the estate not scanned) form one more suite of errors,
-so a pipeline cannot read an incomplete scan as green.
+`fail` is a <failure> carrying the policy's remediation for the resource's cloud, `error` (could not be
+decided) an <error> carrying what lets the next run decide it (the permission to grant, the attestation
+to renew, ...), `waived` a <skipped> carrying the waiver's justification. Coverage gaps (parts of the
+estate not scanned) form one more suite of errors, so a pipeline cannot read an incomplete scan as green.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from auditor.document import FindingRecord
 from auditor.errors import visible
 from auditor.findings import Status
 from auditor.report.base import Renderer, ReportInput
+from auditor.report.undecided import UndecidedAction, gap_action, undecided_actions
 from auditor.report.view import (
     attestation_note,
     display_value,
@@ -38,12 +41,13 @@ def clean(text: Any) -> str:
     return _NOT_XML.sub("\ufffd", visible(str(text)))
 
 
-def _details(finding: FindingRecord) -> str:
+def _details(finding: FindingRecord, remediation: str | None = None) -> str:
     resource = finding.resource
     attested = set(resource.attested)
     lines = [
         f"resource: {resource.id}",
         f"provider: {resource.provider}  account: {resource.account}",
+        *([f"owner: {resource.owner}"] if resource.owner is not None else []),
         f"regions: {', '.join(resource.regions) or 'unknown'}",
         *([f"processing regions: {text}"] if (text := processing_text(resource)) is not None else []),
         *([f"training: {training_text(resource.training)}"] if resource.training is not None else []),
@@ -61,6 +65,11 @@ def _details(finding: FindingRecord) -> str:
             for e in finding.evidence
         ),
         *([f"attested: {', '.join(resource.attested)}"] if resource.attested else []),
+        *([f"remediation: {remediation}"] if remediation else []),
+        *(
+            f"to decide {', '.join(a.attribute for a in actions)} ({actions[0].label}): {text}"
+            for text, actions in _grouped_actions(finding).items()
+        ),
     ]
     waiver = finding.waiver
     if waiver is not None and waiver.expired:
@@ -68,7 +77,16 @@ def _details(finding: FindingRecord) -> str:
     return "\n".join(lines)
 
 
-def _testcase(suite: ET.Element, finding: FindingRecord) -> Status:
+def _grouped_actions(finding: FindingRecord) -> dict[str, list[UndecidedAction]]:
+    """An undecided finding's actions by their text (one line for attributes that share one)."""
+    grouped: dict[str, list[UndecidedAction]] = {}
+    if finding.status is Status.ERROR:
+        for action in undecided_actions(finding):
+            grouped.setdefault(action.action, []).append(action)
+    return grouped
+
+
+def _testcase(suite: ET.Element, finding: FindingRecord, remediation: dict[str, str]) -> Status:
     resource = finding.resource
     case = ET.SubElement(
         suite,
@@ -87,7 +105,7 @@ def _testcase(suite: ET.Element, finding: FindingRecord) -> Status:
             "failure",
             {"message": clean(prefix + finding.message), "type": clean(finding.severity)},
         )
-        node.text = clean(_details(finding))
+        node.text = clean(_details(finding, remediation.get(resource.provider)))
     elif status is Status.ERROR:
         node = ET.SubElement(case, "error", {"message": clean(finding.message), "type": "undecided"})
         node.text = clean(_details(finding))
@@ -135,7 +153,7 @@ def junit_tree(report: ReportInput) -> ET.Element:
                     )
         counts = {"tests": len(findings), "failures": 0, "errors": 0, "skipped": 0}
         for finding in sorted(findings, key=lambda f: (f.resource.provider, f.resource.id)):
-            status = _testcase(suite, finding)
+            status = _testcase(suite, finding, policy.remediation if policy is not None else {})
             key = _COUNTED.get(status)
             if key:
                 counts[key] += 1
@@ -170,7 +188,10 @@ def junit_tree(report: ReportInput) -> ET.Element:
             node = ET.SubElement(
                 case, "error", {"message": clean(f"not scanned: {gap.reason}"), "type": clean(gap.code)}
             )
-            node.text = clean(f"{gap.provider} {gap.account} {gap.scope}: {gap.code}: {gap.reason}")
+            node.text = clean(
+                f"{gap.provider} {gap.account} {gap.scope}: {gap.code}: {gap.reason}\n"
+                f"what to do: {gap_action(gap)}"
+            )
         totals["tests"] += len(gaps)
         totals["errors"] += len(gaps)
     for key, value in totals.items():

@@ -1,4 +1,6 @@
-"""A short Markdown summary for PR comments and CI job summaries: counts, failing controls, top failures.
+"""A short Markdown summary for PR comments and CI job summaries: counts, what to fix first (and per
+team, by the owner tag or `--group-by-tag`), what to do about undecided findings, failing controls, top
+failures.
 
 Cloud values are escaped (every ASCII punctuation mark that Markdown or HTML could act on, `@` included
 so a bucket name cannot mention a user; control and bidi characters shown as `<U+XXXX>`) and cut short;
@@ -16,19 +18,25 @@ from auditor.report.base import Renderer, ReportInput
 from auditor.report.view import (
     PROVIDER_LABELS,
     STATUSES,
+    FixItem,
+    FixPlan,
     ai_residency,
     compare_runs,
     finding_places,
     finding_sort_key,
+    fix_plan,
     framework_views,
     place_text,
     policy_details,
     report_frameworks,
+    report_grouping,
     summarise,
     training_words,
 )
 
 TOP_FAILURES = 15
+TOP_FIXES = 10
+TEAMS_LISTED = 15
 _ACTIVE = re.compile(r"([\\`*_{}\[\]<>#!|~@&$])")
 
 
@@ -54,6 +62,69 @@ def md_block(text: Any) -> str:
     """
     lines = (_inert(line.strip()) for line in str(text).splitlines())
     return "\n".join("\\" + line if line[:1] in ("-", "+", "=") else line for line in lines)
+
+
+def _owners(item: FixItem) -> str:
+    return ", ".join(
+        f"{md(owner, 40)} ({n})" if len(item.owners) > 1 else md(owner, 40) for owner, n in item.owners
+    )
+
+
+def _targets(item: FixItem) -> str:
+    names = ", ".join(md(t.name, 40) for t in item.shown[:3])
+    more = item.cleared - min(3, len(item.shown))
+    return f"{item.cleared}: {names}" + (f", {more} more" if more else "")
+
+
+def fix_first(plan: FixPlan) -> list[str]:
+    """The fix-first and undecided tables, and one line per team."""
+    out: list[str] = []
+    owned = plan.grouping is not None
+    if plan.fixes:
+        shown = plan.fixes[:TOP_FIXES]
+        out += [
+            f"### Fix first ({len(shown)} of {len(plan.fixes)} fixes, {plan.failing} failing findings)",
+            "",
+            "Most severe first, then the fix that clears the most resources.",
+            "",
+            "| # | Severity | Policy | Cloud | Clears |" + (" Owner |" if owned else "") + " Remediation |",
+            "|---:|---|---|---|---|" + ("---|" if owned else "") + "---|",
+        ]
+        for index, item in enumerate(shown, 1):
+            remediation = md(item.remediation, 240) if item.remediation else "(none recorded for this cloud)"
+            out.append(
+                f"| {index} | {item.severity} | {md(item.policy_id)} | {item.label} | {_targets(item)} |"
+                + (f" {_owners(item)} |" if owned else "")
+                + f" {remediation} |"
+            )
+        out.append("")
+    if plan.undecided:
+        shown = plan.undecided[:TOP_FIXES]
+        out += [
+            f"### Undecided: what to do ({len(shown)} of {len(plan.undecided)})",
+            "",
+            "| Severity | Policy | Cloud | Why | Resources | What to do |",
+            "|---|---|---|---|---|---|",
+        ]
+        for item in shown:
+            why = f"{item.code_label}: {', '.join(item.attributes)}" if item.attributes else item.code_label
+            out.append(
+                f"| {item.severity} | {md(item.policy_id)} | {item.label} | {md(why, 80)} "
+                f"| {_targets(item)} | {md(item.remediation, 240)} |"
+            )
+        out.append("")
+    if plan.teams and plan.grouping is not None:
+        out += [f"### By {md(plan.grouping.key)}", ""]
+        for team in plan.teams[:TEAMS_LISTED]:
+            first = team.fixes[0] if team.fixes else (team.undecided[0] if team.undecided else None)
+            lead = f"; first: {md(first.policy_id)} on {first.label} ({first.cleared})" if first else ""
+            out.append(
+                f"- **{md(team.name, 60)}**: {team.failing} failing, {team.unresolved} undecided{lead}"
+            )
+        if len(plan.teams) > TEAMS_LISTED:
+            out.append(f"- ... {len(plan.teams) - TEAMS_LISTED} more in the HTML report")
+        out.append("")
+    return out
 
 
 def markdown_summary(report: ReportInput) -> str:
@@ -89,6 +160,7 @@ def markdown_summary(report: ReportInput) -> str:
         ]
 
     details = policy_details(run)
+    out += fix_first(fix_plan(doc.findings, details, report_grouping(report)))
     failing = [
         (fw, c)
         for fw in framework_views(details, report_frameworks(report))

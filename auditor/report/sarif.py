@@ -5,12 +5,21 @@
   determine whether the result was pass or fail" (SARIF 2.1.0 §3.27.9); their level must be `none`.
 * `waived` findings keep the kind of their underlying status and carry an accepted external
   suppression with the waiver's justification (§3.35).
-* The resource id is the result's logical location; the physical location is the inventory snapshot
-  (with the resource's line when `--inventory` is given), since dashboards expect a file.
-* A finding whose evidence was declared in a file (infrastructure as code: evidence `location`)
-  points there instead: `artifactLocation.uri` the file (relative to `%SRCROOT%`, the repository
-  root, when relative) and `region.startLine` its line, so code scanning annotates the pull
-  request's diff; further declarations behind the finding are `relatedLocations`.
+* Every result's logical location is its resource (`fullyQualifiedName` the resource id, `kind` the
+  resource kind), and `partialFingerprints` hash the policy id and resource id: the identity a
+  dashboard tracks a finding by across runs, whatever file or line the result shows.
+* A finding whose evidence was declared in a file (infrastructure as code, an attestation file:
+  evidence `location`) points there: `artifactLocation.uri` the file (relative to `%SRCROOT%`, the
+  repository root, when relative) and `region.startLine` its line, so code scanning annotates the
+  pull request's diff; further declarations behind the finding are `relatedLocations`.
+* A finding of a live scan has no file of its own. GitHub code scanning rejects a whole log when any
+  result lacks a physical location, so such a result points at the rule that decided it: the
+  policy file and line (`%SRCROOT%`-relative when the policy file is inside the working directory,
+  the repository checkout; `AUDITOR_POLICIES`-relative for the policies shipped with auditor; else
+  a `file:` URI): stable from run to run, unlike the inventory snapshot, a file outside the
+  repository whose lines move every run, which is never a location.
+* An undecided finding says what to do so it can be decided (the permission to grant, the option to
+  set: auditor.report.undecided), in its message and as `properties.toDecide`.
 * Passing findings are not results: SARIF would be as large as the estate for nothing to act on.
 * Policy files are input too: `help.markdown` is escaped (no HTML, links or images from a policy's
   text), only http(s) references become links or `helpUri`, and control and bidi characters in any
@@ -28,11 +37,12 @@ from urllib.parse import quote
 import orjson
 
 from auditor.document import FindingRecord, plain
-from auditor.errors import InputError, visible
+from auditor.errors import visible
 from auditor.findings import Status
-from auditor.inputfile import open_input, read_lines
+from auditor.policy.loader import shipped_policies_dir
 from auditor.report.base import Renderer, ReportInput
 from auditor.report.markdown import md_block
+from auditor.report.undecided import actions_text, undecided_actions
 from auditor.report.view import (
     PROVIDER_LABELS,
     PolicyDetails,
@@ -46,6 +56,8 @@ SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schem
 # The base of relative source paths (SARIF 2.1.0 §3.4.4): the repository root, which is the root
 # GitHub code scanning resolves result paths against.
 SOURCE_ROOT = "%SRCROOT%"
+# The base of the policy files shipped with auditor (a live finding of a shipped policy points there).
+SHIPPED_POLICIES_ROOT = "AUDITOR_POLICIES"
 _WINDOWS_ABSOLUTE = re.compile(r"[A-Za-z]:/")
 
 # GitHub code scanning reads `security-severity` (0.0-10.0): >= 9 critical, >= 7 high, >= 4 medium.
@@ -118,27 +130,34 @@ def _rule(policy: PolicyDetails, frameworks: dict[str, str]) -> dict[str, Any]:
     return rule
 
 
-def _inventory_lines(path: Path | None) -> dict[str, int]:
-    """Resource id -> line number in the inventory JSONL (empty without an inventory)."""
-    lines: dict[str, int] = {}
-    if path is None:
-        return lines
-    with open_input(path, "inventory") as handle:
-        for number, line in read_lines(handle, path):
-            if not line.strip():
-                continue
-            try:
-                record = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                raise InputError(f"{path}:{number}", f"invalid JSON ({exc})") from exc
-            if isinstance(record, dict) and isinstance(record.get("id"), str):
-                lines.setdefault(record["id"], number)
-    return lines
+def finding_fingerprint(finding: FindingRecord) -> str:
+    """SHA-256 (hex) of the policy id and resource id: the same finding in every run and format."""
+    return hashlib.sha256(f"{finding.policy_id}\0{finding.resource.id}".encode()).hexdigest()
 
 
-def _artifact_uri(inventory: str) -> str:
-    path = Path(inventory)
-    return path.resolve().as_uri() if path.is_absolute() else path.as_posix()
+def _policy_place(source: str, shipped: Path) -> dict[str, Any]:
+    """The physical location of a policy (`run.policies[].source`, `path:line`): the repository's
+    own file when it is inside the working directory, else the shipped file, else a `file:` URI."""
+    path_text, _, line_text = source.rpartition(":")
+    if not (path_text and line_text.isdigit()):
+        path_text, line_text = source, ""
+    path = Path(path_text)
+    artifact: dict[str, str]
+    if not path.is_absolute():
+        artifact = source_artifact(path_text)
+    elif path.is_relative_to(Path.cwd()):
+        artifact = source_artifact(path.relative_to(Path.cwd()).as_posix())
+    elif path.is_relative_to(shipped):
+        artifact = {
+            "uri": quote(path.relative_to(shipped).as_posix(), safe="/"),
+            "uriBaseId": SHIPPED_POLICIES_ROOT,
+        }
+    else:
+        artifact = source_artifact(path_text)
+    physical: dict[str, Any] = {"artifactLocation": artifact}
+    if line_text.isdigit() and int(line_text) >= 1:
+        physical["region"] = {"startLine": int(line_text)}
+    return physical
 
 
 def source_artifact(file: str) -> dict[str, str]:
@@ -159,19 +178,15 @@ def _source_location(place: SourcePlace) -> dict[str, Any]:
 
 
 def _result(
-    finding: FindingRecord, rule_index: int, uri: str, line: int | None, frameworks: list[str]
+    finding: FindingRecord, rule_index: int, rule_place: dict[str, Any], frameworks: list[str]
 ) -> dict[str, Any]:
     resource = finding.resource
     underlying = finding.underlying_status if finding.status is Status.WAIVED else finding.status
     decided = underlying is Status.FAIL
     places = finding_places(finding)
-    physical: dict[str, Any]
-    if places:  # declared in a file (infrastructure as code): point at the declaration
-        physical = _source_location(places[0])
-    else:
-        physical = {"artifactLocation": {"uri": uri}}
-        if line is not None:
-            physical["region"] = {"startLine": line}
+    # Declared in a file (infrastructure as code): the declaration; a live scan: the deciding rule.
+    physical = _source_location(places[0]) if places else rule_place
+    fingerprint = finding_fingerprint(finding)
     result: dict[str, Any] = {
         "ruleId": finding.policy_id,
         "ruleIndex": rule_index,
@@ -184,12 +199,20 @@ def _result(
             {
                 "physicalLocation": physical,
                 "logicalLocations": [
-                    {"name": resource.name, "fullyQualifiedName": resource.id, "kind": "resource"}
+                    {
+                        "name": resource.name,
+                        "fullyQualifiedName": resource.id,
+                        "kind": resource.kind or "resource",
+                    }
                 ],
             }
         ],
         "partialFingerprints": {
-            "auditorFinding/v1": hashlib.sha256(f"{finding.policy_id}\0{resource.id}".encode()).hexdigest()
+            "auditorFinding/v1": fingerprint,
+            # GitHub code scanning keys alerts by file, rule and this hash. Without it, upload-sarif
+            # hashes the text at the result's line, the same for every resource of a rule, and tells
+            # those results apart only by their order in the log.
+            "primaryLocationLineHash": f"{fingerprint[:16]}:1",
         },
         "properties": {
             "status": finding.status.value,
@@ -217,6 +240,13 @@ def _result(
         ]
     if finding.reasons:
         result["properties"]["reasons"] = finding.reasons
+    actions = undecided_actions(finding) if underlying is Status.ERROR else []
+    if actions:  # what to do so it can be decided (the permission to grant, the option to set)
+        result["message"]["text"] += f". To decide it: {actions_text(actions)}"
+        result["properties"]["toDecide"] = [
+            {"attribute": a.attribute, "code": a.code, "action": a.action, "permissions": list(a.permissions)}
+            for a in actions
+        ]
     if resource.processing_regions is not None:
         result["properties"]["processingRegions"] = resource.processing_regions
     if resource.training is not None:
@@ -251,14 +281,14 @@ def sarif_log(report: ReportInput) -> dict[str, Any]:
     policies = policy_details(run)
     rules = [_rule(p, frameworks) for p in policies]
     index = {p.id: i for i, p in enumerate(policies)}
-    uri = _artifact_uri(run.inventory)
-    lines = _inventory_lines(report.inventory_path)
+    shipped = shipped_policies_dir().resolve()
+    rule_places = {p.id: _policy_place(p.source, shipped) for p in policies}
     results = []
     for finding in report.document.findings:
         if finding.status is Status.PASS or finding.policy_id not in index:
             continue
-        line = lines.get(finding.resource.id)
-        results.append(_result(finding, index[finding.policy_id], uri, line, list(frameworks)))
+        rule_place = rule_places[finding.policy_id]
+        results.append(_result(finding, index[finding.policy_id], rule_place, list(frameworks)))
     notifications = [
         {
             "level": "error",
@@ -306,12 +336,18 @@ def sarif_log(report: ReportInput) -> dict[str, Any]:
             "resources": run.coverage.resources,
         },
     }
-    if any(_uses_source_root(result) for result in results):
-        sarif_run["originalUriBaseIds"] = {
-            SOURCE_ROOT: {
-                "description": {"text": "The repository root: the directory source paths are relative to."}
-            }
-        }
+    bases = {
+        SOURCE_ROOT: {
+            "description": {"text": "The repository root: the directory source paths are relative to."}
+        },
+        SHIPPED_POLICIES_ROOT: {
+            "uri": shipped.as_uri() + "/",
+            "description": {"text": f"The policies shipped with {run.tool.name} {run.tool.version}."},
+        },
+    }
+    used = {base for result in results for base in _base_ids(result)}
+    if used:
+        sarif_run["originalUriBaseIds"] = {name: base for name, base in bases.items() if name in used}
     return {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
@@ -319,12 +355,13 @@ def sarif_log(report: ReportInput) -> dict[str, Any]:
     }
 
 
-def _uses_source_root(result: dict[str, Any]) -> bool:
+def _base_ids(result: dict[str, Any]) -> set[str]:
     located = [*result["locations"], *result.get("relatedLocations", [])]
-    return any(
-        loc.get("physicalLocation", {}).get("artifactLocation", {}).get("uriBaseId") == SOURCE_ROOT
+    return {
+        base
         for loc in located
-    )
+        if (base := loc.get("physicalLocation", {}).get("artifactLocation", {}).get("uriBaseId"))
+    }
 
 
 class SarifRenderer(Renderer):
@@ -335,12 +372,16 @@ class SarifRenderer(Renderer):
 
     def render(self, report: ReportInput, out: IO[bytes]) -> None:
         """Write the SARIF log as indented JSON, every string free of control and bidi characters."""
-        log = sarif_log(report)
-        data = orjson.dumps(log, option=orjson.OPT_INDENT_2)
-        if _SUSPECT.search(data):  # rare: walk the log only when some string may need it
-            data = orjson.dumps(_visible_strings(log), option=orjson.OPT_INDENT_2)
-        out.write(data)
+        out.write(visible_json(sarif_log(report), orjson.OPT_INDENT_2))
         out.write(b"\n")
+
+
+def visible_json(value: Any, option: int = 0) -> bytes:
+    """`value` as JSON (orjson `option`), every string free of control and bidi characters."""
+    data = orjson.dumps(value, option=option)
+    if _SUSPECT.search(data):  # rare: walk the value only when some string may need it
+        data = orjson.dumps(_visible_strings(value), option=option)
+    return data
 
 
 # What a control or bidi character looks like in orjson's output: C0 escaped (\u001b, \r, \b, \f),

@@ -1,4 +1,5 @@
-"""The terminal table of `auditor check`: every finding that is not a pass, then the totals.
+"""The terminal table of `auditor check`: every finding that is not a pass (most severe first), then the
+totals.
 
 Cloud values reach a terminal here, so none is interpreted: no rich markup (`[link=...]`), no emoji
 codes, and control and bidi characters (ESC sequences, U+202E, ...) are written as `<U+XXXX>`.
@@ -18,6 +19,7 @@ from auditor.errors import visible
 from auditor.findings import Finding, Status
 
 _STYLE = {Status.FAIL: "red", Status.ERROR: "yellow", Status.WAIVED: "cyan", Status.PASS: "green"}
+_STATUS_ORDER = {Status.FAIL: 0, Status.ERROR: 1, Status.WAIVED: 2, Status.PASS: 3}
 
 
 def render_table(findings: Iterable[Finding], run: RunInfo, *, width: int = 160, color: bool = False) -> str:
@@ -26,9 +28,11 @@ def render_table(findings: Iterable[Finding], run: RunInfo, *, width: int = 160,
     for column in ("status", "severity", "policy", "provider", "resource", "message"):
         table.add_column(column, overflow="fold")
     shown = 0
-    for finding in findings:
-        if finding.status is Status.PASS:
-            continue
+    rows = sorted(
+        (f for f in findings if f.status is not Status.PASS),
+        key=lambda f: (-f.severity.rank, _STATUS_ORDER[f.status]),
+    )
+    for finding in rows:
         shown += 1
         status = finding.status.value
         if finding.status is Status.WAIVED:

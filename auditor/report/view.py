@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
+from pydantic import ValidationError
 
 from auditor.document import (
     NOT_RECORDED,
@@ -32,7 +33,8 @@ from auditor.document import (
     ZoneInfo,
 )
 from auditor.drift import LaterCoverage, RecordedGap, classify_change, gap_changes
-from auditor.findings import Severity, Status
+from auditor.errors import InputError
+from auditor.findings import OWNER_TAG, Severity, Status
 from auditor.frameworks import (
     VERDICTS,
     ControlStatus,
@@ -40,10 +42,23 @@ from auditor.frameworks import (
     Verdict,
     available_frameworks,
     control_status,
+    default_frameworks,
     load_framework,
 )
-from auditor.model import AI_KINDS, ANY_REGION, INACTIVE_STATES, KIND_GROUPS, StorageResource
+from auditor.model import (
+    AI_KINDS,
+    ANY_REGION,
+    INACTIVE_STATES,
+    KIND_GROUPS,
+    StorageResource,
+    UnknownCode,
+    normalize_tag_key,
+)
+from auditor.policy.loader import shipped_root
 from auditor.report.base import ReportInput
+from auditor.report.evidence import Excerpt, is_absent
+from auditor.report.evidence import excerpt as answer_excerpt
+from auditor.report.undecided import UNKNOWN_ACTIONS, UndecidedAction, undecided_actions
 from auditor.sources import provider_names, source_labels
 
 STATUSES: tuple[Status, ...] = tuple(Status)
@@ -52,10 +67,14 @@ PROVIDER_LABELS = source_labels()  # from the source registry (no cloud SDK impo
 
 ZoneState = Literal["in", "out", "unknown"]
 
-# Passing resources listed per policy in the HTML report; the rest are counted, not listed, so a
-# 100,000-finding estate stays a few MB. Every finding is in the findings JSON the report names.
+# Passing resources listed with their evidence per policy in the HTML report; every passing resource
+# is also listed compactly (name and regions, by account: `PolicyView.population`), so print and PDF
+# hold the whole population. Every finding's evidence is in the findings JSON the report names.
 PASS_LIST_LIMIT = 200
 EXCERPT_CHARS = 240
+# Resources named per fix in the fix-first list (the rest are counted; every one is in its policy's
+# section).
+FIX_NAMES_SHOWN = 8
 
 _STATUS_ORDER = {Status.FAIL: 0, Status.ERROR: 1, Status.WAIVED: 2, Status.PASS: 3}
 _SEVERITY_ORDER = {s: i for i, s in enumerate(SEVERITIES)}
@@ -103,8 +122,9 @@ def _source_file(source: str) -> Path:
 
 
 def policy_details(run: RunInfo) -> list[PolicyDetails]:
-    """The run's policies, as the document records them (no policy file is read)."""
-    return [
+    """The run's policies, as the document records them (no policy file is read), most severe
+    first (then by id)."""
+    details = [
         PolicyDetails(
             id=entry.id,
             title=entry.title,
@@ -122,6 +142,24 @@ def policy_details(run: RunInfo) -> list[PolicyDetails]:
         )
         for entry in run.policies
     ]
+    return sorted(details, key=lambda d: (_SEVERITY_ORDER.get(d.severity, 9), d.id))
+
+
+def shown_path(text: str) -> str:
+    """A path (optionally `path:line`) as reports show it: relative to the working directory, or
+    `shipped: ...` inside auditor's shipped data (never an absolute path into a virtual
+    environment); a path elsewhere, or a relative one, as it is."""
+    path, _, line = text.rpartition(":")
+    if not (line.isdigit() and path):
+        path, line = text, ""
+    suffix = f":{line}" if line else ""
+    candidate = Path(path)
+    if not candidate.is_absolute():
+        return text
+    for base, label in ((Path.cwd(), ""), (shipped_root(), "shipped: ")):
+        if candidate.is_relative_to(base):
+            return f"{label}{candidate.relative_to(base).as_posix()}{suffix}"
+    return text
 
 
 @dataclass(frozen=True)
@@ -217,12 +255,12 @@ def policy_dirs(run: RunInfo) -> list[Path]:
 
 
 def report_frameworks(report: ReportInput) -> list[Framework]:
-    """The frameworks a report shows: the ones asked for, else every framework file found (the
-    run's policy directories first, then the shipped ones). An unknown name is an InputError."""
+    """The frameworks a report shows: the ones asked for, else `default_frameworks` for the run's
+    zone (found in the run's policy directories first, then shipped). An unknown name is an InputError."""
     dirs = policy_dirs(report.document.run)
     if report.frameworks:
         return [load_framework(name, dirs) for name in report.frameworks]
-    return available_frameworks(dirs)
+    return default_frameworks(dirs, report.document.run.zone_name)
 
 
 def framework_labels(run: RunInfo) -> dict[str, str]:
@@ -247,12 +285,6 @@ def display_value(value: Any) -> str:
     if isinstance(value, str):
         return value
     return orjson.dumps(value).decode()
-
-
-def excerpt(value: Any, limit: int = EXCERPT_CHARS) -> str:
-    """Compact JSON of a raw API answer, cut at `limit` characters."""
-    text = orjson.dumps(value).decode() if not isinstance(value, str) else value
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -324,14 +356,20 @@ def attestation_note(item: dict[str, Any]) -> str | None:
 
 @dataclass(frozen=True)
 class EvidenceRow:
-    """One API call (or one declaration in a file, or one attestation) behind a finding."""
+    """One API call (or one declaration in a file, or one attestation) behind a finding.
+
+    `answer` is an excerpt of the raw answer centred on the field that decided the finding (marked);
+    `absent` says the call's error is the source's "there is none" answer (`NoSuchBucketPolicy`),
+    an absent setting rather than an unreadable one.
+    """
 
     call: str
     at: str
-    answer: str
+    answer: Excerpt
     error: str | None
     location: str | None = None  # `file:line (address)` of a declaration (infrastructure as code)
     attestation: str | None = None  # who attested the value, on what basis, until when
+    absent: bool = False
 
 
 @dataclass(frozen=True)
@@ -357,6 +395,8 @@ class FindingView:
     baselined: bool = False
     processing: str | None = None  # AI resources: where requests may be processed
     attested: list[str] = field(default_factory=list)
+    owner: str | None = None
+    actions: list[UndecidedAction] = field(default_factory=list)  # error: what to do to decide it
 
     @property
     def keeps_data(self) -> bool:
@@ -373,8 +413,36 @@ class FindingView:
         return bool(self.waiver and self.waiver.expired)
 
 
-def finding_view(finding: FindingRecord) -> FindingView:
-    """The table row of one finding of the document."""
+def evidence_rows(finding: FindingRecord) -> list[EvidenceRow]:
+    """The evidence of a finding as rows: the answers that fed an attribute the finding read are cut
+    around the deciding field; "not found" answers meaning "there is none" are marked absent."""
+    provider = finding.resource.provider
+    rows = []
+    for item in finding.evidence:
+        response = item.get("response")
+        attributes = [a for a in item.get("attributes") or () if isinstance(a, str)]
+        decisive = {p: v for p, v in finding.observed.items() if any(_overlaps(a, p) for a in attributes)}
+        call = str(item.get("call", ""))
+        error = item.get("error")
+        rows.append(
+            EvidenceRow(
+                call=call,
+                at=str(item.get("at", "")),
+                answer=answer_excerpt(response, decisive or None, finding.reasons)
+                if response is not None
+                else Excerpt(""),
+                error=error,
+                location=str(place) if (place := evidence_place(item)) is not None else None,
+                attestation=attestation_note(item),
+                absent=is_absent(provider, call, error),
+            )
+        )
+    return rows
+
+
+def finding_view(finding: FindingRecord, actions: list[UndecidedAction] | None = None) -> FindingView:
+    """The table row of one finding of the document (`actions`: what to do about an undecided one,
+    when already worked out)."""
     resource = finding.resource
     # reasons repeat what an unknown observed value already says; keep only the others
     shown_unknown = {k for k, v in finding.observed.items() if isinstance(v, dict) and "unknown" in v}
@@ -392,22 +460,16 @@ def finding_view(finding: FindingRecord) -> FindingView:
         message=finding.message,
         observed=[(k, display_value(v)) for k, v in finding.observed.items()],
         expected=finding.expected,
-        evidence=[
-            EvidenceRow(
-                call=str(e.get("call", "")),
-                at=str(e.get("at", "")),
-                answer=excerpt(e.get("response")) if e.get("response") is not None else "",
-                error=e.get("error"),
-                location=str(place) if (place := evidence_place(e)) is not None else None,
-                attestation=attestation_note(e),
-            )
-            for e in finding.evidence
-        ],
+        evidence=evidence_rows(finding),
         waiver=finding.waiver,
         reasons=[r for r in finding.reasons if r.partition(":")[0] not in shown_unknown],
         baselined=finding.baselined,
         processing=processing_text(resource),
         attested=list(resource.attested),
+        owner=resource.owner,
+        actions=(actions if actions is not None else undecided_actions(finding))
+        if finding.status is Status.ERROR
+        else [],
     )
 
 
@@ -451,19 +513,336 @@ def finding_sort_key(finding: FindingRecord) -> tuple[Any, ...]:
     )
 
 
+def severity_sort_key(finding: FindingRecord) -> tuple[Any, ...]:
+    """Most severe first, then status (fail, error, waived, pass), then policy id."""
+    return (_SEVERITY_ORDER.get(finding.severity, 9), _STATUS_ORDER.get(finding.status, 9), finding.policy_id)
+
+
 @dataclass
 class PolicyView:
-    """One policy's section: metadata, every non-passing finding, and a capped list of passing ones."""
+    """One policy's section: metadata, every non-passing finding, a capped list of passing ones with
+    their evidence, and every passing resource compactly (`population`: per cloud and account, the
+    resource names, with their regions where the kind keeps data)."""
 
     details: PolicyDetails
     non_pass: list[FindingView] = field(default_factory=list)
     passing: list[FindingView] = field(default_factory=list)
     pass_total: int = 0
+    population: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
     @property
     def pass_hidden(self) -> int:
-        """Passing findings counted but not listed."""
+        """Passing findings counted but not listed with their evidence."""
         return self.pass_total - len(self.passing)
+
+    def add_passing(self, finding: FindingRecord) -> None:
+        """Count a passing finding into the population: its name, and the regions the policy judged
+        (at rest, or where requests are processed) when it judged where the data is."""
+        resource = finding.resource
+        entry = resource.name
+        read = {path.partition(".")[0] for path in finding.observed}
+        processing = resource.processing_regions
+        regions = (
+            resource.regions
+            if "location" in read
+            else processing
+            if "processing" in read and isinstance(processing, list)
+            else None
+        )
+        if regions:
+            entry += f" ({', '.join(region_label(r) for r in regions)})"
+        self.population.setdefault((resource.provider, resource.account), []).append(entry)
+
+    @property
+    def population_groups(self) -> list[tuple[str, str, list[str]]]:
+        """(cloud label, account, sorted names) of the passing resources, by cloud and account."""
+        order = {p: i for i, p in enumerate(provider_names())}
+        return [
+            (PROVIDER_LABELS.get(provider, provider), account, sorted(names))
+            for (provider, account), names in sorted(
+                self.population.items(), key=lambda item: (order.get(item[0][0], 99), item[0])
+            )
+        ]
+
+
+# --- what to fix first, and for whom -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """How reports group resources into teams: by the value of one tag (`owner` by default).
+
+    Values come from the findings document (`resource.owner`) when the key is the owner tag, else
+    from the inventory's tags (`values`, by resource id).
+    """
+
+    key: str
+    values: dict[str, str] = field(default_factory=dict)
+    from_document: bool = False
+
+    @property
+    def missing(self) -> str:
+        """The group of resources without the tag."""
+        return f"(no {self.key} tag)"
+
+    def of(self, resource: ResourceInfo) -> str:
+        """The group of `resource`."""
+        value = resource.owner if self.from_document else self.values.get(resource.id)
+        return value if value else self.missing
+
+
+def _inventory_tag(inventory: Iterable[StorageResource], key: str) -> dict[str, str]:
+    return {
+        resource.id: value
+        for resource in inventory
+        if (value := (resource.normalized_tags or {}).get(key)) is not None
+    }
+
+
+def check_grouping(report: ReportInput) -> None:
+    """Refuse a `--group-by-tag` the report cannot honour (InputError), reading no inventory: an
+    empty key, or a tag the findings do not hold without an inventory to read it from."""
+    asked = report.group_by_tag
+    if asked is None:
+        return
+    if not asked.strip():
+        raise InputError("--group-by-tag", "give a tag key, such as owner or team")
+    held = normalize_tag_key(asked) == OWNER_TAG and any(f.resource.owner for f in report.document.findings)
+    if not held and report.inventory_path is None:
+        raise InputError(
+            "--group-by-tag",
+            f"the findings hold no '{asked}' tag: give the inventory (--inventory) to read it from",
+        )
+
+
+def report_grouping(report: ReportInput, inventory: list[StorageResource] | None = None) -> Grouping | None:
+    """The grouping a report uses: `--group-by-tag KEY`, else the owner tag when any resource has
+    one; None when nothing groups. A key other than the owner tag is read from the inventory."""
+    check_grouping(report)
+    asked = report.group_by_tag
+    key = normalize_tag_key(asked) if asked else OWNER_TAG
+    if key == OWNER_TAG and any(f.resource.owner for f in report.document.findings):
+        return Grouping(key, from_document=True)
+    if inventory is None and report.inventory_path is not None:
+        inventory = read_inventory_resources(report.inventory_path)
+    if inventory is None:
+        return None
+    values = _inventory_tag(inventory, key)
+    return Grouping(key, values) if values or asked else None
+
+
+@dataclass(frozen=True)
+class FixTarget:
+    """A resource a fix clears (or an undecided finding's resource), with its owner and group."""
+
+    name: str
+    account: str
+    resource_id: str
+    owner: str | None
+    group: str | None
+    baselined: bool = False
+
+
+@dataclass
+class FixItem:
+    """One fix: a policy's remediation on one cloud, and the failing resources it clears.
+
+    For undecided findings (`code` set), the action that lets them be decided instead: the exact
+    permission for access denied, the retry advice, the attestation to give or renew.
+    """
+
+    policy_id: str
+    title: str
+    severity: Severity
+    provider: str
+    remediation: str | None
+    targets: list[FixTarget] = field(default_factory=list)
+    code: str | None = None
+    code_label: str | None = None
+    attributes: list[str] = field(default_factory=list)
+    reason: str | None = None  # undecided: the first resource's reason, as an example
+
+    @property
+    def label(self) -> str:
+        """The cloud's label."""
+        return PROVIDER_LABELS.get(self.provider, self.provider)
+
+    @property
+    def cleared(self) -> int:
+        """How many resources the fix clears."""
+        return len(self.targets)
+
+    @property
+    def shown(self) -> list[FixTarget]:
+        """The first resources, named in the list."""
+        return self.targets[:FIX_NAMES_SHOWN]
+
+    @property
+    def more(self) -> int:
+        """Resources counted but not named."""
+        return max(0, len(self.targets) - FIX_NAMES_SHOWN)
+
+    @property
+    def owners(self) -> list[tuple[str, int]]:
+        """(owner, resources) most first; `(no owner tag)` for resources without one."""
+        counted = Counter(t.owner or f"(no {OWNER_TAG} tag)" for t in self.targets)
+        return sorted(counted.items(), key=lambda item: (item[0].startswith("("), -item[1], item[0]))
+
+
+def _reason_of(finding: FindingRecord, attribute: str | None) -> str | None:
+    """Why an attribute of a finding is unknown (the reason of its code), else its first reason."""
+    value = finding.observed.get(attribute) if attribute is not None else None
+    if isinstance(value, dict) and _is_unknown(value):
+        return str(value["unknown"].get("reason"))
+    return finding.reasons[0] if finding.reasons else None
+
+
+def _fix_order(item: FixItem) -> tuple[Any, ...]:
+    return (
+        _SEVERITY_ORDER.get(item.severity, 9),
+        -item.cleared,
+        item.policy_id,
+        item.provider,
+        item.code or "",
+    )
+
+
+@dataclass
+class TeamView:
+    """One group's (team's) fixes and undecided findings."""
+
+    name: str
+    fixes: list[FixItem] = field(default_factory=list)
+    undecided: list[FixItem] = field(default_factory=list)
+
+    @property
+    def failing(self) -> int:
+        """Failing resources of the team (one per fix and resource)."""
+        return sum(item.cleared for item in self.fixes)
+
+    @property
+    def unresolved(self) -> int:
+        """Undecided findings of the team."""
+        return sum(item.cleared for item in self.undecided)
+
+
+@dataclass
+class FixPlan:
+    """What to fix first: failures by severity, then by how many resources a fix clears; undecided
+    findings with what lets them be decided; and the same per team when a grouping applies."""
+
+    fixes: list[FixItem] = field(default_factory=list)
+    undecided: list[FixItem] = field(default_factory=list)
+    grouping: Grouping | None = None
+    teams: list[TeamView] = field(default_factory=list)
+
+    @property
+    def failing(self) -> int:
+        """Failing findings covered by the fixes."""
+        return sum(item.cleared for item in self.fixes)
+
+
+class _PlanBuilder:
+    """Collects failing and undecided findings into fix items, globally and per team."""
+
+    def __init__(self, policies: dict[str, PolicyDetails], grouping: Grouping | None) -> None:
+        self.policies = policies
+        self.grouping = grouping
+        self.fixes: dict[tuple[str, str], FixItem] = {}
+        self.undecided: dict[tuple[str, str, str, str], FixItem] = {}
+        self.team_fixes: dict[str, dict[tuple[str, str], FixItem]] = defaultdict(dict)
+        self.team_undecided: dict[str, dict[tuple[str, str, str, str], FixItem]] = defaultdict(dict)
+
+    def _item(self, finding: FindingRecord, code: str | None = None, label: str | None = None) -> FixItem:
+        policy = self.policies.get(finding.policy_id)
+        provider = finding.resource.provider
+        return FixItem(
+            policy_id=finding.policy_id,
+            title=policy.title if policy is not None else finding.policy_id,
+            severity=finding.severity,
+            provider=provider,
+            remediation=policy.remediation.get(provider) if policy is not None else None,
+            code=code,
+            code_label=label,
+        )
+
+    def add(self, finding: FindingRecord, actions: list[UndecidedAction] | None = None) -> None:
+        """Count one finding (failing, or undecided with its actions); others are ignored."""
+        resource = finding.resource
+        group = self.grouping.of(resource) if self.grouping is not None else None
+        owner = resource.owner
+        if owner is None and self.grouping is not None and self.grouping.key == OWNER_TAG:
+            owner = self.grouping.values.get(resource.id)  # a document older than `resource.owner`
+        target = FixTarget(resource.name, resource.account, resource.id, owner, group, finding.baselined)
+        if finding.status is Status.FAIL:
+            key = (finding.policy_id, resource.provider)
+            places = [self.fixes]
+            if group is not None:
+                places.append(self.team_fixes[group])
+            for place in places:
+                item = place.get(key)
+                if item is None:
+                    item = place[key] = self._item(finding)
+                item.targets.append(target)
+        elif finding.status is Status.ERROR:
+            by_text: dict[str, list[UndecidedAction]] = {}
+            for action in actions if actions is not None else undecided_actions(finding):
+                by_text.setdefault(action.action, []).append(action)
+            if not by_text:  # undecided for no recorded unknown (an unreadable scope): still listed
+                by_text[""] = []
+            for text, same in by_text.items():
+                code = same[0].code if same else "error"
+                undecided_key = (finding.policy_id, resource.provider, code, text)
+                places_u = [self.undecided]
+                if group is not None:
+                    places_u.append(self.team_undecided[group])
+                for place_u in places_u:
+                    item = place_u.get(undecided_key)
+                    if item is None:
+                        item = place_u[undecided_key] = self._item(
+                            finding, code, same[0].label if same else "undecided"
+                        )
+                        item.remediation = text or UNKNOWN_ACTIONS[UnknownCode.ERROR].action
+                        item.reason = _reason_of(finding, same[0].attribute if same else None)
+                    item.targets.append(target)
+                    for action in same:
+                        if action.attribute not in item.attributes:
+                            item.attributes.append(action.attribute)
+
+    def plan(self) -> FixPlan:
+        """The fixes and undecided items in order, and the teams (most severe failures first)."""
+        teams = [
+            TeamView(
+                name,
+                sorted(self.team_fixes.get(name, {}).values(), key=_fix_order),
+                sorted(self.team_undecided.get(name, {}).values(), key=_fix_order),
+            )
+            for name in {*self.team_fixes, *self.team_undecided}
+        ]
+        missing = self.grouping.missing if self.grouping is not None else ""
+
+        def team_order(team: TeamView) -> tuple[Any, ...]:
+            worst = min((_fix_order(i)[0] for i in [*team.fixes, *team.undecided]), default=9)
+            return (team.name == missing, worst, -team.failing, -team.unresolved, team.name)
+
+        if all(team.name == missing for team in teams):
+            teams = []  # nothing to fix is tagged: one "team" of everything would repeat the list
+        return FixPlan(
+            fixes=sorted(self.fixes.values(), key=_fix_order),
+            undecided=sorted(self.undecided.values(), key=_fix_order),
+            grouping=self.grouping,
+            teams=sorted(teams, key=team_order),
+        )
+
+
+def fix_plan(
+    findings: Iterable[FindingRecord], policies: list[PolicyDetails], grouping: Grouping | None = None
+) -> FixPlan:
+    """The fix-first plan of `findings`."""
+    builder = _PlanBuilder({p.id: p for p in policies}, grouping)
+    for finding in findings:
+        builder.add(finding)
+    return builder.plan()
 
 
 # --- residency -----------------------------------------------------------------------------------
@@ -906,6 +1285,8 @@ class Summary:
     inventory: str
     parameters: dict[str, Any]
     gate: GateInfo
+    collected_from: str | None = None  # when the inventory was collected: earliest and latest
+    collected_to: str | None = None  # `scanned_at` (or evidence time, without the inventory)
 
 
 def _duration(start: str, end: str) -> str:
@@ -986,6 +1367,7 @@ class ReportView:
     changes: Changes | None
     inventory_used: bool
     ai: AiResidency = field(default_factory=AiResidency)
+    plan: FixPlan = field(default_factory=FixPlan)
 
 
 def _residency(
@@ -1049,11 +1431,73 @@ def _residency(
     return sorted(views.values(), key=lambda v: order.get(v.provider, 9)), key_rows
 
 
-def read_inventory_resources(path: Path) -> list[StorageResource]:
-    """The resources of an inventory JSONL (coverage gaps are already in the findings document)."""
-    from auditor.inventory import read_inventory
+def collection_window(
+    findings: Iterable[FindingRecord], inventory: list[StorageResource] | None
+) -> tuple[str | None, str | None]:
+    """Earliest and latest time the inventory was collected (ISO): the records' `scanned_at`, or
+    without the inventory the times of the findings' evidence (one resource's evidence once)."""
+    if inventory is not None:
+        stamps = [r.scanned_at for r in inventory if r.scanned_at is not None]
+        if stamps:
+            return min(stamps).isoformat(), max(stamps).isoformat()
+    seen: set[str] = set()
+    times = []
+    for finding in findings:
+        if finding.resource.id in seen:
+            continue
+        seen.add(finding.resource.id)
+        for item in finding.evidence:
+            try:
+                times.append(datetime.fromisoformat(str(item.get("at"))))
+            except ValueError:
+                continue
+    try:
+        return (min(times).isoformat(), max(times).isoformat()) if times else (None, None)
+    except TypeError:  # naive and aware times mixed: not comparable, so not shown
+        return None, None
 
-    return [r for r in read_inventory(path) if isinstance(r, StorageResource)]
+
+# What reports do not read of an inventory record: the evidence (the bulk of a record), transport and
+# access are in the findings document already.
+_INVENTORY_LEFT_OUT = frozenset({"evidence", "transport", "access"})
+
+
+def read_inventory_resources(path: Path) -> list[StorageResource]:
+    """The resources of an inventory JSONL, with what reports show of them (coverage gaps are in the
+    findings document already). Each line is checked as `auditor check` reads it (JSON, no duplicate
+    key, a registered provider, every field it keeps valid: a bad line is an InputError naming
+    `file:line`), but its evidence, transport and access are not read, and no source normalizes it
+    (what that derives, the findings hold): a quarter of the time on a large inventory."""
+    from auditor.inputfile import MAX_LINE_BYTES, open_input, read_lines
+    from auditor.inventory import check_duplicate_keys
+    from auditor.sources import check_provider
+
+    resources = []
+    with open_input(path, "inventory") as handle:
+        for number, line in read_lines(handle, path, limit=MAX_LINE_BYTES):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                data = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise InputError(where, f"invalid JSON ({exc}); is the line truncated?") from exc
+            if not isinstance(data, dict):
+                raise InputError(where, "each line must be a JSON object")
+            check_duplicate_keys(line if isinstance(line, bytes) else line.encode(), data, where)
+            if data.get("record", "resource") == "gap":
+                continue
+            kept = {key: value for key, value in data.items() if key not in _INVENTORY_LEFT_OUT}
+            try:
+                resource = StorageResource.model_validate(kept)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                raise InputError(
+                    where, f"{'.'.join(str(p) for p in first['loc']) or 'record'}: {first['msg']}"
+                ) from exc
+            check_provider(resource.provider, where)
+            resources.append(resource)
+    return resources
 
 
 def build_view(report: ReportInput, *, pass_limit: int = PASS_LIST_LIMIT) -> ReportView:
@@ -1062,6 +1506,8 @@ def build_view(report: ReportInput, *, pass_limit: int = PASS_LIST_LIMIT) -> Rep
     run = doc.run
     details = policy_details(run)
     views = {d.id: PolicyView(d) for d in details}
+    inventory = read_inventory_resources(report.inventory_path) if report.inventory_path else None
+    plan = _PlanBuilder({d.id: d for d in details}, report_grouping(report, inventory))
     for finding in doc.findings:
         view = views.get(finding.policy_id)
         if view is None:  # a finding of a policy the run does not list: show it anyway
@@ -1079,10 +1525,13 @@ def build_view(report: ReportInput, *, pass_limit: int = PASS_LIST_LIMIT) -> Rep
             )
         if finding.status is Status.PASS:
             view.pass_total += 1
+            view.add_passing(finding)
             if len(view.passing) < pass_limit:
                 view.passing.append(finding_view(finding))
         else:
-            view.non_pass.append(finding_view(finding))
+            actions = undecided_actions(finding) if finding.status is Status.ERROR else None
+            view.non_pass.append(finding_view(finding, actions))
+            plan.add(finding, actions)
     for view in views.values():
         view.non_pass.sort(
             key=lambda r: (_STATUS_ORDER.get(r.status, 9), r.provider, r.account, r.name, r.resource_id)
@@ -1095,12 +1544,15 @@ def build_view(report: ReportInput, *, pass_limit: int = PASS_LIST_LIMIT) -> Rep
             family[status] += d.counts.get(status, 0)
     zone = run.zone_name
     zone_info = run.zone if run.zone is not None and run.zone.id == zone else None
-    inventory = read_inventory_resources(report.inventory_path) if report.inventory_path else None
     residency, key_locations = _residency(doc.findings, run, zone_info, inventory)
+    summary = summarise(run)
+    summary.collected_from, summary.collected_to = collection_window(doc.findings, inventory)
     return ReportView(
         run=run,
-        summary=summarise(run),
-        policies=list(views.values()),
+        summary=summary,
+        policies=sorted(
+            views.values(), key=lambda v: (_SEVERITY_ORDER.get(v.details.severity, 9), v.details.id)
+        ),
         frameworks=framework_views(details, report_frameworks(report)),
         families=sorted(families.items()),
         zone=zone,
@@ -1110,4 +1562,5 @@ def build_view(report: ReportInput, *, pass_limit: int = PASS_LIST_LIMIT) -> Rep
         changes=compare_runs(doc, report.previous) if report.previous is not None else None,
         inventory_used=inventory is not None,
         ai=ai_residency(doc.findings, zone_info, inventory),
+        plan=plan.plan(),
     )

@@ -2,7 +2,7 @@
 
 An executor only runs `runner(unit, parts_dir)` somewhere and hands back futures; what to submit
 when (the per-account cap, retries, progress) is decided by `auditor.scale.run`, the same for both.
-Dask is an optional extra (`pip install 'auditor[dask]'`): it is imported only when a
+Dask is an optional extra (`pip install '.[dask]'` from an auditor checkout): it is imported only when a
 `DaskExecutor` starts, so importing this module never touches it.
 """
 
@@ -20,7 +20,7 @@ from auditor.errors import InputError
 if TYPE_CHECKING:
     from auditor.scale.units import UnitResult, UnitRunner, WorkUnit
 
-DASK_HINT = "executor 'dask' needs Dask: pip install 'auditor[dask]'"
+DASK_HINT = "executor 'dask' needs Dask: pip install '.[dask]' from an auditor checkout (the dask extra)"
 
 
 class UnitFuture(Protocol):

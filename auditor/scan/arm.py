@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 import click
 
+from auditor.cli_options import SCAN_EXIT_CODES
 from auditor.errors import InputError
 from auditor.inventory import InventoryRecord
 from auditor.model import (
@@ -780,7 +781,7 @@ class ArmScanner(Scanner):
         yield from self._records
 
 
-@click.command("arm")
+@click.command("arm", epilog=SCAN_EXIT_CODES)
 @common_scan_options
 @click.argument("templates", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(

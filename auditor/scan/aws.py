@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import click
 from botocore.exceptions import ClientError
 
+from auditor.cli_options import SCAN_EXIT_CODES, list_option
 from auditor.errors import InputError
 from auditor.inventory import InventoryRecord
 from auditor.model import (
@@ -73,6 +74,7 @@ from auditor.scan.calls import RetrySettings, bounded, now
 from auditor.scan.command import common_scan_options, finish_scan
 from auditor.scan.section import options_retry, section_options
 from auditor.scan.threads import POLL, stream
+from auditor.streams import diagnostic
 
 # AWS retired TLS 1.0/1.1 on all its API endpoints; the post (updated) says the gradual rollout
 # completed by December 31, 2023 (first announced for June 28, 2023).
@@ -600,13 +602,13 @@ def _parse_regions(values: tuple[str, ...]) -> list[str] | None:
     return regions or None
 
 
-@click.command("aws")
+@click.command("aws", epilog=SCAN_EXIT_CODES)
 @common_scan_options
-@click.option(
+@list_option(
     "--profile",
     "profiles",
-    multiple=True,
-    help="Named profile to scan (repeatable; default: the boto3 chain).",
+    metavar="PROFILE",
+    help="Named profile to scan (default: the boto3 chain)",
 )
 @click.option(
     "--role-arn",
@@ -624,11 +626,11 @@ def _parse_regions(values: tuple[str, ...]) -> list[str] | None:
 @click.option(
     "--organization", is_flag=True, help="Assume --role-arn into every ACTIVE account of the organization."
 )
-@click.option(
+@list_option(
     "--regions",
     "region_values",
-    multiple=True,
-    help="Only scan buckets and Bedrock resources in these regions (comma-separated).",
+    metavar="REGION",
+    help="Only scan buckets and Bedrock resources in these regions",
 )
 @click.option(
     "--retry-mode", type=click.Choice(["standard", "adaptive"]), default="standard", show_default=True
@@ -698,7 +700,5 @@ def scan_section(
     )
     summary = finish_scan(scanner, output, progress)
     if regions is not None and scanner.needs.wants_kind("bucket"):
-        click.echo(
-            f"  skipped {scanner.skipped_by_region} buckets outside --regions {','.join(regions)}", err=True
-        )
+        diagnostic(f"skipped {scanner.skipped_by_region} buckets outside --regions {','.join(regions)}")
     return summary

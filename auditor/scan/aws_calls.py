@@ -1,10 +1,10 @@
 """One AWS API call as the S3 scanner makes it: counted, evidenced, and its error classified.
 
-A "not found" answer (`ABSENT_CODES`) is explicitly absent; any other failure becomes an `Unknown`
-(access_denied, throttled after retries, timeout, no_credentials, error). So does an answer that
-cannot be parsed, or that parses to nothing where the API always says something (`REQUIRED`): an
-empty, truncated or garbled body is `MalformedAnswer`, never "there is none", and its raw bytes
-(bounded, `BODY_LIMIT`) go into the call's evidence.
+A "not found" answer (`ABSENT_CODES`, auditor.scan.aws_absent) is explicitly absent; any
+other failure becomes an `Unknown` (access_denied, throttled after retries, timeout, no_credentials,
+error). So does an answer that cannot be parsed, or that parses to nothing where the API always
+says something (`REQUIRED`): an empty, truncated or garbled body is `MalformedAnswer`, never "there
+is none", and its raw bytes (bounded, `BODY_LIMIT`) go into the call's evidence.
 
 The raw body of every answer is captured by a botocore ``before-parse`` hook into a thread-local
 slot (clients are shared by the worker threads; each call runs in one thread, so the slot holds
@@ -35,6 +35,7 @@ from botocore.exceptions import (
 )
 
 from auditor.model import Evidence, Unknown, UnknownCode
+from auditor.scan.aws_absent import ABSENT_CODES
 from auditor.scan.base import CallCounter
 from auditor.scan.calls import (
     BODY_LIMIT,
@@ -55,20 +56,6 @@ if TYPE_CHECKING:
     from auditor.scan.aws_accounts import AccountSession
 
 __all__ = ["BODY_LIMIT", "MESSAGE_LIMIT", "Answer", "Memo", "RawAnswer", "bounded", "now"]
-
-# "Not found" answers mean "there is none": the attribute is explicitly absent, not unknown.
-ABSENT_CODES: dict[str, frozenset[str]] = {
-    "GetBucketPolicy": frozenset({"NoSuchBucketPolicy"}),
-    "GetBucketTagging": frozenset({"NoSuchTagSet"}),
-    "GetBucketReplication": frozenset({"ReplicationConfigurationNotFoundError"}),
-    "GetBucketEncryption": frozenset({"ServerSideEncryptionConfigurationNotFoundError"}),
-    "GetPublicAccessBlock": frozenset({"NoSuchPublicAccessBlockConfiguration"}),
-    # No AI services opt-out policy in effect, or no organization: the AWS default applies
-    # (https://docs.aws.amazon.com/organizations/latest/APIReference/API_DescribeEffectivePolicy.html).
-    "DescribeEffectivePolicy": frozenset(
-        {"EffectivePolicyNotFoundException", "AWSOrganizationsNotInUseException"}
-    ),
-}
 
 # What every well-formed successful answer carries (dotted paths into the parsed answer). A path
 # that is missing, null, or an empty string/object means the body was empty or cut short: botocore

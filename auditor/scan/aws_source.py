@@ -18,6 +18,7 @@ from pydantic import Field
 
 from auditor.model import CoverageGap, ProviderTlsFloor, Transport, UnknownCode
 from auditor.policy.zones import ProviderCatalog, ZoneCatalog
+from auditor.scan.aws_absent import ABSENT_CODES as ABSENT_CODES  # declared for the reports
 from auditor.scan.aws_bucket_policy import apply_bucket_policy
 from auditor.scan.calls import RetryScopedOptions
 from auditor.sources import ScanOptions, Source, SourceSection

@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 import click
 from azure.storage.blob import BlobServiceClient
 
+from auditor.cli_options import SCAN_EXIT_CODES, list_option
 from auditor.errors import InputError
 from auditor.inventory import InventoryRecord
 from auditor.model import (
@@ -654,14 +655,14 @@ def _arm_entry(item: Any) -> dict[str, Any]:
     return entry
 
 
-@click.command("azure")
+@click.command("azure", epilog=SCAN_EXIT_CODES)
 @common_scan_options
-@click.option(
+@list_option(
     "--subscription",
     "subscriptions",
-    multiple=True,
     required=True,
-    help="Subscription id to scan (repeatable).",
+    metavar="ID",
+    help="Subscription id to scan",
 )
 @click.option(
     "--arm-endpoint",

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import click
 
+from auditor.cli_options import SCAN_EXIT_CODES
 from auditor.errors import InputError
 from auditor.inventory import InventoryRecord
 from auditor.model import (
@@ -553,7 +554,7 @@ def _known(value: Any) -> Any:
 # --- the command ----------------------------------------------------------------------------------
 
 
-@click.command("cloudformation")
+@click.command("cloudformation", epilog=SCAN_EXIT_CODES)
 @common_scan_options
 @click.argument("templates", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--region", required=True, help="The region the stack is deployed in (AWS::Region).")

@@ -11,6 +11,7 @@ import click
 
 from auditor.scan.base import Scanner, ScanSummary, run_scan
 from auditor.scan.calls import RETRY_SETTINGS, RetrySettings
+from auditor.streams import progress_shown, result
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -91,9 +92,10 @@ def _with_retry_settings(func: F) -> F:
     return cast(F, wrapper)
 
 
-def _with_attestations(func: F) -> F:
-    """Load `--attestations` before the scan (bad input: exit 2, nothing scanned or written) and
-    apply them to the inventory the scan wrote."""
+def _with_attestations_and_result(func: F) -> F:
+    """Load `--attestations` before the scan (bad input: exit 2, nothing scanned or written), apply
+    them to the inventory the scan wrote, and print the result on stdout: where the inventory is,
+    the attestations applied, the summary (its last line says why when nothing was scanned)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -101,11 +103,16 @@ def _with_attestations(func: F) -> F:
 
         files: tuple[Path, ...] = kwargs.pop("attestation_files", ())
         attestations = load_attestations(files)
-        result = func(*args, **kwargs)
+        summary = func(*args, **kwargs)
+        output: Path = kwargs["output"]
+        lines = [f"inventory written to {output}"]
         if attestations:
-            applied = attest_inventory(kwargs["output"], attestations)
-            click.echo(f"  attested: {applied} values from {', '.join(map(str, files))}", err=True)
-        return result
+            applied = attest_inventory(output, attestations)
+            lines.append(f"attested: {applied} values from {', '.join(map(str, files))}")
+        if isinstance(summary, ScanSummary):
+            for line in [*lines, summary.render()]:
+                result(line)
+        return summary
 
     return cast(F, wrapper)
 
@@ -115,9 +122,10 @@ def common_scan_options(func: F) -> F:
     retry vocabulary.
 
     The command receives the retry/timeout options as one `retry: RetrySettings` argument; the
-    attestations are applied to its inventory after it returns (auditor.attestations).
+    attestations are applied to its inventory after it returns (auditor.attestations), and the
+    returned summary is printed on stdout.
     """
-    func = _with_attestations(_with_retry_settings(func))
+    func = _with_attestations_and_result(_with_retry_settings(func))
     options = [
         click.option(
             "--policies",
@@ -143,7 +151,7 @@ def common_scan_options(func: F) -> F:
         click.option(
             "--progress/--no-progress",
             default=None,
-            help="Progress bar (default: only when stderr is a terminal).",
+            help="Progress bar on stderr (default: only when stderr is a terminal and not --quiet).",
         ),
         click.option(
             "--attestations",
@@ -160,16 +168,13 @@ def common_scan_options(func: F) -> F:
 
 
 def finish_scan(scanner: Scanner, output: Path, progress: bool | None) -> ScanSummary:
-    """Run the scan, write the inventory, print the summary to stderr and return it.
+    """Run the scan, write the inventory and return its summary (the command prints it).
 
     The inventory is written even when every scope failed (its gaps are the record of why); the
     summary then ends with `nothing scanned: every scope failed: <first gap>`, and `scan_exit`
     (the `auditor scan` group's result callback) turns the returned summary into exit code 3.
     """
-    summary = run_scan(scanner, output, progress=progress)
-    click.echo(f"inventory written to {output}", err=True)
-    click.echo(summary.render(), err=True)
-    return summary
+    return run_scan(scanner, output, progress=progress_shown(progress))
 
 
 def scan_exit(result: Any) -> None:

@@ -36,6 +36,7 @@ from google.api_core.retry import Retry
 from google.cloud.storage.retry import DEFAULT_RETRY
 from pydantic import ValidationError
 
+from auditor.cli_options import SCAN_EXIT_CODES, list_option
 from auditor.errors import InputError
 from auditor.inventory import InventoryRecord
 from auditor.model import (
@@ -773,13 +774,13 @@ def _bucket_parser(name: str) -> Callable[[bytes], dict[str, Any]]:
 # --- command ------------------------------------------------------------------------------------
 
 
-@click.command("gcp")
-@click.option(
+@click.command("gcp", epilog=SCAN_EXIT_CODES)
+@list_option(
     "--project",
     "projects",
-    multiple=True,
     required=True,
-    help="Project id to scan; repeat (or comma-separate) for several projects.",
+    metavar="ID",
+    help="Project id to scan",
 )
 @common_scan_options
 @click.option(
@@ -798,12 +799,12 @@ def _bucket_parser(name: str) -> Callable[[bytes], dict[str, Any]]:
     "aiplatform (which serves the regional Vertex AI endpoints too); repeatable. STORAGE_EMULATOR_HOST "
     "is honoured as google-cloud-storage does.",
 )
-@click.option(
+@list_option(
     "--vertex-location",
     "vertex_locations",
-    multiple=True,
-    help="Vertex AI location whose endpoints to list; repeat or comma-separate "
-    "(default: every location the Vertex AI API lists for the project).",
+    metavar="LOCATION",
+    help="Vertex AI location whose endpoints to list (default: every location the Vertex AI API "
+    "lists for the project)",
 )
 def command(
     projects: tuple[str, ...],
@@ -817,16 +818,14 @@ def command(
     retry: RetrySettings,
 ) -> ScanSummary:
     """Inventory the Cloud Storage buckets and Vertex AI resources of one or more projects."""
-    project_ids = [p.strip() for value in projects for p in value.split(",") if p.strip()]
-    if not project_ids:
+    if not projects:
         raise InputError("--project", "give at least one project id")
-    locations = [loc.strip() for value in vertex_locations for loc in value.split(",") if loc.strip()]
     try:
         section = GcpCloud(
-            projects=project_ids,
+            projects=list(projects),
             api_endpoints=endpoint_flags(api_endpoints),
             tls_policy=tls_policy,
-            vertex_locations=locations or None,
+            vertex_locations=list(vertex_locations) or None,
             options={"concurrency": concurrency},
         )
     except ValidationError as exc:

@@ -25,6 +25,7 @@ import click
 import orjson
 from openai import APIConnectionError, APIStatusError, APITimeoutError, OpenAI, Timeout, omit
 
+from auditor.cli_options import SCAN_EXIT_CODES
 from auditor.inventory import InventoryRecord
 from auditor.model import (
     ANY_REGION,
@@ -741,7 +742,7 @@ class ProjectListing:
 # --- command --------------------------------------------------------------------------------------
 
 
-@click.command("openai")
+@click.command("openai", epilog=SCAN_EXIT_CODES)
 @click.option(
     "--organization",
     default=None,

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import click
 
+from auditor.cli_options import SCAN_EXIT_CODES
 from auditor.errors import InputError
 from auditor.inventory import InventoryRecord
 from auditor.model import (
@@ -57,6 +58,7 @@ from auditor.scan.gcp_source import GcpCatalog, bucket_regions
 from auditor.scan.terraform_hcl import SourceMap
 from auditor.scan.terraform_plan import Plan, PlannedResource, Unresolved, read_plan
 from auditor.scan.terraform_source import TerraformOptions, TerraformSection
+from auditor.streams import diagnostic
 
 CALL = "terraform:plan"
 # S3 applies SSE-S3 (AES-256) to every bucket without a configuration since 2023-01-05, and
@@ -1068,7 +1070,7 @@ def read_plans(section: TerraformSection) -> list[Plan]:
     return [read_plan(path) for path in section.files]
 
 
-@click.command("terraform")
+@click.command("terraform", epilog=SCAN_EXIT_CODES)
 @common_scan_options
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
@@ -1116,5 +1118,5 @@ def scan_section(
     for plan in plans:
         if plan.skipped:
             shown = ", ".join(f"{n} {what}" for what, n in sorted(plan.skipped.items()))
-            click.echo(f"  {plan.path}: not audited (will not exist after apply): {shown}", err=True)
+            diagnostic(f"{plan.path}: not audited (will not exist after apply): {shown}")
     return summary

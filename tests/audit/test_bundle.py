@@ -166,7 +166,7 @@ def test_each_tampering_is_detected_and_named(
     for key in (signed_runs["root"] / "a.pub", None):
         result = verify(run_cli, bundle, key)
         assert result.exit_code == 1
-        assert result.stderr.startswith(f"FAILED {bundle}: {expected}"), result.stderr
+        assert result.stdout.startswith(f"FAILED {bundle}: {expected}") and result.stderr == "", result.output
 
 
 def test_swapped_manifest_is_detected(signed_runs: dict[str, Any], run_cli: RunCli, tmp_path: Path) -> None:
@@ -176,12 +176,12 @@ def test_swapped_manifest_is_detected(signed_runs: dict[str, Any], run_cli: RunC
         shutil.copyfile(signed_runs["second"] / name, bundle / name)
     result = verify(run_cli, bundle, signed_runs["root"] / "a.pub")
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"FAILED {bundle}: findings.json: SHA-256 does not match"), result.stderr
+    assert result.stdout.startswith(f"FAILED {bundle}: findings.json: SHA-256 does not match"), result.stdout
     # The manifest alone swapped: its signature no longer matches.
     bundle2 = copy_bundle(signed_runs["first"], tmp_path / "only-manifest")
     shutil.copyfile(signed_runs["second"] / "manifest.json", bundle2 / "manifest.json")
     result = verify(run_cli, bundle2, signed_runs["root"] / "a.pub")
-    assert result.exit_code == 1 and "manifest.json: signature does not verify" in result.stderr
+    assert result.exit_code == 1 and "manifest.json: signature does not verify" in result.stdout
 
 
 def test_signature_of_another_key_is_rejected(
@@ -193,22 +193,22 @@ def test_signature_of_another_key_is_rejected(
         base64.b64encode(other.sign((bundle / "manifest.json").read_bytes()))
     )
     result = verify(run_cli, bundle, signed_runs["root"] / "a.pub")
-    assert result.exit_code == 1 and "signature does not verify with the given public key" in result.stderr
+    assert result.exit_code == 1 and "signature does not verify with the given public key" in result.stdout
     # Verified against key b, the genuine signature of key a is rejected as well.
     genuine = verify(run_cli, signed_runs["first"], signed_runs["root"] / "b.pub")
-    assert genuine.exit_code == 1 and "manifest.json: signature does not verify" in genuine.stderr
+    assert genuine.exit_code == 1 and "manifest.json: signature does not verify" in genuine.stdout
 
 
 def test_unsigned_bundle_fails_when_a_key_is_required(signed_runs: dict[str, Any], run_cli: RunCli) -> None:
     result = verify(run_cli, signed_runs["unsigned"], signed_runs["root"] / "a.pub")
-    assert result.exit_code == 1 and "manifest.sig: missing" in result.stderr
+    assert result.exit_code == 1 and "manifest.sig: missing" in result.stdout
 
 
 def test_removed_signature_is_detected(signed_runs: dict[str, Any], run_cli: RunCli, tmp_path: Path) -> None:
     bundle = copy_bundle(signed_runs["first"], tmp_path)
     (bundle / "manifest.sig").unlink()
     result = verify(run_cli, bundle, None)  # the manifest says it was signed
-    assert result.exit_code == 1 and "manifest.sig: missing" in result.stderr
+    assert result.exit_code == 1 and "manifest.sig: missing" in result.stdout
 
 
 def test_tampered_archive_is_detected(signed_runs: dict[str, Any], run_cli: RunCli, tmp_path: Path) -> None:
@@ -222,7 +222,7 @@ def test_tampered_archive_is_detected(signed_runs: dict[str, Any], run_cli: RunC
     with tarfile.open(tampered, "w:gz") as tar:
         tar.add(top, arcname=top.name)
     result = verify(run_cli, tampered, signed_runs["root"] / "a.pub")
-    assert result.exit_code == 1 and "findings.json: SHA-256 does not match" in result.stderr
+    assert result.exit_code == 1 and "findings.json: SHA-256 does not match" in result.stdout
 
 
 def test_verify_bad_input(run_cli: RunCli, tmp_path: Path) -> None:
@@ -233,7 +233,7 @@ def test_verify_bad_input(run_cli: RunCli, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     result = run_cli("verify", empty)
-    assert result.exit_code == 1 and "manifest.json: missing" in result.stderr
+    assert result.exit_code == 1 and "manifest.json: missing" in result.stdout
 
 
 def test_keygen_refuses_to_overwrite_and_protects_the_private_key(run_cli: RunCli, tmp_path: Path) -> None:

@@ -150,5 +150,7 @@ def test_list_file_fields_are_resolved_from_the_config_and_checked(tmp_path: Pat
     config = load_config(config_file, environ={})
     section = config.clouds.configured()["terraform"]
     assert section.files == [infra / "a.json", infra / "b.json"]  # type: ignore[attr-defined]
-    with pytest.raises(InputError, match=r"clouds\.terraform\.files not found"):
+    with pytest.raises(
+        InputError, match=r"auditor\.yaml:3: clouds\.terraform\.files: file not found: infra/b\.json"
+    ):
         validate_config(config)

@@ -17,7 +17,6 @@ from auditor.document import FindingsDocument, check_document, load_document
 REPO = Path(__file__).resolve().parents[2]
 DEMO_INVENTORY = REPO / "fixtures" / "demo-estate.jsonl"
 DEMO_WAIVERS = REPO / "fixtures" / "demo-waivers.yaml"
-ARTIFACTS = REPO / "reports"
 
 SCRIPT_TAG = "<script>alert(1)</script>"
 IMG_BREAKOUT = '"><img src=x onerror=alert(1)>'

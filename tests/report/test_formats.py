@@ -17,6 +17,7 @@ import pytest
 from auditor.report.base import RENDERERS, ReportInput, get_renderer, render_to_file
 from auditor.report.csv_format import cell
 from auditor.report.markdown import md
+from auditor.report.view import SEVERITIES
 
 from .conftest import DEMO_INVENTORY, HOSTILE_NAME, SCRIPT_TAG, typed
 
@@ -34,6 +35,12 @@ def render(name: str, report: ReportInput, tmp_path: Path) -> bytes:
 def by_status(doc: dict[str, Any], *statuses: str) -> list[dict[str, Any]]:
     """The findings of `doc` with one of `statuses`."""
     return [f for f in doc["findings"] if f["status"] in statuses]
+
+
+def by_severity(doc: dict[str, Any]) -> list[str]:
+    """The policy ids of `doc`, most severe first, then by id: the order every format lists them in."""
+    policies = doc["run"]["policies"]
+    return [p["id"] for p in sorted(policies, key=lambda p: (SEVERITIES.index(p["severity"]), p["id"]))]
 
 
 def find(doc: dict[str, Any], status: str, **resource: str) -> dict[str, Any]:
@@ -76,7 +83,7 @@ def test_sarif_validates_and_carries_rules_results_and_suppressions(
 
     run = log["runs"][0]
     rules = run["tool"]["driver"]["rules"]
-    assert [r["id"] for r in rules] == [p["id"] for p in demo_doc["run"]["policies"]]
+    assert [r["id"] for r in rules] == by_severity(demo_doc)
     residency = next(r for r in rules if r["id"] == "residency.data-in-zone")
     assert residency["properties"]["security-severity"] == "9.5"  # critical
     assert "Remediation" in residency["help"]["text"] and "aws s3api" in residency["help"]["text"]
@@ -119,8 +126,7 @@ def test_junit_has_a_suite_per_policy_and_distinct_failures_errors_skips(
     root = ET.fromstring(render("junit", ReportInput(document=typed(demo_doc)), tmp_path))
     assert root.tag == "testsuites"
     suites = {s.get("name"): s for s in root.findall("testsuite")}
-    policies = [p["id"] for p in demo_doc["run"]["policies"]]
-    assert list(suites) == [*policies, "auditor.coverage"]
+    assert list(suites) == [*by_severity(demo_doc), "auditor.coverage"]
     for policy in demo_doc["run"]["policies"]:
         suite, counts = suites[policy["id"]], policy["counts"]
         assert int(suite.get("tests", "")) == len(suite.findall("testcase")) == sum(counts.values())

@@ -1,15 +1,34 @@
 """The HTML report in real headless Chromium: it renders cleanly, shows its matrix and charts, prints,
-and a hostile inventory (markup in names and tags) executes nothing."""
+and a hostile inventory (markup in names and tags) executes nothing.
+
+The reports and screenshots go to a temporary directory, or to $AUDITOR_TEST_ARTIFACTS to keep them.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from auditor.document import load_document
 from auditor.report.base import ReportInput, render_to_file
 
-from .conftest import ARTIFACTS, DEMO_INVENTORY, HOSTILE_NAME, IMG_BREAKOUT, SCRIPT_TAG, typed
+from .conftest import DEMO_INVENTORY, HOSTILE_NAME, IMG_BREAKOUT, SCRIPT_TAG, typed
+
+ARTIFACTS_ENV = "AUDITOR_TEST_ARTIFACTS"
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> Path:
+    """Where the rendered reports and screenshots go: $AUDITOR_TEST_ARTIFACTS if set, else tmp_path."""
+    chosen = os.environ.get(ARTIFACTS_ENV)
+    if not chosen:
+        return tmp_path
+    directory = Path(chosen)
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
 
 
 def open_report(browser: Any, html: Path, **context: Any) -> tuple[Any, list[str], list[str]]:
@@ -38,8 +57,8 @@ def open_report(browser: Any, html: Path, **context: Any) -> tuple[Any, list[str
     return page, errors, dialogs
 
 
-def test_demo_report_in_chromium(browser: Any, demo_doc: dict[str, Any]) -> None:
-    html = ARTIFACTS / "demo-report.html"
+def test_demo_report_in_chromium(browser: Any, demo_doc: dict[str, Any], artifacts: Path) -> None:
+    html = artifacts / "demo-report.html"
     render_to_file("html", ReportInput(document=typed(demo_doc), inventory_path=DEMO_INVENTORY), html)
     page, errors, dialogs = open_report(browser, html, java_script_enabled=False)
     try:
@@ -73,7 +92,7 @@ def test_demo_report_in_chromium(browser: Any, demo_doc: dict[str, Any]) -> None
         assert policy.locator("tr.r-waived").count() == 1
         assert "security-architecture@acme.example" in policy.inner_text()
         assert page.locator("table.findings .ev").count() > 50
-        page.screenshot(path=str(ARTIFACTS / "demo-report.png"), full_page=True)
+        page.screenshot(path=str(artifacts / "demo-report.png"), full_page=True)
         # print: navigation hidden, sections on their own pages
         page.emulate_media(media="print")
         assert page.locator("nav").is_hidden()
@@ -82,9 +101,11 @@ def test_demo_report_in_chromium(browser: Any, demo_doc: dict[str, Any]) -> None
         page.context.close()
 
 
-def test_hostile_inventory_executes_nothing(browser: Any, hostile_paths: tuple[Path, Path]) -> None:
+def test_hostile_inventory_executes_nothing(
+    browser: Any, hostile_paths: tuple[Path, Path], artifacts: Path
+) -> None:
     inventory, findings = hostile_paths
-    html = ARTIFACTS / "hostile-report.html"
+    html = artifacts / "hostile-report.html"
     render_to_file("html", ReportInput(document=load_document(findings), inventory_path=inventory), html)
     source = html.read_text()
     assert "<script" not in source.lower() and "<img" not in source and "<svg onload" not in source
@@ -107,6 +128,6 @@ def test_hostile_inventory_executes_nothing(browser: Any, hostile_paths: tuple[P
         # the values are shown, as text
         body = page.locator("body").inner_text()
         assert SCRIPT_TAG in body and IMG_BREAKOUT.strip('"') in body and HOSTILE_NAME in body
-        page.screenshot(path=str(ARTIFACTS / "hostile-report.png"))
+        page.screenshot(path=str(artifacts / "hostile-report.png"))
     finally:
         page.context.close()

@@ -1,10 +1,13 @@
 """Findings declared in a file (infrastructure as code) point into the repository in every report:
 SARIF results locate the file and line (so code scanning annotates the pull request diff), the HTML,
-Markdown and CSV show file:line; findings of a live scan keep the inventory location unchanged."""
+Markdown and CSV show file:line. Findings of a live scan point at the rule that decided them, never
+at the inventory snapshot (a file outside the repository whose lines move every run), and every
+result is identified by its resource (logical location) and a fingerprint of policy and resource."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from datetime import UTC, datetime
@@ -23,10 +26,14 @@ from auditor.model import (
     SourceLocation,
     StorageResource,
     Transport,
+    Unknown,
+    UnknownCode,
 )
+from auditor.policy.loader import shipped_policies_dir
 from auditor.report.base import ReportInput, render_to_file
 from auditor.report.sarif import source_artifact
 
+from .conftest import REPO
 from .test_formats import sarif_validator
 
 AT = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
@@ -89,10 +96,15 @@ LIVE = bucket("live-logs", ["us-east1"], "1.2", [evidence(["location"]), evidenc
 UNLINED = bucket("declared-no-line", ["us-east1"], "1.2", [evidence(["location"], "modules/b/main.tf")])
 
 
-def findings(tmp_path: Path, *records: StorageResource) -> tuple[FindingsDocument, Path]:
+def findings(
+    tmp_path: Path, *records: StorageResource, policies: list[Path] | None = None
+) -> tuple[FindingsDocument, Path]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     inventory = tmp_path / "inventory.jsonl"
     write_inventory(inventory, records)
-    result = run_check(CheckOptions(inventory=inventory, params={"zone": "eu"}))
+    # the shipped policies take the zone; a custom policy directory alone declares no parameter
+    params = {} if policies else {"zone": "eu"}
+    result = run_check(CheckOptions(inventory=inventory, policy_paths=policies or [], params=params))
     path = tmp_path / "findings.json"
     try:
         with path.open("wb") as handle:
@@ -139,7 +151,7 @@ def test_sarif_points_at_the_declaring_file_and_line(tmp_path: Path) -> None:
     }
     # the logical location stays the resource
     assert residency["locations"][0]["logicalLocations"] == [
-        {"name": "declared-logs", "fullyQualifiedName": "gs://declared-logs", "kind": "resource"}
+        {"name": "declared-logs", "fullyQualifiedName": "gs://declared-logs", "kind": "bucket"}
     ]
     # the replication declaration also decides where the data lives
     assert residency["relatedLocations"] == [
@@ -167,27 +179,119 @@ def test_sarif_points_at_the_declaring_file_and_line(tmp_path: Path) -> None:
     assert log["runs"][0]["originalUriBaseIds"]["%SRCROOT%"]["description"]["text"]
 
 
-def test_a_live_finding_keeps_the_inventory_location(tmp_path: Path) -> None:
+def rule_line(document: FindingsDocument, policy: str) -> int:
+    """The line of `policy` in its file, as the run recorded it (`path:line`)."""
+    source = next(p.source for p in document.run.policies if p.id == policy)
+    return int(source.rpartition(":")[2])
+
+
+def fingerprint(policy: str, resource_id: str) -> str:
+    return hashlib.sha256(f"{policy}\0{resource_id}".encode()).hexdigest()
+
+
+def test_a_live_finding_points_at_its_rule_not_at_the_inventory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(REPO)  # the repository checkout: the shipped policies are its own files here
     document, inventory = findings(tmp_path, DECLARED, LIVE)
     log = json.loads(render("sarif", document, inventory, tmp_path))
+    assert [f"{e.json_path}: {e.message}" for e in sarif_validator().iter_errors(log)] == []
     live = results_of(log, "live-logs", "residency.data-in-zone")
     assert live["locations"] == [
         {
             "physicalLocation": {
-                "artifactLocation": {"uri": str(inventory.resolve().as_uri())},
-                "region": {"startLine": 2},
+                "artifactLocation": {"uri": "policies/residency.yaml", "uriBaseId": "%SRCROOT%"},
+                "region": {"startLine": rule_line(document, "residency.data-in-zone")},
             },
             "logicalLocations": [
-                {"name": "live-logs", "fullyQualifiedName": "gs://live-logs", "kind": "resource"}
+                {"name": "live-logs", "fullyQualifiedName": "gs://live-logs", "kind": "bucket"}
             ],
         }
     ]
     assert "relatedLocations" not in live and "declaredAt" not in live["properties"]
+    assert "inventory.jsonl" not in json.dumps(log)
 
-    # a log of live findings only is exactly as before: no source root either
-    only_live, inventory = findings(tmp_path / "live", LIVE)
-    log = json.loads(render("sarif", only_live, inventory, tmp_path))
-    assert "originalUriBaseIds" not in log["runs"][0]
+    # the identity code scanning tracks: policy + resource, one alert per resource of a rule
+    assert live["partialFingerprints"] == {
+        "auditorFinding/v1": fingerprint("residency.data-in-zone", "gs://live-logs"),
+        "primaryLocationLineHash": fingerprint("residency.data-in-zone", "gs://live-logs")[:16] + ":1",
+    }
+    declared = results_of(log, "declared-logs", "residency.data-in-zone")
+    assert (
+        declared["partialFingerprints"]["primaryLocationLineHash"]
+        != (live["partialFingerprints"]["primaryLocationLineHash"])
+    )
+
+
+def test_live_locations_and_fingerprints_are_the_same_in_every_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another run, with the inventory in another order and another place, gives each finding the
+    same location and fingerprints: a dashboard sees the same alerts, not new ones."""
+    monkeypatch.chdir(REPO)
+    other = bucket("other-logs", ["europe-west1"], "1.0", [evidence(["location"]), evidence(["transport"])])
+    first_doc, first_inventory = findings(tmp_path / "one", LIVE, other)
+    second_doc, second_inventory = findings(tmp_path / "two", other, UNLINED, LIVE)
+
+    def anchors(document: FindingsDocument, inventory: Path) -> dict[tuple[str, str], Any]:
+        log = json.loads(render("sarif", document, inventory, inventory.parent))
+        return {
+            (r["ruleId"], r["locations"][0]["logicalLocations"][0]["fullyQualifiedName"]): (
+                r["locations"],
+                r["partialFingerprints"],
+            )
+            for r in log["runs"][0]["results"]
+        }
+
+    first, second = anchors(first_doc, first_inventory), anchors(second_doc, second_inventory)
+    shared = first.keys() & second.keys()
+    assert {resource for _, resource in shared} == {"gs://live-logs", "gs://other-logs"}
+    assert all(first[key] == second[key] for key in shared)
+
+
+def test_a_live_finding_of_a_shipped_policy_outside_the_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run elsewhere than the repository (auditor installed, its policies in site-packages), a live
+    finding points at the shipped policy file relative to AUDITOR_POLICIES, not at a machine path."""
+    document, inventory = findings(tmp_path, LIVE)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    log = json.loads(render("sarif", document, inventory, tmp_path))
+    assert [f"{e.json_path}: {e.message}" for e in sarif_validator().iter_errors(log)] == []
+    live = results_of(log, "live-logs", "residency.data-in-zone")
+    assert live["locations"][0]["physicalLocation"] == {
+        "artifactLocation": {"uri": "residency.yaml", "uriBaseId": "AUDITOR_POLICIES"},
+        "region": {"startLine": rule_line(document, "residency.data-in-zone")},
+    }
+    bases = log["runs"][0]["originalUriBaseIds"]
+    assert list(bases) == ["AUDITOR_POLICIES"]  # no repository source here
+    assert bases["AUDITOR_POLICIES"]["uri"] == shipped_policies_dir().resolve().as_uri() + "/"
+
+
+def test_a_live_finding_of_a_policy_elsewhere_points_at_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    custom = tmp_path / "custom-policies"
+    custom.mkdir()
+    (custom / "tls.yaml").write_text(
+        "policies:\n"
+        "  - id: custom.tls\n"
+        "    title: TLS 1.3 only\n"
+        "    description: The store refuses TLS before 1.3.\n"
+        "    severity: high\n"
+        "    condition: {attribute: transport.min_tls_version, op: equals, value: '1.3'}\n"
+    )
+    document, inventory = findings(tmp_path, LIVE, policies=[custom])
+    monkeypatch.chdir(REPO)  # the custom policy is outside this checkout
+    log = json.loads(render("sarif", document, inventory, tmp_path))
+    assert [f"{e.json_path}: {e.message}" for e in sarif_validator().iter_errors(log)] == []
+    custom_result = results_of(log, "live-logs", "custom.tls")
+    assert custom_result["locations"][0]["physicalLocation"] == {
+        "artifactLocation": {"uri": (custom / "tls.yaml").resolve().as_uri()},
+        "region": {"startLine": rule_line(document, "custom.tls")},
+    }
 
 
 @pytest.mark.parametrize(
@@ -212,11 +316,11 @@ def test_html_markdown_and_csv_show_file_and_line(tmp_path: Path) -> None:
     assert f"declared at <code>{MAIN_TF}:12 (google_storage_bucket.b)</code>" in html
 
     markdown = render("markdown", document, inventory, tmp_path).decode()
-    declared_rows = [
-        line for line in markdown.splitlines() if "declared\\-logs" in line or "declared-logs" in line
-    ]
+    # the rows of the failures table, one per finding (other sections group resources per fix)
+    failure_rows = markdown.split("### Top failures", 1)[1].splitlines()
+    declared_rows = [line for line in failure_rows if "declared\\-logs" in line or "declared-logs" in line]
     assert declared_rows and all(" at infra/storage/main.tf:" in line for line in declared_rows)
-    live_rows = [line for line in markdown.splitlines() if "live" in line and "logs" in line]
+    live_rows = [line for line in failure_rows if "live" in line and "logs" in line]
     assert live_rows and all(" at " not in line.split("|")[3] for line in live_rows)
 
     rows = list(csv.DictReader(io.StringIO(render("csv", document, inventory, tmp_path).decode())))
@@ -226,3 +330,18 @@ def test_html_markdown_and_csv_show_file_and_line(tmp_path: Path) -> None:
     )
     assert by_key[("declared-logs", "transport.tls-minimum")]["evidence_locations"] == f"{MAIN_TF}:31"
     assert by_key[("live-logs", "residency.data-in-zone")]["evidence_locations"] == ""
+
+
+def test_an_undecided_result_says_how_to_decide_it(tmp_path: Path) -> None:
+    readable = bucket("denied-logs", ["europe-west1"], "1.2", [evidence(["location"])])
+    unread = {"transport.min_tls_version": Unknown(code=UnknownCode.ACCESS_DENIED, reason="403 Forbidden")}
+    denied = readable.model_copy(update={"unknown": unread})
+    document, inventory = findings(tmp_path, denied)
+    log = json.loads(render("sarif", document, inventory, tmp_path))
+    assert [f"{e.json_path}: {e.message}" for e in sarif_validator().iter_errors(log)] == []
+    undecided = results_of(log, "denied-logs", "transport.tls-minimum")
+    assert (undecided["kind"], undecided["level"]) == ("open", "none")
+    assert "To decide it: transport.min_tls_version (access denied): grant " in undecided["message"]["text"]
+    [action] = undecided["properties"]["toDecide"]
+    assert (action["attribute"], action["code"]) == ("transport.min_tls_version", "access_denied")
+    assert action["permissions"] and all(p in undecided["message"]["text"] for p in action["permissions"])

@@ -246,4 +246,6 @@ def test_executor_dask_without_dask_installed_is_an_input_error() -> None:
         "try:\n    make_executor('dask').start()\n"
         "except InputError as exc:\n    print(exc)\n"
     )
-    assert done.returncode == 0 and "pip install 'auditor[dask]'" in done.stdout, done.stderr
+    assert done.returncode == 0 and "pip install '.[dask]' from an auditor checkout" in done.stdout, (
+        done.stderr
+    )

@@ -76,7 +76,7 @@ def test_end_to_end_scan_and_check(tmp_path: Path) -> None:
     estate = build_estate(boto3.Session(region_name="us-east-1"))
     result, records = scan_inventory(tmp_path)
     assert sorted(records) == sorted(estate.buckets)
-    assert "API calls" in result.stderr and "s3:GetBucketTagging" in result.stderr
+    assert "API calls" in result.stdout and "s3:GetBucketTagging" in result.stdout
 
     def rec(name: str) -> StorageResource:
         record = records[name]
@@ -168,15 +168,15 @@ def test_role_that_cannot_be_assumed_is_a_coverage_gap(tmp_path: Path, moto_serv
     )
     gap = records["gap:333333333333"]
     assert isinstance(gap, CoverageGap) and gap.code == UnknownCode.ACCESS_DENIED and gap.scope == "account"
-    assert "1 coverage gaps" in result.stderr
+    assert "1 coverage gaps" in result.stdout
 
 
 def test_training_policies_read_only_tags(tmp_path: Path) -> None:
     estate = build_small_estate(boto3.Session(region_name="us-east-1"))
     result, records = scan_inventory(tmp_path, "--policies", str(POLICIES / "training.yaml"))
     n = len(estate.buckets)
-    assert f"s3:GetBucketTagging: {n} (1.00 per resource)" in result.stderr
-    assert [line for line in result.stderr.splitlines() if "s3:Get" in line or "kms:" in line] == [
+    assert f"s3:GetBucketTagging: {n} (1.00 per resource)" in result.stdout
+    assert [line for line in result.stdout.splitlines() if "s3:Get" in line or "kms:" in line] == [
         f"  s3:GetBucketTagging: {n} (1.00 per resource)"
     ]
     assert all(r.location is None and r.encryption is None for r in records.values())

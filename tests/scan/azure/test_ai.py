@@ -197,8 +197,8 @@ def test_a_cognitive_services_kind_that_hosts_no_models_is_not_an_ai_resource(ai
 
 def test_an_ai_only_policy_set_makes_no_storage_request(ai_scan: AiScan) -> None:
     assert ai_scan.requests and not ai_scan.seen("Microsoft.Storage")
-    assert "storage:" not in ai_scan.result.stderr and "blob:" not in ai_scan.result.stderr
-    assert f"{OP_AI_ACCOUNTS}: " in ai_scan.result.stderr
+    assert "storage:" not in ai_scan.result.output and "blob:" not in ai_scan.result.output
+    assert f"{OP_AI_ACCOUNTS}: " in ai_scan.result.stdout
 
 
 def test_an_arm_token_is_enough_when_no_container_is_listed(

@@ -118,8 +118,8 @@ def sg(cli_scan: CliScan) -> dict[tuple[str, str], str]:
 
 
 def test_scan_summary_and_gaps(cli_scan: CliScan) -> None:
-    assert "inventory written to" in cli_scan.result.stderr
-    assert "blob:ListContainers" in cli_scan.result.stderr
+    assert "inventory written to" in cli_scan.result.stdout
+    assert "blob:ListContainers" in cli_scan.result.stdout
     # The shipped policies target AI kinds too: the recorded estate's AI gaps join the storage ones
     # (tests/scan/azure/test_ai.py).
     assert sorted((g.account, g.scope) for g in cli_scan.gaps) == [

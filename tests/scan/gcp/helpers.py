@@ -38,7 +38,7 @@ class ScanRun:
 
     def operations(self) -> dict[str, int]:
         """Every operation count the scan summary printed."""
-        found = re.findall(r"^  ([a-z]+:[A-Za-z.]+): (\d+) ", self.result.stderr, re.MULTILINE)
+        found = re.findall(r"^  ([a-z]+:[A-Za-z.]+): (\d+) ", self.result.stdout, re.MULTILINE)
         return {op: int(n) for op, n in found}
 
     def calls(self, operation: str) -> int:

@@ -44,7 +44,7 @@ def test_scan_then_check_zone_eu(estate_server: AdminApiServer, tmp_path: Path) 
     env = user_env(OPENAI_ADMIN_KEY=ADMIN_KEY, OPENAI_BASE_URL=estate_server.base_url)
     scan = auditor("scan", "openai", "-o", "ai.jsonl", env=env, cwd=tmp_path)
     assert scan.returncode == 0, scan.stderr
-    assert "scan openai: 14 resources, 0 coverage gaps" in scan.stderr
+    assert "scan openai: 14 resources, 0 coverage gaps" in scan.stdout
     check = auditor(
         "check", "--inventory", "ai.jsonl", "--param", "zone=eu", "--format", "json", env=env, cwd=tmp_path
     )
@@ -107,6 +107,6 @@ def test_a_storage_only_policy_set_sends_nothing(estate_server: AdminApiServer, 
     env = user_env(OPENAI_ADMIN_KEY=ADMIN_KEY, OPENAI_BASE_URL=estate_server.base_url)
     scan = auditor("scan", "openai", "-o", "ai.jsonl", "--policies", policies, env=env, cwd=tmp_path)
     assert scan.returncode == 0, scan.stderr
-    assert "scan openai: 0 resources, 0 coverage gaps, 0 API calls" in scan.stderr
+    assert "scan openai: 0 resources, 0 coverage gaps, 0 API calls" in scan.stdout
     assert estate_server.served() == []
     assert (tmp_path / "ai.jsonl").read_text() == ""

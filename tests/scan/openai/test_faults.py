@@ -51,7 +51,7 @@ def test_a_denied_listing_is_a_gap_and_exit_3(estate_server: AdminApiServer, tmp
     assert found[0].reason.endswith("not listed: its projects")
     assert found[0].evidence[0].response["status"] == 403
     assert MISSING_SCOPE in found[0].evidence[0].response["head"]
-    assert "nothing scanned: every scope failed" in run.result.stderr
+    assert "nothing scanned: every scope failed" in run.result.stdout
     assert len(estate_server.served(PROJECTS)) == 1  # a 403 is not retried
 
 
