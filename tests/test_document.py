@@ -207,7 +207,7 @@ def test_a_1_4_document_without_ai_fields_still_loads_and_renders(tmp_path: Path
     data = json.loads(written(CheckOptions(inventory=DEMO, params={"zone": "eu"})))
     data["run"]["schema_version"] = "1.4"
     for finding in data["findings"]:
-        for key in ("processing_regions", "training", "attested"):
+        for key in ("processing_regions", "training", "attested", "owner"):
             finding["resource"].pop(key, None)
     document = check_document(data, "old.json")
     assert all(f.resource.processing_regions is None and not f.resource.attested for f in document.findings)

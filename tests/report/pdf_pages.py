@@ -61,20 +61,20 @@ def is_heading(line: Line, headings: list[str]) -> bool:
     return line.size >= HEADING_POINTS and any(line.text in heading for heading in headings)
 
 
-def stranded_headings(path: Path, headings: list[str]) -> list[tuple[int, str]]:
-    """(page number, text) of every page whose last line is a heading: a heading cut off from what it
-    introduces."""
+def stranded_headings(pages: list[list[Line]], headings: list[str]) -> list[tuple[int, str]]:
+    """(page number, text) of every page (`page_lines`) whose last line is a heading: a heading cut
+    off from what it introduces."""
     found = []
-    for number, lines in enumerate(page_lines(path), 1):
+    for number, lines in enumerate(pages, 1):
         last = last_lines(lines)
         if last and any(is_heading(line, headings) for line in last):
             found.append((number, " ".join(line.text for line in last)))
     return found
 
 
-def heading_lines(path: Path, headings: list[str]) -> int:
+def heading_lines(pages: list[list[Line]], headings: list[str]) -> int:
     """How many heading runs the pages hold (the check above is not vacuous when this is large)."""
-    return sum(is_heading(line, headings) for lines in page_lines(path) for line in lines)
+    return sum(is_heading(line, headings) for lines in pages for line in lines)
 
 
 def squashed(text: str) -> str:

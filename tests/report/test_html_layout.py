@@ -15,7 +15,7 @@ from auditor.permissions import permission_table
 from auditor.report.base import ReportInput, render_to_file
 
 from .conftest import DEMO_INVENTORY, typed
-from .pdf_pages import heading_lines, page_texts, squashed, stranded_headings
+from .pdf_pages import heading_lines, page_lines, page_texts, squashed, stranded_headings
 
 WIDTHS = (1400, 390)
 SEVERITY_RANK = {s.value: i for i, s in enumerate(Severity)}
@@ -160,10 +160,28 @@ def test_chromium_print_has_a_running_header_and_no_stranded_heading(
         assert f"Run {run_id}" in text, f"page {number} has no run id"
         assert f"page {number} of {len(texts)}" in text
         assert "zone eu" in text
-    assert heading_lines(pdf, headings) > 30  # the check below sees the headings it judges
-    assert stranded_headings(pdf, headings) == []
+    pages = page_lines(pdf)
+    assert heading_lines(pages, headings) > 30  # the check below sees the headings it judges
+    assert stranded_headings(pages, headings) == []
     # print lists every passing resource: nothing is left to "open the HTML file"
     body = squashed("\n".join(texts))
     assert "open the HTML file" not in body
     passing = {f["resource"]["name"] for f in demo_doc["findings"] if f["status"] == "pass"}
     assert [name for name in sorted(passing) if name not in body] == []
+
+
+def test_the_stranded_heading_check_sees_one(browser: Any, tmp_path: Path) -> None:
+    """A heading pushed to the bottom of a page, its content on the next: the check finds it."""
+    html = tmp_path / "stranded.html"
+    html.write_text(
+        "<!DOCTYPE html><style>@page { size: A4; margin: 16mm 12mm 14mm; }</style>"
+        '<div style="height: 245mm"></div><h3 style="font-size: 16px">Stranded heading</h3>'
+        '<div style="height: 200mm; break-inside: avoid; border: 1px solid">content</div>'
+    )
+    page, _ = open_page(browser, html, 1400)
+    try:
+        pdf = tmp_path / "stranded.pdf"
+        page.pdf(path=str(pdf), format="A4")
+    finally:
+        page.context.close()
+    assert stranded_headings(page_lines(pdf), ["Stranded heading"]) == [(1, "Stranded heading")]

@@ -35,7 +35,7 @@ from auditor.report.undecided import UNKNOWN_ACTIONS, action_for, denied_permiss
 from auditor.report.view import build_view
 
 from .conftest import DEMO_INVENTORY, REPO, typed
-from .pdf_pages import heading_lines, page_texts, squashed, stranded_headings
+from .pdf_pages import heading_lines, page_lines, page_texts, squashed, stranded_headings
 
 REPORTS = (
     "report.html",
@@ -111,8 +111,9 @@ def test_the_pdf_has_a_bookmark_outline_and_keeps_headings_with_their_content(de
         " ".join(unescape(re.sub(r"<[^>]+>", "", h)).split())
         for h in re.findall(r"<h[1-4][^>]*>(.*?)</h[1-4]>", html)
     ]
-    assert heading_lines(demo_job / "report.pdf", headings) > 30
-    assert stranded_headings(demo_job / "report.pdf", headings) == []
+    pages = page_lines(demo_job / "report.pdf")
+    assert heading_lines(pages, headings) > 30
+    assert stranded_headings(pages, headings) == []
 
 
 def test_without_the_extra_pdf_is_a_clear_input_error(
