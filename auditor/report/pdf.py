@@ -1,6 +1,6 @@
 """The PDF evidence report: the HTML report's template laid out on A4 pages by WeasyPrint.
 
-An optional extra (`pip install 'auditor[pdf]'`; WeasyPrint needs the Pango library, Debian's
+An optional extra (`pip install '.[pdf]'`; WeasyPrint needs the Pango library, Debian's
 libpango-1.0-0 and libpangoft2-1.0-0). The same template and stylesheet as the HTML report, in paged
 mode: every passing resource listed by name instead of the screen's capped evidence tables; a running
 header with the run id, zone and date and a page number on every page (`@page` margin boxes); and a
@@ -17,7 +17,9 @@ from auditor.report.base import Renderer, ReportInput
 from auditor.report.html import report_template, template_context
 from auditor.report.view import build_view
 
-INSTALL_HINT = "pip install 'auditor[pdf]' (WeasyPrint; on Debian also libpango-1.0-0 libpangoft2-1.0-0)"
+INSTALL_HINT = (
+    "pip install '.[pdf]' from an auditor checkout (WeasyPrint; on Debian also libpango-1.0-0 libpangoft2-1.0-0)"
+)
 
 
 class PdfRenderer(Renderer):

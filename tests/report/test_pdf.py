@@ -126,16 +126,16 @@ def test_without_the_extra_pdf_is_a_clear_input_error(
     )
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "pip install 'auditor[pdf]'" in lines[0]
+    assert len(lines) == 1 and "pip install '.[pdf]'" in lines[0]
     assert not out.exists() and list(tmp_path.iterdir()) == []
     # the demo leaves it out (and says so); a job that asks for it is refused before writing anything
     assert "pdf" not in demo_config(tmp_path / "demo", environ={}).outputs.formats
-    assert "pip install 'auditor[pdf]'" in (unavailable("pdf") or "")
+    assert "pip install '.[pdf]'" in (unavailable("pdf") or "")
     (tmp_path / "auditor.yaml").write_text(
         f"inventories: [{DEMO_INVENTORY}]\noutputs:\n  directory: {tmp_path / 'out'}\n  formats: [html, pdf]\n"
     )
     job = CliRunner().invoke(cli, ["audit", "--config", str(tmp_path / "auditor.yaml")])
-    assert job.exit_code == 2 and "auditor[pdf]" in job.stderr
+    assert job.exit_code == 2 and "pip install '.[pdf]'" in job.stderr
     assert not (tmp_path / "out").exists()
 
 
