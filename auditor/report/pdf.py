@@ -18,7 +18,8 @@ from auditor.report.html import report_template, template_context
 from auditor.report.view import build_view
 
 INSTALL_HINT = (
-    "pip install '.[pdf]' from an auditor checkout (WeasyPrint; on Debian also libpango-1.0-0 libpangoft2-1.0-0)"
+    "pip install '.[pdf]' from an auditor checkout "
+    "(WeasyPrint; on Debian also libpango-1.0-0 libpangoft2-1.0-0)"
 )
 
 
