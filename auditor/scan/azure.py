@@ -272,15 +272,7 @@ class AzureScanner(Scanner):
             check=lambda: check_arm_page(self._answer, OP_ACCOUNTS),
             item=lambda account: jsonable(dict(account)),
         )
-        listed = 0
-        for entries in listing:
-            at = now()
-            for entry in entries:
-                listed += 1
-                yield entry, at
-        gap = listing.gap(subscription, "subscription", listed, "storage account")
-        if gap is not None:
-            emit(gap)
+        yield from listing.entries(subscription, "subscription", "storage account", emit)
 
     def _scan_account_guarded(
         self,

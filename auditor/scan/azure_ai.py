@@ -205,15 +205,7 @@ class AzureAI:
             {"subscription": subscription},
             lambda: self._pages(subscription, path),
         )
-        listed = 0
-        for entries in listing:
-            at = now()
-            for entry in entries:
-                listed += 1
-                yield entry, at
-        gap = listing.gap(subscription, "ai-accounts", listed, "Cognitive Services account")
-        if gap is not None:
-            emit(gap)
+        yield from listing.entries(subscription, "ai-accounts", "Cognitive Services account", emit)
 
     # --- one account ------------------------------------------------------------------------------
 

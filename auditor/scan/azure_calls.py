@@ -357,7 +357,21 @@ class Listing:
             yield got.value
             self.answer.clear()
 
-    def gap(self, subscription: str, scope: str, listed: int, what: str) -> CoverageGap | None:
+    def entries(
+        self, subscription: str, scope: str, what: str, emit_gap: Callable[[CoverageGap], None]
+    ) -> Iterator[tuple[Any, datetime]]:
+        """Each listed item with the time its page was read; a failed listing then emits its gap."""
+        listed = 0
+        for page in self:
+            at = datetime.now(UTC)
+            for entry in page:
+                listed += 1
+                yield entry, at
+        gap = self._gap(subscription, scope, listed, what)
+        if gap is not None:
+            emit_gap(gap)
+
+    def _gap(self, subscription: str, scope: str, listed: int, what: str) -> CoverageGap | None:
         """The coverage gap a failed listing leaves (None if it did not fail): its code and reason,
         the size of a malformed answer, how many `what` were listed before it stopped."""
         failed = self.failure
