@@ -6,6 +6,7 @@ flat however large the estate.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from pathlib import Path
 from auditor import __version__
 from auditor.attestations import with_expired_attestations
 from auditor.document import (
+    REFERENCE_SCHEMA_VERSION,
     SCHEMA_VERSION,
     AccountRef,
     CoverageInfo,
@@ -65,6 +67,8 @@ class CheckOptions:
     selection: PolicySelection = field(default_factory=PolicySelection)
     # How a parameter is named in errors: `--param NAME`, or the config key it came from.
     param_where: Callable[[str], str] = command_line_param
+    # `inline` (schema 1.6: findings copy their evidence) or `reference` (2.0: they index it).
+    evidence: str = "inline"
 
 
 @dataclass
@@ -105,19 +109,33 @@ def run_check(
     *,
     on_finding: Callable[[Finding], None] | None = None,
     spool_dir: Path | None = None,
+    reference_path: bool = False,
+    remember_decisions: bool = True,
 ) -> CheckResult:
-    """Evaluate; bad input raises InputError before anything is written."""
+    """Evaluate; bad input raises InputError before anything is written.
+
+    Findings are written as JSON straight from shared parts (`Evaluator.encode`); with `on_finding`
+    (or `reference_path`) each is built as a `Finding` object first, the same bytes more slowly.
+    """
     started = datetime.now(UTC)
     compiled, waivers, catalog = _prepare(options)
-    evaluator = Evaluator(compiled, waivers, options.fail_on)
+    evaluator = Evaluator(compiled, waivers, options.fail_on, remember_decisions=remember_decisions)
+    reference = options.evidence == "reference"
+    digest = hashlib.sha256()
     spool = FindingsSpool(spool_dir)
     try:
         # An attestation that expired before the check date no longer vouches for its value.
-        records = with_expired_attestations(read_inventory(options.inventory), options.today or date.today())
-        for finding in evaluator.run(records):
-            spool.add(finding)
-            if on_finding is not None:
-                on_finding(finding)
+        records = with_expired_attestations(
+            read_inventory(options.inventory, digest=digest), options.today or date.today()
+        )
+        if on_finding is None and not reference_path:
+            for encoded in evaluator.encode(records, reference=reference):
+                spool.add_json(encoded)
+        else:
+            for finding in evaluator.run(records):
+                spool.add(finding, reference=reference)
+                if on_finding is not None:
+                    on_finding(finding)
     except BaseException:
         spool.close()
         raise
@@ -145,6 +163,8 @@ def run_check(
         ),
         catalog=catalog,
         selection=options.selection,
+        inventory_digest=f"sha256:{digest.hexdigest()}",
+        evidence=options.evidence,
     )
     return CheckResult(run=run, spool=spool, exit_code=exit_code)
 
@@ -161,12 +181,14 @@ def run_info(
     gate: GateInfo,
     catalog: ZoneCatalog | None = None,
     selection: PolicySelection | None = None,
+    inventory_digest: str | None = None,
+    evidence: str = "inline",
 ) -> RunInfo:
     """The document's `run`: what ran, on what, with which result and coverage, and each policy's
     text and the residency zone as evaluated, so reports never read policy files again."""
     parameters = {name: value for c in policies for name, value in c.parameters.items()}
     run = RunInfo(
-        schema_version=SCHEMA_VERSION,
+        schema_version=REFERENCE_SCHEMA_VERSION if evidence == "reference" else SCHEMA_VERSION,
         id=run_id,
         tool=ToolInfo(name="auditor", version=__version__),
         started_at=started_at.isoformat(),
@@ -211,7 +233,10 @@ def run_info(
             ],
         ),
         gate=gate,
+        evidence=evidence,
     )
+    if inventory_digest is not None:
+        run.inventory_digest = inventory_digest
     zone = run.zone_name
     if catalog is not None and zone is not None and zone in catalog.zones:
         run.zone = _zone_info(catalog, zone)
@@ -236,7 +261,7 @@ def _policy_info(compiled: CompiledPolicy, totals: RunTotals) -> PolicyInfo:
         controls=policy.controls,
         counts={Status(s): n for s, n in totals.by_policy.get(policy.id, {}).items()},
         description=policy.description,
-        expected=policy.expected or "",
+        expected=compiled.expected,
         remediation={str(provider): text for provider, text in policy.remediation.items()},
         references=list(policy.references),
     )

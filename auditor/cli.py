@@ -211,6 +211,15 @@ def _scan_result(summary: Any) -> None:
     "--output", "-o", type=click.Path(path_type=Path, dir_okay=False), help="Write here (atomically)."
 )
 @click.option(
+    "--evidence",
+    "evidence_form",
+    type=click.Choice(["inline", "reference"]),
+    default="inline",
+    show_default=True,
+    help="With --format json: findings copy their evidence (inline, schema 1.6), or point at it in the "
+    "inventory (reference, schema 2.0: smaller; `auditor report --inventory` resolves it).",
+)
+@click.option(
     "--fail-on",
     type=click.Choice([s.value for s in Severity]),
     default=Severity.INFO.value,
@@ -241,6 +250,7 @@ def check(
     waivers_path: Path | None,
     output_format: str,
     output: Path | None,
+    evidence_form: str,
     fail_on: str,
     allow_incomplete: bool,
     allow_empty: bool,
@@ -267,15 +277,17 @@ def check(
         allow_empty=allow_empty,
         today=today.date() if today else None,
         selection=policy_selection(select_policy, skip_policy, min_severity),
+        evidence=evidence_form,
     )
     kept: list[Finding] = []
 
     def keep(finding: Finding) -> None:
-        if output_format == "table" and finding.status is not Status.PASS:
+        if finding.status is not Status.PASS:
             kept.append(finding)
 
     spool_dir = output.parent if output is not None and output.parent.is_dir() else None
-    checked = run_check(options, on_finding=keep, spool_dir=spool_dir)
+    # The table needs the findings as objects; the JSON document is written from shared parts.
+    checked = run_check(options, on_finding=keep if output_format == "table" else None, spool_dir=spool_dir)
     run = checked.run
     try:
         if output_format == "json":

@@ -32,9 +32,18 @@ from auditor.inputfile import MAX_FINDINGS_BYTES, read_input
 # 1.5: AI resources: new kinds (ai-project, ai-deployment, ...), and `resource.processing_regions`,
 # `resource.training` and `resource.attested` (each left out where the resource has none), and
 # `resource.owner` (the resource's `owner` tag, left out where it has none).
-SCHEMA_VERSION = "1.5"
-SUPPORTED_MAJOR = "1"
+# 1.6: `run.inventory_digest` (sha256 of the inventory read) and `run.evidence` ("inline").
+# 2.0: the reference form (`auditor check --evidence reference`): findings point at the inventory's
+# evidence (`evidence_refs`: indexes into the resource's `evidence`) instead of copying it, leave
+# `controls` and `expected` to `run.policies[]`, and `underlying_status` out where it equals `status`;
+# `run.evidence` is "reference". Otherwise as 1.6.
+SCHEMA_VERSION = "1.6"
+REFERENCE_SCHEMA_VERSION = "2.0"
+SUPPORTED_MAJORS = ("1", "2")
+SUPPORTED_MAJOR = "1"  # the major of the inline form (kept for callers of 1.x)
+EVIDENCE_FORMS = ("inline", "reference")
 NOT_RECORDED = "not recorded in this findings file"
+_SPOOL_BUFFER = 1 << 20  # a resource's findings are a few KB: written in large blocks, not one call each
 
 
 class _Open(BaseModel):
@@ -224,6 +233,20 @@ class RunInfo(_Open):
     zone: ZoneInfo | None = None
     audit: AuditInfo | None = None
     selection: SelectionInfo | None = None
+    inventory_digest: str | None = None
+    evidence: str | None = None
+
+    def policy_expected(self, policy_id: Any) -> str:
+        """`expected` of the run's policy `policy_id` ('' when the run does not list it)."""
+        for policy in self.policies:
+            if policy.id == policy_id:
+                return policy.expected or ""
+        return ""
+
+    @property
+    def evidence_form(self) -> str:
+        """`inline` (findings copy their evidence) or `reference` (they point into the inventory)."""
+        return self.evidence or "inline"
 
     @property
     def zone_name(self) -> str | None:
@@ -299,6 +322,8 @@ class FindingRecord(_Open):
 
     `evidence` items and `observed` values stay plain JSON: they are the clouds' raw answers.
     `baselined` is written by `auditor audit --baseline` on accepted failures.
+    In the reference form (2.0) `evidence_refs` index the resource's `evidence` in the inventory
+    instead of `evidence`, and `controls` are the policy's (`run.policies[].controls`).
     """
 
     policy_id: str
@@ -309,11 +334,12 @@ class FindingRecord(_Open):
     message: str
     observed: dict[str, Any]
     expected: str
-    controls: dict[str, list[str]]
-    evidence: list[dict[str, Any]]
+    controls: dict[str, list[str]] = Field(default_factory=dict)
+    evidence: list[dict[str, Any]] = Field(default_factory=list)
     reasons: list[str] = Field(default_factory=list)
     waiver: WaiverApplied | None = None
     baselined: bool = False
+    evidence_refs: list[int] | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -353,15 +379,24 @@ class FindingsSpool:
     def __init__(self, directory: Path | None = None) -> None:
         fd, name = tempfile.mkstemp(prefix=".findings.", suffix=".spool", dir=directory)
         self.path = Path(name)
-        self._handle: IO[bytes] = os.fdopen(fd, "w+b")
+        self._handle: IO[bytes] = os.fdopen(fd, "w+b", buffering=_SPOOL_BUFFER)
         self._first = True
 
-    def add(self, finding: Finding) -> None:
-        """Append one finding."""
+    def add(self, finding: Finding, *, reference: bool = False) -> None:
+        """Append one finding (`reference`: in the reference form, schema 2.0)."""
         if not self._first:
             self._handle.write(b",\n")
         self._first = False
-        self._handle.write(orjson.dumps(finding.to_json_dict()))
+        self._handle.write(orjson.dumps(finding.to_json_dict(reference=reference)))
+
+    def add_json(self, findings: bytes) -> None:
+        """Append findings already serialised: JSON objects joined by ``,\\n`` (`Evaluator.encode`)."""
+        if not findings:
+            return
+        if not self._first:
+            self._handle.write(b",\n")
+        self._first = False
+        self._handle.write(findings)
 
     def write_document(self, out: IO[bytes], run: RunInfo) -> None:
         """Write `{"run": ..., "findings": [...]}` to `out`."""
@@ -443,31 +478,77 @@ def _finding_message(error: Any) -> str:
     return str(_TYPE_WORDS.get(error["type"], error["msg"]))
 
 
+def _first_error(exc: ValidationError, prefix: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
+    # Within the part, a missing field or a wrong type before a value outside its set, as 1.x
+    # readers were told.
+    errors = exc.errors(include_url=False)
+    first = next((e for e in errors if e["type"] != "enum"), errors[0])
+    return (*prefix, *first["loc"]), first
+
+
+def check_run(data: Any, where: str) -> RunInfo:
+    """The document's `run` object, checked: a schema version this auditor reads (1.x inline, 2.x
+    reference form) and every field; else InputError naming `where` and the field."""
+    if not isinstance(data, dict):
+        raise InputError(where, "not a findings document: expected an object with 'run' and 'findings'")
+    version = data.get("schema_version")
+    if not isinstance(version, str) or version.split(".", 1)[0] not in SUPPORTED_MAJORS:
+        readable = " and ".join(f"{major}.x" for major in SUPPORTED_MAJORS)
+        raise InputError(
+            f"{where}: run.schema_version",
+            f"unsupported findings schema version {version!r} (this auditor reads {readable})",
+        )
+    try:
+        run = RunInfo.model_validate(data)
+    except ValidationError as exc:
+        loc, first = _first_error(exc, ("run",))
+        raise InputError(f"{where}: {_dotted(loc)}", first["msg"]) from None
+    if run.evidence_form not in EVIDENCE_FORMS:
+        raise InputError(
+            f"{where}: run.evidence", f"{run.evidence!r} is not one of {', '.join(EVIDENCE_FORMS)}"
+        )
+    return run
+
+
+def check_finding(data: Any, where: str, index: int, run: RunInfo) -> FindingRecord:
+    """`findings[index]` of a document whose run is `run`, checked; else InputError such as
+    `f.json: findings[3].status: 'maybe' is not one of pass, fail, error, waived`.
+
+    An inline finding must carry `evidence` and `controls`; a reference-form finding `evidence_refs`.
+    """
+    reference = run.evidence_form == "reference"
+    required = ("evidence_refs",) if reference else ("controls", "evidence")
+    if isinstance(data, dict):
+        for name in required:
+            if name not in data:
+                raise InputError(f"{where}: findings[{index}].{name}", _TYPE_WORDS["missing"])
+    filled: dict[str, Any] = {}
+    if reference and isinstance(data, dict):  # what the reference form leaves to the run, or to `status`
+        if "underlying_status" not in data:
+            filled["underlying_status"] = data.get("status")
+        if "expected" not in data:
+            filled["expected"] = run.policy_expected(data.get("policy_id"))
+    try:
+        finding = FindingRecord.model_validate({**data, **filled} if filled else data)
+    except ValidationError as exc:
+        loc, first = _first_error(exc, ("findings", index))
+        raise InputError(f"{where}: {_dotted(loc)}", _finding_message(first)) from None
+    finding.__pydantic_fields_set__.difference_update(filled)  # written out again as they were read
+    return finding
+
+
 def check_document(data: Any, where: str) -> FindingsDocument:
     """`data` (parsed JSON) as a findings document this version can read; else InputError naming
-    `where` and the first field that is wrong, such as `f.json: findings[3].status: ...`."""
+    `where` and the first field that is wrong (the run's, else the first bad finding's), such as
+    `f.json: findings[3].status: ...`."""
     if not isinstance(data, dict) or not isinstance(data.get("run"), dict):
         raise InputError(where, "not a findings document: expected an object with 'run' and 'findings'")
     if not isinstance(data.get("findings"), list):
         raise InputError(where, "not a findings document: 'findings' must be a list")
-    version = data["run"].get("schema_version")
-    if not isinstance(version, str) or version.split(".", 1)[0] != SUPPORTED_MAJOR:
-        raise InputError(
-            f"{where}: run.schema_version",
-            f"unsupported findings schema version {version!r} (this auditor reads {SUPPORTED_MAJOR}.x)",
-        )
-    try:
-        return FindingsDocument.model_validate(data)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        # The first part that is wrong (the run, else the first bad finding); within it, a missing
-        # field or a wrong type before a value outside its set, as 1.x readers were told.
-        part = errors[0]["loc"][:2] if errors[0]["loc"][:1] == ("findings",) else errors[0]["loc"][:1]
-        same = [e for e in errors if e["loc"][: len(part)] == part]
-        first = next((e for e in same if e["type"] != "enum"), same[0])
-        loc = tuple(first["loc"])
-        message = _finding_message(first) if loc[:1] == ("findings",) else first["msg"]
-        raise InputError(f"{where}: {_dotted(loc)}", message) from None
+    run = check_run(data["run"], where)
+    findings = [check_finding(item, where, index, run) for index, item in enumerate(data["findings"])]
+    extra = {key: value for key, value in data.items() if key not in ("run", "findings")}
+    return FindingsDocument.model_construct(run=run, findings=findings, **extra)
 
 
 def load_document(path: Path) -> FindingsDocument:

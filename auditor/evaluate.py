@@ -6,11 +6,15 @@ scan -> inventory -> **evaluate** -> findings -> report / gate.
 from __future__ import annotations
 
 import fnmatch
+import itertools
+import operator
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
+
+import orjson
 
 from auditor.errors import InputError, raise_all
 from auditor.findings import (
@@ -23,22 +27,186 @@ from auditor.findings import (
     Status,
     TrainingRef,
     Truth,
+    shared_json,
     unknown_json,
 )
 from auditor.inventory import InventoryRecord
-from auditor.model import INACTIVE_STATES, KIND_GROUPS, CoverageGap, StorageResource, normalize_tag_key
+from auditor.model import (
+    GROUPS,
+    INACTIVE_STATES,
+    KIND_GROUPS,
+    CoverageGap,
+    StorageResource,
+    attribute_kind,
+    normalize_tag_key,
+)
 from auditor.policy.compiler import Getter, PolicyCompiler, Predicate, attribute_getter
 from auditor.policy.language import Policy, as_written
 from auditor.policy.loader import LoadedPolicy, LoadedWaiver, policy_leaves
 from auditor.policy.zones import ZoneCatalog
 
 _STATUS_OF_STATE = {Truth.TRUE: Status.PASS, Truth.FALSE: Status.FAIL, Truth.UNKNOWN: Status.ERROR}
-_DECISION_MEMORY = 50_000  # remembered outcomes per policy; cleared when full, so memory stays flat
+_DECISION_MEMORY = 8_192  # remembered outcomes (with their findings JSON) per policy; cleared when full
+_GROUP_MEMORY = 2_048  # remembered outcomes per scope group (shared decisions and frames); flat too
+_FRAMES_PER_DECISION = 8  # findings frames kept per remembered decision (one per evidence layout)
+_SIGNATURE_MEMORY = 10_000  # remembered evidence layouts (which items each policy selects); flat too
 Decision = tuple[Truth | None, tuple[Observation, ...], tuple[str, ...]]
+# The findings JSON around the resource and the evidence: (head, middle, tail), see `shared_json`.
+SharedJson = tuple[bytes, bytes, bytes]
+_PLACEHOLDER = ResourceRef(provider="", account="", id="", name="", regions=[])
 
 
 def _overlaps(a: str, b: str) -> bool:
     return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+
+
+def values_key(getters: tuple[Getter, ...], resource: StorageResource) -> tuple[Any, ...] | None:
+    """What policies reading the attributes of `getters` see of `resource`, as a hashable key (None
+    when a value cannot be hashed, e.g. a whole mapping read with `exists`): its provider and, per
+    attribute, the value (for a partial unknown, its known part) and the unknown entry spelled out
+    with its partial kind, so a partial unknown never shares an outcome with a whole unknown, a
+    known value, or a partial with other known members."""
+    parts: list[Any] = [resource.provider]
+    append = parts.append
+    for get in getters:
+        value, unknown = get(resource)
+        append(tuple(value) if isinstance(value, list) else value)
+        append(None if unknown is None else (unknown.code, unknown.reason, unknown.partial))
+    key = tuple(parts)
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+# Starts the keys `ValuesKey` reads in one pass, so they never equal a key of `values_key`.
+_PLAIN_KEY = object()
+
+
+class ValuesKey:
+    """`values_key` for a set of attribute paths, faster: the values of a resource whose groups were
+    collected are read in one pass, and only the paths an `unknown` entry touches (the path or a
+    parent) through their getters, into a key of its own shape (equal keys, same values seen);
+    any other resource is read as `values_key` reads it."""
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        self.paths = tuple(sorted(set(paths)))
+        self.getters = tuple(attribute_getter(path) for path in self.paths)
+        plain = [path for path in self.paths if not path.startswith("tags.")]
+        self.tag_keys = tuple(
+            normalize_tag_key(path[len("tags.") :]) for path in self.paths if path.startswith("tags.")
+        )
+        self.tag_getters = tuple(attribute_getter(path) for path in self.paths if path.startswith("tags."))
+        self.lists = tuple(i for i, path in enumerate(plain) if attribute_kind(path) == "list")
+        self._touched: dict[tuple[str, ...], tuple[Getter, ...]] = {}
+        self.read: Callable[[StorageResource], Any] | None = None
+        if all(_read_plainly(path) for path in plain):
+            if len(plain) > 1:
+                self.read = operator.attrgetter(*plain)
+            elif plain:
+                one = operator.attrgetter(plain[0])
+                self.read = lambda resource: (one(resource),)
+            else:
+                self.read = lambda resource: ()
+
+    def __call__(self, resource: StorageResource) -> tuple[Any, ...] | None:
+        """The key of `resource` (None if a value read cannot be hashed)."""
+        read = self.read
+        if read is None:
+            return values_key(self.getters, resource)
+        try:
+            values = read(resource)
+        except AttributeError:  # a group was not collected: it is unknown
+            return values_key(self.getters, resource)
+        if self.lists:
+            values = list(values)
+            for index in self.lists:
+                value = values[index]
+                if isinstance(value, list):
+                    values[index] = tuple(value)
+            values = tuple(values)
+        tags: tuple[Any, ...] = ()
+        touched: tuple[Any, ...] = ()
+        unknown = resource.unknown
+        if self.tag_keys:
+            folded = resource.normalized_tags
+            if folded is None:  # not collected: what each tag getter makes of it
+                tags = _read_with(self.tag_getters, resource)
+            else:
+                tags = tuple([folded.get(key) for key in self.tag_keys])
+        if unknown:
+            getters = self._touched.get(tuple(unknown))
+            if getters is None:
+                if len(self._touched) >= _SIGNATURE_MEMORY:
+                    self._touched.clear()
+                getters = self._touched[tuple(unknown)] = tuple(
+                    get
+                    for path, get in zip(self.paths, self.getters, strict=True)
+                    if any(path == entry or path.startswith(entry + ".") for entry in unknown)
+                )
+            touched = _read_with(getters, resource)
+        key = (_PLAIN_KEY, resource.provider, values, tags, touched)
+        try:
+            hash(key)
+        except TypeError:  # e.g. a whole group read with `exists`
+            return None
+        return key
+
+
+def _read_with(getters: tuple[Getter, ...], resource: StorageResource) -> tuple[Any, ...]:
+    # What each getter sees: its value and its unknown entry (as `values_key` spells them).
+    parts: list[Any] = []
+    for get in getters:
+        value, unknown = get(resource)
+        parts.append(tuple(value) if isinstance(value, list) else value)
+        parts.append(None if unknown is None else (unknown.code, unknown.reason, unknown.partial))
+    return tuple(parts)
+
+
+def _read_plainly(path: str) -> bool:
+    # `group.leaf` of a group, or an identity field: what `attribute_getter` reads with getattr.
+    group, dot, leaf = path.partition(".")
+    if group in GROUPS:
+        return bool(dot) and "." not in leaf and group != "tags"
+    return not dot
+
+
+@dataclass(slots=True)
+class SharedDecision:
+    """A policy's decision on the resources that look alike to it (`decide`), with the findings JSON
+    they share: built once per waiver state and evidence form, on first use."""
+
+    decision: Decision
+    _json: dict[tuple[AppliedWaiver | None, bool], tuple[SharedJson, Status]] = field(default_factory=dict)
+
+    def shared_json(
+        self, compiled: CompiledPolicy, waiver: AppliedWaiver | None, reference: bool
+    ) -> tuple[SharedJson, Status]:
+        """The (head, middle, tail) JSON of the findings of this decision, and their status."""
+        key = (waiver, reference)
+        known = self._json.get(key)
+        if known is None:
+            state, observations, notes = self.decision
+            assert state is not None, "out-of-scope decisions make no finding"
+            underlying = _STATUS_OF_STATE[state]
+            status = Status.WAIVED if waiver is not None and not waiver.expired else underlying
+            policy = compiled.policy
+            template = Finding(
+                policy_id=policy.id,
+                status=status,
+                severity=policy.severity,
+                resource=_PLACEHOLDER,
+                expected=compiled.expected,
+                controls=policy.controls,
+                evidence=[],
+                underlying_status=underlying,
+                observations=observations,
+                waiver=waiver,
+                notes=list(notes),
+            )
+            known = self._json[key] = (shared_json(template, reference=reference), status)
+        return known
 
 
 @dataclass
@@ -53,11 +221,11 @@ class CompiledPolicy:
     expected: str
     _relevant_cache: dict[tuple[str, ...], bool] = field(default_factory=dict, repr=False)
     _scope_pairs: frozenset[tuple[str, str]] | None = field(default=None, repr=False)
-    _key_getters: tuple[Getter, ...] = field(default=(), repr=False)
-    _decided: dict[tuple[Any, ...], Decision] = field(default_factory=dict, repr=False)
+    _key: ValuesKey | None = field(default=None, repr=False)
+    _decided: dict[tuple[Any, ...], SharedDecision] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        self._key_getters = tuple(attribute_getter(path) for path in sorted(self.attributes))
+        self._key = ValuesKey(self.attributes)
 
     def decide(self, resource: StorageResource) -> Decision:
         """Scope and condition on one resource: (state, observations, notes), state None if out of scope.
@@ -65,12 +233,16 @@ class CompiledPolicy:
         The outcome depends only on the provider and the values the policy reads, and estates
         repeat configurations, so outcomes are remembered by those values (bounded).
         """
+        return self.decide_shared(resource).decision
+
+    def decide_shared(self, resource: StorageResource) -> SharedDecision:
+        """`decide`, remembered with the findings JSON its findings share."""
         key = self._decision_key(resource)
         if key is not None:
             known = self._decided.get(key)
             if known is not None:
                 return known
-        decision = self.evaluate_fresh(resource)
+        decision = SharedDecision(self.evaluate_fresh(resource))
         if key is not None:
             if len(self._decided) >= _DECISION_MEMORY:
                 self._decided.clear()
@@ -78,20 +250,8 @@ class CompiledPolicy:
         return decision
 
     def _decision_key(self, resource: StorageResource) -> tuple[Any, ...] | None:
-        # Per attribute: the value the policy sees (for a partial unknown, its known part) and
-        # the unknown entry spelled out with its partial kind, so a partial unknown never shares
-        # an outcome with a whole unknown, a known value, or a partial with other known members.
-        parts: list[Any] = [resource.provider]
-        for get in self._key_getters:
-            value, unknown = get(resource)
-            parts.append(tuple(value) if isinstance(value, list) else value)
-            parts.append(None if unknown is None else (unknown.code, unknown.reason, unknown.partial))
-        key = tuple(parts)
-        try:
-            hash(key)
-        except TypeError:  # e.g. a whole mapping read with `exists`: evaluate without memory
-            return None
-        return key
+        assert self._key is not None
+        return self._key(resource)
 
     def evaluate_fresh(self, resource: StorageResource) -> Decision:
         """`decide` without remembered outcomes."""
@@ -129,16 +289,109 @@ class CompiledPolicy:
 
     def relevant_evidence(self, evidence: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The evidence items behind the attributes this policy reads."""
+        return [evidence[index] for index in self.relevant_indexes(evidence)]
+
+    def relevant_indexes(self, evidence: list[dict[str, Any]]) -> tuple[int, ...]:
+        """The indexes in `evidence` of the items behind the attributes this policy reads."""
         relevant = self._relevant_cache
         selected = []
-        for item in evidence:
+        for index, item in enumerate(evidence):
             key = tuple(item["attributes"])
             hit = relevant.get(key)
             if hit is None:
                 hit = relevant[key] = any(_overlaps(a, p) for a in key for p in self.attributes)
             if hit:
-                selected.append(item)
-        return selected
+                selected.append(index)
+        return tuple(selected)
+
+
+DecidedEntry = tuple[int, CompiledPolicy, SharedDecision]
+
+
+class _Decided:
+    """The decisions of the policies in scope on resources alike to all of them (those not out of
+    a policy's `where`), with their findings' frames by evidence layout and form (bounded)."""
+
+    __slots__ = ("entries", "fails", "frames")
+
+    def __init__(self, entries: list[DecidedEntry]) -> None:
+        self.entries = entries
+        self.fails = any(shared.decision[0] is Truth.FALSE for _, _, shared in entries)
+        self.frames: dict[tuple[int, bool], _Frame] = {}
+
+
+class _Frame:
+    """The findings JSON of one resource but for its own parts: ``reference`` form,
+    ``resource.join(fixed)``; inline form, per finding ``joint, resource, middle, evidence`` and
+    the last joint. `statuses` are the (policy index, status) of its findings, for the totals."""
+
+    __slots__ = ("fixed", "joints", "middles", "selections", "statuses")
+
+    def __init__(
+        self,
+        decided: list[
+            tuple[CompiledPolicy, SharedDecision, AppliedWaiver | None, tuple[tuple[int, ...], bytes]]
+        ],
+        indexes: list[int],
+        reference: bool,
+    ) -> None:
+        joints: list[bytes] = []
+        middles: list[bytes] = []
+        selections: list[tuple[int, ...]] = []
+        statuses: list[tuple[int, Status]] = []
+        tail = b""
+        for index, (compiled, shared, waiver, (refs, refs_json)) in zip(indexes, decided, strict=True):
+            (head, middle, next_tail), status = shared.shared_json(compiled, waiver, reference)
+            joints.append(tail + b",\n" + head if tail else head)
+            middles.append(middle + refs_json if reference else middle)
+            selections.append(refs)
+            statuses.append((index, status))
+            tail = next_tail
+        joints.append(tail)
+        self.joints = joints
+        self.middles = middles
+        self.selections = selections
+        self.statuses = tuple(statuses)
+        # reference form: head_1 | middle_1 refs_1 tail_1 ",\n" head_2 | ... | middle_n refs_n tail_n
+        self.fixed = (
+            [joints[0], *(m + j for m, j in zip(middles, joints[1:], strict=True))] if reference else []
+        )
+
+
+class _ScopeGroup:
+    """The policies in scope for one (provider, kind, state), and their remembered decisions by the
+    values any of them reads: resources alike to all of them share one lookup (bounded)."""
+
+    def __init__(self, policies: list[tuple[int, CompiledPolicy]]) -> None:
+        self.policies = policies
+        self.key = ValuesKey(path for _, compiled in policies for path in compiled.attributes)
+        self.decided: dict[tuple[Any, ...], _Decided] = {}
+
+    def decide(self, resource: StorageResource) -> _Decided:
+        """The decisions in scope, remembered (`CompiledPolicy.decide_shared`)."""
+        key = self.key(resource)
+        if key is not None:
+            known = self.decided.get(key)
+            if known is not None:
+                return known
+        decided = _Decided(
+            [(i, c, d) for i, c in self.policies if (d := c.decide_shared(resource)).decision[0] is not None]
+        )
+        if key is not None:
+            if len(self.decided) >= _GROUP_MEMORY:
+                self.decided.clear()
+            self.decided[key] = decided
+        return decided
+
+    def decide_fresh(self, resource: StorageResource) -> _Decided:
+        """`decide` without remembered outcomes."""
+        return _Decided(
+            [
+                (i, c, d)
+                for i, c in self.policies
+                if (d := SharedDecision(c.evaluate_fresh(resource))).decision[0] is not None
+            ]
+        )
 
 
 def _default(entry: LoadedPolicy, name: str) -> Any:
@@ -303,21 +556,44 @@ class RunTotals:
 
     def count(self, finding: Finding, threshold: Severity) -> None:
         """Add one finding to the totals and to the gate."""
-        status = finding.status.value
-        self.status[status] += 1
-        by_severity = self.by_severity.get(finding.severity.value)
+        self.count_findings(finding.policy_id, finding.severity, finding.status, 1, threshold)
+
+    def count_findings(
+        self, policy_id: str, severity: Severity, status: Status, number: int, threshold: Severity
+    ) -> None:
+        """Add `number` findings of one policy with one status to the totals and to the gate."""
+        self.status[status.value] += number
+        by_severity = self.by_severity.get(severity.value)
         if by_severity is None:
-            by_severity = self.by_severity[finding.severity.value] = Counter()
-        by_severity[status] += 1
-        by_policy = self.by_policy.get(finding.policy_id)
+            by_severity = self.by_severity[severity.value] = Counter()
+        by_severity[status.value] += number
+        by_policy = self.by_policy.get(policy_id)
         if by_policy is None:
-            by_policy = self.by_policy[finding.policy_id] = Counter()
-        by_policy[status] += 1
-        if finding.status is not Status.PASS and finding.severity.at_least(threshold):
-            if finding.status is Status.FAIL:
-                self.gate_failures += 1
-            elif finding.status is Status.ERROR:
-                self.gate_errors += 1
+            by_policy = self.by_policy[policy_id] = Counter()
+        by_policy[status.value] += number
+        if status is not Status.PASS and severity.at_least(threshold):
+            if status is Status.FAIL:
+                self.gate_failures += number
+            elif status is Status.ERROR:
+                self.gate_errors += number
+
+    def count_resource(self, resource: StorageResource) -> list[str]:
+        """Add one resource to the coverage; returns its at-rest regions (as its findings show them)."""
+        self.resources += 1
+        self.resources_by_provider[resource.provider] += 1
+        self.accounts.add((resource.provider, resource.account))
+        unknown = resource.unknown
+        for path, reason in unknown.items():
+            self.unknown_attributes.setdefault(path, Counter())[reason.code.value] += 1
+        location = resource.location
+        if location is None:
+            return []
+        regions = list(location.regions)
+        if not unknown or resource.unknown_reason("location.regions") is None:
+            counted = self.regions
+            for region in regions:
+                counted[f"{resource.provider}:{region}"] += 1
+        return regions
 
 
 def resource_ref(resource: StorageResource, regions: list[str]) -> ResourceRef:
@@ -366,6 +642,51 @@ def resource_ref(resource: StorageResource, regions: list[str]) -> ResourceRef:
     )
 
 
+def resource_json(
+    resource: StorageResource, regions: list[str], evidence: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """``resource_ref(resource, regions).to_json_dict()``, built directly (`evidence`: the resource's
+    evidence in its JSON form): the findings of a large estate need it once per resource."""
+    out: dict[str, Any] = {
+        "provider": resource.provider,
+        "account": resource.account,
+        "id": resource.id,
+        "name": resource.name,
+        "kind": resource.kind,
+        "regions": regions,
+    }
+    if resource.storage_account is not None:
+        out["storage_account"] = resource.storage_account
+    groups = KIND_GROUPS[resource.kind]
+    if "processing" in groups or "training" in groups:
+        ref = resource_ref(resource, regions)  # AI kinds: as the reference path builds them
+        if ref.processing_regions is not None:
+            out["processing_regions"] = ref.processing_regions
+        if ref.training is not None:
+            out["training"] = ref.training.to_json_dict()
+    attested = [
+        path for item in evidence if item.get("attestation") is not None for path in item["attributes"]
+    ]
+    if attested:
+        kept = [path for path in dict.fromkeys(attested) if resource.unknown_reason(path) is None]
+        if kept:
+            out["attested"] = kept
+    tags = resource.normalized_tags
+    if tags:
+        owner = tags.get(OWNER_TAG)
+        if owner is not None:
+            out["owner"] = owner
+    return out
+
+
+def evidence_json(resource: StorageResource) -> list[dict[str, Any]]:
+    """`resource.evidence_json()`, without pydantic's slow path for private attributes when the
+    inventory reader kept the JSON (it always does)."""
+    private = resource.__pydantic_private__
+    held = private.get("_evidence_json") if private else None
+    return held if held is not None else resource.evidence_json()
+
+
 class Evaluator:
     """Runs compiled policies over inventory records, yielding findings and keeping totals."""
 
@@ -394,15 +715,7 @@ class Evaluator:
     def evaluate(self, resource: StorageResource) -> Iterator[Finding]:
         """All findings for one resource."""
         totals = self.totals
-        totals.resources += 1
-        totals.resources_by_provider[resource.provider] += 1
-        totals.accounts.add((resource.provider, resource.account))
-        regions = list(resource.location.regions) if resource.location is not None else []
-        if resource.location is not None and resource.unknown_reason("location.regions") is None:
-            for region in regions:
-                totals.regions[f"{resource.provider}:{region}"] += 1
-        for path, unknown in resource.unknown.items():
-            totals.unknown_attributes.setdefault(path, Counter())[unknown.code.value] += 1
+        regions = totals.count_resource(resource)
         ref = resource_ref(resource, regions)
         evidence: list[dict[str, Any]] | None = None
         for compiled in self.policies:
@@ -419,6 +732,125 @@ class Evaluator:
             finding = self._finding(compiled, resource, ref, state, observations, evidence, notes)
             totals.count(finding, self.fail_on)
             yield finding
+
+    def encode(self, records: Iterable[InventoryRecord], *, reference: bool = False) -> Iterator[bytes]:
+        """Evaluate every record like `run`; per resource, its findings' JSON joined by ``,\\n``
+        (empty without findings), each exactly ``orjson.dumps(finding.to_json_dict(reference=...))``
+        of the finding `run` makes.
+
+        Findings of one decision share everything but the resource and its evidence: that JSON is
+        built once per remembered decision (`SharedDecision`), the resource's once per resource,
+        each evidence item's once per resource, and which items a policy selects once per layout
+        of the evidence list. With remembered decisions, resources that look alike to every policy
+        in scope (same kind, state and values read) share one lookup, and, unless a waiver matches
+        them, one frame of their findings' JSON per evidence layout. The totals are complete when
+        the iterator is exhausted.
+        """
+        totals = self.totals
+        waivers = self.waivers
+        remember = self.remember_decisions
+        indexed = list(enumerate(self.policies))
+        scopes: dict[tuple[str, str, str | None], _ScopeGroup] = {}
+        layouts: dict[
+            tuple[tuple[str, ...], ...], tuple[int, list[tuple[tuple[int, ...], bytes] | None]]
+        ] = {}
+        serials = itertools.count()
+        applied_waivers: dict[tuple[int, bool], AppliedWaiver] = {}
+        tally: dict[tuple[tuple[int, Status], ...], int] = {}
+        dumps = orjson.dumps
+        for record in records:
+            if isinstance(record, CoverageGap):
+                totals.gaps.append(record)
+                continue
+            resource = record
+            regions = totals.count_resource(resource)
+            scope_key = (resource.provider, resource.kind, resource.state)
+            group = scopes.get(scope_key)
+            if group is None:
+                group = scopes[scope_key] = _ScopeGroup(
+                    [(i, c) for i, c in indexed if c.applies_to(resource)]
+                )
+            decided = group.decide(resource) if remember else group.decide_fresh(resource)
+            entries = decided.entries
+            if not entries:
+                yield b""
+                continue
+            evidence = evidence_json(resource)
+            layout = tuple([tuple(item["attributes"]) for item in evidence])
+            known = layouts.get(layout)
+            if known is None:
+                if len(layouts) >= _SIGNATURE_MEMORY:
+                    layouts.clear()
+                known = layouts[layout] = (next(serials), [None] * len(indexed))
+            serial, selections = known
+            applied: list[AppliedWaiver | None] | None = None
+            if waivers is not None and decided.fails:
+                applied = [
+                    self._waiver(waivers, compiled, resource, applied_waivers)
+                    if shared.decision[0] is Truth.FALSE
+                    else None
+                    for _, compiled, shared in entries
+                ]
+                if not any(applied):
+                    applied = None
+            frame = decided.frames.get((serial, reference)) if applied is None else None
+            if frame is None:
+                chosen = []
+                for position, (index, compiled, shared) in enumerate(entries):
+                    selection = selections[index]
+                    if selection is None:
+                        refs = compiled.relevant_indexes(evidence)
+                        selection = selections[index] = (refs, dumps(list(refs)))
+                    chosen.append((compiled, shared, applied[position] if applied else None, selection))
+                frame = _Frame(chosen, [index for index, _, _ in entries], reference)
+                if applied is None and remember:
+                    if len(decided.frames) >= _FRAMES_PER_DECISION:
+                        decided.frames.clear()
+                    decided.frames[(serial, reference)] = frame
+            resource_bytes = dumps(resource_json(resource, regions, evidence))
+            if reference:
+                yield resource_bytes.join(frame.fixed)
+            else:
+                items = [dumps(item) for item in evidence]
+                parts: list[bytes] = []
+                for joint, middle, refs in zip(frame.joints, frame.middles, frame.selections, strict=False):
+                    parts += (
+                        joint,
+                        resource_bytes,
+                        middle,
+                        b"[" + b",".join([items[i] for i in refs]) + b"]",
+                    )
+                parts.append(frame.joints[-1])
+                yield b"".join(parts)
+            tally[frame.statuses] = tally.get(frame.statuses, 0) + 1
+        counts: Counter[tuple[int, Status]] = Counter()
+        for statuses, number in tally.items():
+            for counted in statuses:
+                counts[counted] += number
+        for (index, status), number in counts.items():
+            policy = self.policies[index].policy
+            totals.count_findings(policy.id, policy.severity, status, number, self.fail_on)
+
+    @staticmethod
+    def _waiver(
+        waivers: WaiverBook,
+        compiled: CompiledPolicy,
+        resource: StorageResource,
+        applied: dict[tuple[int, bool], AppliedWaiver],
+    ) -> AppliedWaiver | None:
+        """The waiver a failed finding gets (counted on its use), as `_finding` applies it."""
+        match = waivers.find(compiled.policy.id, resource)
+        if match is None:
+            return None
+        use, expired = match
+        if expired:
+            use.expired_matches += 1
+        else:
+            use.applied += 1
+        waiver = applied.get((id(use), expired))
+        if waiver is None:
+            waiver = applied[(id(use), expired)] = applied_waiver(use, expired)
+        return waiver
 
     def _finding(
         self,
@@ -440,20 +872,13 @@ class Evaluator:
             match = self.waivers.find(policy.id, resource)
             if match is not None:
                 use, expired = match
-                waiver = use.waiver.waiver
-                applied = AppliedWaiver(
-                    id=use.waiver.key,
-                    justification=waiver.justification,
-                    approver=waiver.approver,
-                    expires=waiver.expires.isoformat(),
-                    expired=expired,
-                    source=use.waiver.where,
-                )
+                applied = applied_waiver(use, expired)
                 if expired:
                     use.expired_matches += 1
                 else:
                     use.applied += 1
                     status = Status.WAIVED
+        refs = compiled.relevant_indexes(evidence)
         return Finding(
             policy_id=policy.id,
             status=status,
@@ -461,12 +886,26 @@ class Evaluator:
             resource=ref,
             expected=compiled.expected,
             controls=policy.controls,
-            evidence=compiled.relevant_evidence(evidence),
+            evidence=[evidence[i] for i in refs],
             underlying_status=underlying,
             observations=observations,
             waiver=applied,
             notes=list(notes),
+            evidence_refs=refs,
         )
+
+
+def applied_waiver(use: WaiverUse, expired: bool) -> AppliedWaiver:
+    """The finding's account of the waiver that matched it."""
+    waiver = use.waiver.waiver
+    return AppliedWaiver(
+        id=use.waiver.key,
+        justification=waiver.justification,
+        approver=waiver.approver,
+        expires=waiver.expires.isoformat(),
+        expired=expired,
+        source=use.waiver.where,
+    )
 
 
 def gate_exit_code(totals: RunTotals, allow_incomplete: bool) -> int:

@@ -214,6 +214,28 @@ class ResourceRef:
     attested: tuple[str, ...] = ()
     owner: str | None = None
 
+    def to_json_dict(self) -> dict[str, Any]:
+        """The findings-JSON `resource` object."""
+        out: dict[str, Any] = {
+            "provider": self.provider,
+            "account": self.account,
+            "id": self.id,
+            "name": self.name,
+            "kind": self.kind,
+            "regions": self.regions,
+        }
+        if self.storage_account is not None:
+            out["storage_account"] = self.storage_account
+        if self.processing_regions is not None:
+            out["processing_regions"] = self.processing_regions
+        if self.training is not None:
+            out["training"] = self.training.to_json_dict()
+        if self.attested:
+            out["attested"] = list(self.attested)
+        if self.owner is not None:
+            out["owner"] = self.owner
+        return out
+
 
 @dataclass(frozen=True, slots=True)
 class AppliedWaiver:
@@ -246,6 +268,8 @@ class Finding:
     observations: tuple[Observation, ...] = ()
     waiver: AppliedWaiver | None = None
     notes: list[str] = field(default_factory=list)
+    # Indexes of `evidence` in the resource's evidence list (the inventory record's `evidence`).
+    evidence_refs: tuple[int, ...] = ()
 
     @property
     def message(self) -> str:
@@ -274,38 +298,29 @@ class Finding:
         }
         return [*self.notes, *unknown.values()]
 
-    def to_json_dict(self) -> dict[str, Any]:
-        """The finding as the findings-JSON contract describes it."""
+    def to_json_dict(self, *, reference: bool = False) -> dict[str, Any]:
+        """The finding as the findings-JSON contract describes it; `reference`: in the reference form
+        (2.0), `evidence_refs` in place of `evidence`, no `controls` and no `expected` (the run's
+        policies hold them), and `underlying_status` only where it differs from `status`."""
         out: dict[str, Any] = {
             "policy_id": self.policy_id,
             "status": self.status.value,
             "underlying_status": self.underlying_status.value,
             "severity": self.severity.value,
-            "resource": {
-                "provider": self.resource.provider,
-                "account": self.resource.account,
-                "id": self.resource.id,
-                "name": self.resource.name,
-                "kind": self.resource.kind,
-                "regions": self.resource.regions,
-            },
+            "resource": self.resource.to_json_dict(),
             "message": self.message,
             "observed": self.observed,
             "expected": self.expected,
-            "controls": self.controls,
-            "evidence": self.evidence,
         }
-        resource = self.resource
-        if resource.storage_account is not None:
-            out["resource"]["storage_account"] = resource.storage_account
-        if resource.processing_regions is not None:
-            out["resource"]["processing_regions"] = resource.processing_regions
-        if resource.training is not None:
-            out["resource"]["training"] = resource.training.to_json_dict()
-        if resource.attested:
-            out["resource"]["attested"] = list(resource.attested)
-        if resource.owner is not None:
-            out["resource"]["owner"] = resource.owner
+        if reference:
+            # what the run holds (its policy's `expected`) or the finding's status says is left out
+            del out["expected"]
+            if self.underlying_status is self.status:
+                del out["underlying_status"]
+            out["evidence_refs"] = list(self.evidence_refs)
+        else:
+            out["controls"] = self.controls
+            out["evidence"] = self.evidence
         reasons = self.reasons
         if reasons:
             out["reasons"] = reasons
@@ -319,3 +334,27 @@ class Finding:
                 "source": self.waiver.source,
             }
         return out
+
+
+def shared_json(finding: Finding, *, reference: bool = False) -> tuple[bytes, bytes, bytes]:
+    """The JSON of `finding` around its resource and its evidence, as (head, middle, tail).
+
+    ``head + resource + middle + evidence + tail`` is exactly ``orjson.dumps(finding.to_json_dict())``
+    (``reference``: of the reference form, with ``evidence_refs`` in place of ``evidence``) where
+    `resource` is the JSON of its resource object and `evidence` that of its evidence list (or refs).
+    Findings with the same decision share it, so it is built once for them all.
+    """
+    evidence_key = "evidence_refs" if reference else "evidence"
+    parts: tuple[list[bytes], list[bytes], list[bytes]] = ([], [], [])
+    part = 0
+    for key, value in finding.to_json_dict(reference=reference).items():
+        if key == "resource" or key == evidence_key:
+            part += 1
+        else:
+            parts[part].append(orjson.dumps(key) + b":" + orjson.dumps(value))
+    # Contract order: policy_id ... severity, resource, message ... expected[, controls], evidence, ...
+    assert part == 2 and parts[0] and parts[1], "resource and evidence follow other members"
+    head = b"{" + b",".join(parts[0]) + b',"resource":'
+    middle = b"," + b",".join(parts[1]) + b"," + orjson.dumps(evidence_key) + b":"
+    tail = b"".join(b"," + member for member in parts[2]) + b"}"
+    return head, middle, tail

@@ -235,6 +235,7 @@ def normalize_record(record: StorageResource, where: str) -> StorageResource:
 
 def check_provider(provider: str, where: str) -> None:
     """Raise InputError if `provider` is not a registered source."""
-    if provider not in provider_names():
+    source = _sources().get(provider)
+    if source is None or not source.provider:
         known = ", ".join(provider_names())
         raise InputError(where, f"provider: unknown source '{provider}' (expected one of {known})")

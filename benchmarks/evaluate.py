@@ -1,23 +1,26 @@
 """Benchmark: evaluate large inventories against all shipped policies, streamed from JSONL.
 
-Builds inventories of N resources (the demo estate's records, renamed so every id is distinct),
-then measures, each in a fresh process pinned to one core:
+Builds inventories of N resources (the demo estate's records, renamed so every id is distinct,
+about 2 KB each), then measures, each in a fresh process pinned to one core:
 
-* engine: read + validate + evaluate every resource and count the findings (no output file),
-  once with remembered policy outcomes (the default; the estate cycles the demo
-  configurations, so nearly every outcome is remembered) and once evaluating every policy afresh;
-* check:  the full `auditor check --format json --output FILE` (only for the smaller sizes,
-  since the findings JSON of a million resources is several GB).
+* eval:  read + validate + evaluate every resource and build its findings' JSON (`Evaluator.encode`,
+  remembered decisions, the default), in each evidence form, counting the bytes instead of writing
+  them; `fresh` evaluates every policy afresh on every resource (an estate in which no two
+  resources share a configuration) with the reference path's `Finding` objects;
+* check: the whole `auditor check --format json --output FILE --evidence FORM`, wall time including
+  interpreter start-up and imports. The inline form of a million resources is about 6 GB: it is
+  measured only with `--inline-check-sizes` (the spool and the document are then both written).
 
-Prints resources/s, findings/s, CPU seconds and the child's peak RSS. Usage:
-    python benchmarks/evaluate.py [--sizes 100000 1000000] [--check-sizes 100000]
+Prints resources/s, findings/s, the child's peak RSS and findings bytes per inventory byte, and the
+start-up time of `auditor check --help`. Usage:
+    python benchmarks/evaluate.py [--sizes 100000 1000000] [--check-sizes 100000 1000000]
+                                  [--inline-check-sizes 100000] [--fresh-sizes 100000]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -30,17 +33,29 @@ DEMO = REPO / "fixtures" / "demo-estate.jsonl"
 ENGINE = """
 import os, sys, time
 os.sched_setaffinity(0, {0})
+from datetime import date
 from pathlib import Path
+from auditor.attestations import with_expired_attestations
 from auditor.evaluate import Evaluator, compile_policies
 from auditor.inventory import read_inventory
 from auditor.policy.loader import load_policies, load_zones, shipped_policies_dir
 paths = [shipped_policies_dir()]
-remember = sys.argv[2] == "remember"
+mode = sys.argv[2]
 compiled = compile_policies(load_policies(paths), load_zones(paths), {"zone": "eu"})
-evaluator = Evaluator(compiled, remember_decisions=remember)
-started = time.perf_counter()
-findings = sum(1 for _ in evaluator.run(read_inventory(Path(sys.argv[1]))))
-print(evaluator.totals.resources, findings, time.perf_counter() - started)
+evaluator = Evaluator(compiled, remember_decisions=mode != "fresh")
+started, cpu = time.perf_counter(), time.process_time()
+records = with_expired_attestations(read_inventory(Path(sys.argv[1])), date.today())
+findings = size = 0
+if mode == "fresh":
+    import orjson
+    for finding in evaluator.run(records):
+        findings += 1
+        size += len(orjson.dumps(finding.to_json_dict())) + 2
+else:
+    for encoded in evaluator.encode(records, reference=mode == "reference"):
+        size += len(encoded) + 2 * (len(encoded) > 0)
+    findings = sum(evaluator.totals.status.values())
+print(evaluator.totals.resources, findings, size, time.perf_counter() - started, time.process_time() - cpu)
 """
 
 
@@ -56,50 +71,97 @@ def build_inventory(path: Path, size: int) -> None:
 
 
 def run_child(args: list[str]) -> tuple[str, float, float, int]:
-    """Run a child process; return its stdout, wall seconds, CPU seconds and peak RSS (KiB)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    """Run a child process; return its stdout, wall seconds, CPU seconds and its own peak RSS (KiB)."""
     started = time.perf_counter()
-    done = subprocess.run(args, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode not in (0, 1, 3):
-        sys.exit(f"child failed ({done.returncode}): {done.stderr}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return done.stdout, wall, cpu, after.ru_maxrss
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        child = subprocess.Popen(args, stdout=out, stderr=err)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - started
+        child.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if child.returncode not in (0, 1, 3):
+            sys.exit(f"child failed ({child.returncode}): {err.read().decode()}")
+        return out.read().decode(), wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
+
+
+def startup_seconds() -> float:
+    """The best of three `auditor check --help` (interpreter start-up and the check path's imports)."""
+    cmd = ["taskset", "-c", "0", sys.executable, "-m", "auditor.cli", "check", "--help"]
+    return min(run_child(cmd)[1] for _ in range(3))
+
+
+ROW = "{:<16} {:>10} {:>10} {:>7} {:>7} {:>16} {:>18} {:>8} {:>7}"
 
 
 def main() -> None:
     """Build the inventories, run the measurements, print a table."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--check-sizes", type=int, nargs="*", default=[100_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000])
+    parser.add_argument("--check-sizes", type=int, nargs="*", default=[100_000, 1_000_000])
+    parser.add_argument("--inline-check-sizes", type=int, nargs="*", default=[100_000])
+    parser.add_argument("--fresh-sizes", type=int, nargs="*", default=[100_000])
+    parser.add_argument(
+        "--directory", type=Path, help="Where inventories and findings go (default: a temp dir)."
+    )
     options = parser.parse_args()
-    print(f"python {sys.version.split()[0]}, cpus {os.cpu_count()}, pinned to one core")
-    header = ("mode", "resources", "findings", "seconds", "res/s", "find/s", "peak RSS")
-    print("{:<8} {:>10} {:>10} {:>8} {:>9} {:>10} {:>9}".format(*header))
-    with tempfile.TemporaryDirectory(prefix="auditor-bench-") as tmp:
-        for size in sorted(set(options.sizes) | set(options.check_sizes)):
+    print(f"python {sys.version.split()[0]}, cpus {os.cpu_count()}, each run pinned to core 0")
+    print(f"start-up (`auditor check --help`, best of 3): {startup_seconds():.2f} s")
+    print("seconds: wall on the shared core; cpu: the run's own CPU time; res/s and find/s from wall (cpu)")
+    print(
+        ROW.format(
+            "run", "resources", "findings", "wall s", "cpu s", "res/s", "find/s", "peak RSS", "out/inv"
+        )
+    )
+    sizes = set(options.sizes) | set(options.check_sizes) | set(options.inline_check_sizes)
+    with tempfile.TemporaryDirectory(prefix="auditor-bench-", dir=options.directory) as tmp:
+        for size in sorted(sizes | set(options.fresh_sizes)):
             inventory = Path(tmp) / f"inv-{size}.jsonl"
             build_inventory(inventory, size)
-            for mode in ("remember", "fresh") if size in options.sizes else ():
-                # "remember": outcomes remembered by the values a policy reads (the default);
-                # "fresh": every policy evaluated on every resource, as for an estate in which no
-                # two resources share a configuration.
+            inventory_bytes = inventory.stat().st_size
+            modes = [
+                m for m, chosen in (("inline", options.sizes), ("reference", options.sizes)) if size in chosen
+            ]
+            if size in options.fresh_sizes:
+                modes.append("fresh")
+            for mode in modes:
                 out, _, _, rss = run_child([sys.executable, "-c", ENGINE, str(inventory), mode])
-                resources, findings, seconds = out.split()
-                rate = int(resources) / float(seconds)
+                resources, findings, written, seconds, cpu_seconds = out.split()
+                elapsed, cpu = float(seconds), float(cpu_seconds)
                 print(
-                    f"{mode:<8} {int(resources):>10,} {int(findings):>10,} {float(seconds):>8.1f} "
-                    f"{rate:>9,.0f} {int(findings) / float(seconds):>10,.0f} {rss / 1024:>7.0f}MB"
+                    ROW.format(
+                        f"eval {mode}",
+                        f"{int(resources):,}",
+                        f"{int(findings):,}",
+                        f"{elapsed:.1f}",
+                        f"{cpu:.1f}",
+                        f"{int(resources) / elapsed:,.0f} ({int(resources) / cpu:,.0f})",
+                        f"{int(findings) / elapsed:,.0f} ({int(findings) / cpu:,.0f})",
+                        f"{rss / 1024:.0f}MB",
+                        f"{int(written) / inventory_bytes:.2f}x",
+                    )
                 )
-            if size in options.check_sizes:
+            for form, chosen in (("inline", options.inline_check_sizes), ("reference", options.check_sizes)):
+                if size not in chosen:
+                    continue
                 output = Path(tmp) / "findings.json"
-                cmd = ["taskset", "-c", "0", sys.executable, "-m", "auditor.cli"]
-                args = ["check", "--inventory", str(inventory), "--format", "json", "--output", str(output)]
-                _, wall, _, rss = run_child([*cmd, *args])
+                cmd = ["taskset", "-c", "0", sys.executable, "-m", "auditor.cli", "check"]
+                args = ["--inventory", str(inventory), "--format", "json", "--output", str(output)]
+                _, wall, cpu, rss = run_child([*cmd, *args, "--evidence", form])
+                written = output.stat().st_size
                 print(
-                    f"{'check':<8} {size:>10,} {'':>10} {wall:>8.1f} {size / wall:>9,.0f} {'':>10} "
-                    f"{rss / 1024:>7.0f}MB  (findings JSON {output.stat().st_size / 1e6:,.0f} MB)"
+                    ROW.format(
+                        f"check {form}",
+                        f"{size:,}",
+                        "",
+                        f"{wall:.1f}",
+                        f"{cpu:.1f}",
+                        f"{size / wall:,.0f} ({size / cpu:,.0f})",
+                        "",
+                        f"{rss / 1024:.0f}MB",
+                        f"{written / inventory_bytes:.2f}x",
+                    )
+                    + f"  ({written / 1e6:,.0f} MB findings, {inventory_bytes / 1e6:,.0f} MB inventory)"
                 )
                 output.unlink()
             inventory.unlink()

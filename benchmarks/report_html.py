@@ -1,10 +1,15 @@
-"""Benchmark the HTML evidence report on a large estate: render time, file size, Chromium load time.
+"""Benchmark the HTML evidence report on large estates: render time, peak memory, file size, Chromium load.
 
-Builds an inventory by copying the demo estate's resources under distinct names until evaluation gives
-about --findings findings (default 100,000), evaluates it with the shipped policies, renders the HTML
-report, and opens it in headless Chromium (Debian's /usr/bin/chromium through Playwright).
+For each size (default 100,000 and 1,000,000 findings) it builds an inventory by copying the demo estate's
+resources under distinct names until evaluation gives about that many findings, evaluates it with the
+shipped policies (`auditor check`, in-process), renders the HTML report in a child process with
+`auditor report --inventory ...` (wall and CPU time, the child's peak resident memory, file size),
+and opens it in headless Chromium (Debian's /usr/bin/chromium through Playwright). With `--reference`
+it also evaluates in the reference form (findings that point into the inventory) and renders that
+without the inventory. The findings are never loaded whole here either: counts come from the run.
 
-Run: .venv/bin/python benchmarks/report_html.py [--findings 100000] [--keep DIR]
+Run: .venv/bin/python benchmarks/report_html.py [--findings 100000 1000000] [--keep DIR] [--reference]
+(`--keep DIR` keeps, and reuses on the next run, the inventories and findings; about 1.6 GB at 1M).
 """
 
 from __future__ import annotations
@@ -12,12 +17,12 @@ from __future__ import annotations
 import argparse
 import math
 import re
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -36,6 +41,13 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+FINDINGS_PER_COPY = 297  # about the findings of one copy of the demo estate with the shipped policies
+# Runs the report in a grandchild and prints its peak resident memory (KiB): RUSAGE_CHILDREN of this
+# process holds that one child only, whatever ran before in the benchmark.
+PEAK_OF_CHILD = (
+    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
 
 
 def build_inventory(path: Path, copies: int) -> int:
@@ -59,19 +71,55 @@ def build_inventory(path: Path, copies: int) -> int:
     return resources
 
 
-def evaluate(inventory: Path, findings: Path) -> float:
+def evaluate(inventory: Path, findings: Path, evidence: str = "inline") -> float:
     """`auditor check` in-process; returns seconds."""
     from auditor.check import CheckOptions, run_check
     from auditor.document import write_findings_document
 
     start = time.perf_counter()
-    options = CheckOptions(inventory=inventory, params={"zone": "eu"}, waivers=WAIVERS, today=TODAY)
+    options = CheckOptions(
+        inventory=inventory, params={"zone": "eu"}, waivers=WAIVERS, today=TODAY, evidence=evidence
+    )
     result = run_check(options)
     try:
         write_findings_document(result.spool, result.run, findings)
     finally:
         result.spool.close()
     return time.perf_counter() - start
+
+
+@dataclass
+class Rendered:
+    """One `auditor report --format html` run."""
+
+    label: str
+    findings: int
+    findings_mb: float
+    wall: float
+    cpu: float
+    peak_mb: float
+    html_mb: float
+    loaded: float | None = None
+    painted: float | None = None
+
+
+def render(findings: Path, inventory: Path | None, html: Path) -> tuple[float, float, float]:
+    """(wall s, CPU s, peak MB) of `auditor report --format html` in a child process."""
+    import resource
+
+    command = [sys.executable, "-c", "from auditor.cli import main; main()", "report"]
+    command += ["--findings", str(findings), "--format", "html", "--output", str(html)]
+    if inventory is not None:
+        command += ["--inventory", str(inventory)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_OF_CHILD, *command], check=True, capture_output=True, text=True
+    )
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return wall, cpu, int(done.stdout.split()[-1]) / 1024
 
 
 def chromium_load(html: Path) -> tuple[float, float]:
@@ -82,62 +130,92 @@ def chromium_load(html: Path) -> tuple[float, float]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1300, "height": 900})
         start = time.perf_counter()
-        page.goto(html.as_uri(), wait_until="load", timeout=120_000)
+        page.goto(html.as_uri(), wait_until="load", timeout=600_000)
         loaded = time.perf_counter() - start
-        page.screenshot(path=str(html.with_suffix(".png")))
+        page.screenshot(path=str(html.with_suffix(".png")), timeout=600_000)
         painted = time.perf_counter() - start
         browser.close()
     return loaded, painted
 
 
+def prepare(work: Path, target: int, evidence: str) -> tuple[Path, Path]:
+    """The inventory and findings of about `target` findings (reused when `work` holds them)."""
+    size = f"{target // 1000}k"
+    inventory, findings = work / f"inventory-{size}.jsonl", work / f"findings-{size}-{evidence}.json"
+    if not inventory.exists():
+        resources = build_inventory(inventory, math.ceil(target / FINDINGS_PER_COPY))
+        print(f"[{size}] inventory: {resources:,} resources, {inventory.stat().st_size / 1e6:.0f} MB")
+    if not findings.exists():
+        seconds = evaluate(inventory, findings, evidence)
+        print(f"[{size}] evaluated ({evidence} evidence) in {seconds:.1f} s")
+    return inventory, findings
+
+
+def measure(label: str, findings: Path, inventory: Path | None, html: Path, browser: bool) -> Rendered:
+    """Render once and, if asked, open it in Chromium."""
+    from auditor.findings_stream import FindingsStream
+
+    run = FindingsStream.open(findings).run
+    wall, cpu, peak = render(findings, inventory, html)
+    result = Rendered(
+        label, run.counts.findings, findings.stat().st_size / 1e6, wall, cpu, peak, html.stat().st_size / 1e6
+    )
+    if browser:
+        result.loaded, result.painted = chromium_load(html)
+    print(f"[{label}] {result}", flush=True)
+    return result
+
+
+def table(results: list[Rendered]) -> str:
+    """The figures as a Markdown table."""
+    lines = [
+        "| run | findings | findings JSON | report wall | CPU | peak RSS | HTML | Chromium load "
+        "| first paint |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        load = f"{r.loaded:.1f} s" if r.loaded is not None else "-"
+        paint = f"{r.painted:.1f} s" if r.painted is not None else "-"
+        lines.append(
+            f"| {r.label} | {r.findings:,} | {r.findings_mb:,.0f} MB | {r.wall:.1f} s | {r.cpu:.1f} s "
+            f"| {r.peak_mb:.0f} MB | {r.html_mb:.1f} MB | {load} | {paint} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> int:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--findings", type=int, default=100_000, help="about how many findings to make")
-    parser.add_argument("--keep", type=Path, help="keep the inventory, findings and report in this directory")
+    parser.add_argument(
+        "--findings", type=int, nargs="+", default=[100_000, 1_000_000], help="about how many findings"
+    )
+    parser.add_argument(
+        "--keep", type=Path, help="keep (and reuse) the inventories, findings and reports here"
+    )
+    parser.add_argument("--reference", action="store_true", help="also the reference form, without inventory")
+    parser.add_argument("--no-browser", action="store_true", help="do not open the reports in Chromium")
     args = parser.parse_args()
 
-    from auditor.document import load_document
-
+    browser = not args.no_browser and Path(CHROMIUM).exists()
+    if not args.no_browser and not browser:
+        print(f"chromium: {CHROMIUM} not found (apt-get install -y chromium); load time not measured")
     work = args.keep or Path(tempfile.mkdtemp(prefix="auditor-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    results = []
     try:
-        inventory, findings, html = work / "inventory.jsonl", work / "findings.json", work / "report.html"
-        per_copy = 297  # about the findings of one copy of the demo estate with the shipped policies
-        resources = build_inventory(inventory, math.ceil(args.findings / per_copy))
-        seconds = evaluate(inventory, findings)
-        print(f"inventory: {resources} resources; evaluated in {seconds:.1f} s")
-
-        start = time.perf_counter()
-        document = load_document(findings)
-        parsed = time.perf_counter() - start
-        counts = {str(status): n for status, n in document.run.counts.by_status.items()}
-        print(
-            f"findings: {len(document.findings)} ({counts}); "
-            f"findings JSON {findings.stat().st_size / 1e6:.1f} MB, read and checked in {parsed:.1f} s"
-        )
-        del document
-        command = [sys.executable, "-c", "from auditor.cli import main; main()", "report"]
-        command += ["--findings", str(findings), "--inventory", str(inventory), "--format", "html"]
-        start = time.perf_counter()
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        subprocess.run([*command, "--output", str(html)], check=True, capture_output=True)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        wall = time.perf_counter() - start
-        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-        size = html.stat().st_size
-        print(
-            f"auditor report --format html: {wall:.1f} s wall, {cpu:.1f} s CPU, "
-            f"peak memory {after.ru_maxrss / 1024:.0f} MB; file size {size / 1e6:.1f} MB"
-        )
-        if shutil.which(CHROMIUM) or Path(CHROMIUM).exists():
-            loaded, painted = chromium_load(html)
-            print(f"chromium: load event after {loaded:.2f} s; first screen painted after {painted:.2f} s")
-        else:
-            print(f"chromium: {CHROMIUM} not found (apt-get install -y chromium); load time not measured")
+        for target in args.findings:
+            size = f"{target // 1000}k"
+            inventory, findings = prepare(work, target, "inline")
+            html = work / f"report-{size}.html"
+            results.append(measure(f"{size} inline + inventory", findings, inventory, html, browser))
+            if args.reference:
+                _, referencing = prepare(work, target, "reference")
+                html = work / f"report-{size}-reference.html"
+                results.append(measure(f"{size} reference, no inventory", referencing, None, html, browser))
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
+    print(table(results))
     return 0
 
 

@@ -1,6 +1,7 @@
 """Benchmark scale-out: the in-process executor vs a Dask LocalCluster of 2, 4 and 8 worker processes.
 
     .venv/bin/python benchmarks/scale_out.py [--accounts 20] [--buckets 250] [--delay-ms 40]
+        [--workers 2,4,8] [--no-shared-directory [--parts returned|URL]]
 
 Starts moto_server on loopback, creates `--buckets` buckets in each of `--accounts` accounts (moto
 serves one state per account id; the scan assumes `arn:aws:iam::{account_id}:role/Auditor` into
@@ -8,6 +9,14 @@ each), and puts the latency proxy (benchmarks/latency_proxy.py, `--delay-ms` per
 of it. Each run is one `scan_configured` of the whole estate (plan, units, merge of the parts),
 timed without the cluster's start-up. Prints wall time, speed-up over the sequential in-process
 run, and the requests the proxy saw (which must be the same for every executor). Loopback only.
+
+The LocalCluster rows hand parts over through a directory both sides see (`scale.parts: directory`).
+With `--no-shared-directory` each cluster size runs a second time with workers that work elsewhere:
+every worker process moves into a working directory (and temporary directory) of its own when it
+starts, this host gives its parts directory as a relative path, and parts come back through Dask
+(`--parts returned`, the default) or through a store URL (`--parts file:///...`). Every row says
+whether its merged inventory is byte-identical to the first in-process run's once scan times are
+blanked (each scan stamps its own times).
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from pathlib import Path
 
 import boto3
 from botocore.config import Config
+from distributed.diagnostics.plugin import WorkerPlugin
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -78,17 +88,44 @@ def create_account(endpoint: str, account: str, buckets: int) -> None:
             )
 
 
-def timed_scan(executor: Executor, config: AuditConfig, proxy: object) -> tuple[float, int, int, bytes]:
-    """Seconds, requests seen by the proxy, resources, and the merged inventory (for comparison)."""
+class MoveWorkers(WorkerPlugin):
+    """Each worker works in `<root>/<its name>` (cwd and temporary files): it sees no host directory
+    by the relative path the host uses."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def setup(self, worker: object) -> None:
+        import re as _re
+
+        home = Path(self.root) / _re.sub(r"[^A-Za-z0-9_.-]+", "_", str(getattr(worker, "name", "w")))
+        home.mkdir(parents=True, exist_ok=True)
+        os.chdir(home)
+        tempfile.tempdir = str(home)
+
+
+def timed_scan(
+    executor: Executor, config: AuditConfig, proxy: object, *, relative: bool = False
+) -> tuple[float, int, int, bytes]:
+    """Seconds, requests seen by the proxy, resources, and the merged inventory (for comparison).
+    `relative`: work in a fresh directory and name the parts directory relative to it."""
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        home = os.getcwd()
+        if relative:
+            os.chdir(tmp)
+        parts = Path("parts") if relative else Path(tmp)
+        parts.mkdir(exist_ok=True)
         with proxy.count_lock:  # type: ignore[attr-defined]
             proxy.requests = 0  # type: ignore[attr-defined]
-        started = time.perf_counter()
-        scanned = scan_configured(config, Path(tmp), executor=executor, progress=False)
-        merged = Path(tmp) / "inventory.jsonl"
-        with merged.open("wb") as handle:
-            merge_parts(scanned.parts, handle)
-        seconds = time.perf_counter() - started
+        try:
+            started = time.perf_counter()
+            scanned = scan_configured(config, parts, executor=executor, progress=False)
+            merged = Path(tmp) / "inventory.jsonl"
+            with merged.open("wb") as handle:
+                merge_parts(scanned.parts, handle)
+            seconds = time.perf_counter() - started
+        finally:
+            os.chdir(home)
         if scanned.report.gaps:
             raise SystemExit(f"unexpected gaps: {scanned.report.gaps}")
         resources = sum(r.resources for r in scanned.report.results)
@@ -109,6 +146,12 @@ def main() -> int:
     parser.add_argument("--delay-ms", type=float, default=40.0)
     parser.add_argument("--concurrency", type=int, default=16, help="requests in flight per unit")
     parser.add_argument("--workers", default="2,4,8", help="LocalCluster sizes")
+    parser.add_argument(
+        "--no-shared-directory",
+        action="store_true",
+        help="also run each cluster size with workers in working directories of their own",
+    )
+    parser.add_argument("--parts", default="returned", help="with --no-shared-directory: returned or a URL")
     args = parser.parse_args()
 
     moto, endpoint = start_moto()
@@ -123,7 +166,7 @@ def main() -> int:
         AWS_SHARED_CREDENTIALS_FILE=os.devnull,
     )
     accounts = account_ids(args.accounts)
-    rows: list[tuple[str, float, int, int]] = []
+    rows: list[tuple[str, float, int, int, str, str]] = []
     try:
         started = time.perf_counter()
         with ThreadPoolExecutor(4) as pool:
@@ -140,31 +183,44 @@ def main() -> int:
             clouds=Clouds.model_validate(
                 {"aws": AwsCloud(role=ROLE, accounts=accounts, options={"concurrency": args.concurrency})}
             ),
-            scale=Scale(attempts=1),
+            scale=Scale(attempts=1, parts="directory"),
         )
-        runs: list[tuple[str, Executor]] = [
-            ("in-process, 1 unit at a time", InProcessExecutor(1)),
-            ("in-process, 4 units (default)", InProcessExecutor(4)),
+        elsewhere = config.model_copy(update={"scale": Scale(attempts=1, parts=args.parts)})
+        # (label, executor, config, workers elsewhere)
+        runs: list[tuple[str, Executor, AuditConfig, bool]] = [
+            ("in-process, 1 unit at a time", InProcessExecutor(1), config, False),
+            ("in-process, 4 units (default)", InProcessExecutor(4), config, False),
         ]
-        runs += [
-            (f"dask LocalCluster, {n} workers", DaskExecutor(local_workers=int(n)))
-            for n in args.workers.split(",")
-        ]
+        for n in args.workers.split(","):
+            shared = DaskExecutor(local_workers=int(n))
+            runs.append((f"dask LocalCluster, {n} workers", shared, config, False))
+            if args.no_shared_directory:
+                label = f"dask, {n} workers, no shared dir"
+                runs.append((label, DaskExecutor(local_workers=int(n)), elsewhere, True))
         reference: list[bytes] | None = None
-        for label, executor in runs:
+        homes = tempfile.mkdtemp(prefix="bench-workers-")
+        for label, executor, chosen, moved in runs:
             executor.start()  # cluster start-up is not timed
             try:
-                seconds, requests, resources, inventory = timed_scan(executor, config, proxy)
+                if moved:
+                    client = executor.client  # type: ignore[attr-defined]
+                    client.register_plugin(MoveWorkers(homes))
+                    cwds = set(client.run(os.getcwd).values())
+                    assert os.getcwd() not in cwds and all(c.startswith(homes) for c in cwds), cwds
+                seconds, requests, resources, inventory = timed_scan(executor, chosen, proxy, relative=moved)
             finally:
                 executor.close()
             lines = shape(inventory)
             reference = reference or lines
-            same = "same inventory" if lines == reference else "INVENTORY DIFFERS"
-            rows.append((label, seconds, requests, resources))
+            same = "yes" if lines == reference else "NO"
+            parts = chosen.scale.parts_for(executor.name)
+            rows.append((label, seconds, requests, resources, parts, same))
             print(
-                f"  {label:<32} {seconds:>7.1f} s  {requests:>6} requests  {resources} buckets  {same}",
+                f"  {label:<34} {seconds:>7.1f} s  {requests:>6} requests  {resources} buckets  "
+                f"parts: {parts}  byte-identical to in-process (times blanked): {same}",
                 flush=True,
             )
+        shutil.rmtree(homes, ignore_errors=True)
         proxy.shutdown()
     finally:
         moto.kill()
@@ -177,9 +233,9 @@ def main() -> int:
         f"results: {args.accounts} accounts x {args.buckets} buckets, {args.delay_ms:.0f} ms per request, "
         f"--concurrency {args.concurrency} per unit, {os.cpu_count()} cores"
     )
-    print(f"  {'executor':<32} {'wall s':>7} {'speed-up':>9} {'requests':>9}")
-    for label, seconds, requests, _ in rows:
-        print(f"  {label:<32} {seconds:>7.1f} {base / seconds:>8.1f}x {requests:>9}")
+    print(f"  {'executor':<34} {'wall s':>7} {'speed-up':>9} {'requests':>9}  {'parts':<9} identical")
+    for label, seconds, requests, _, parts, same in rows:
+        print(f"  {label:<34} {seconds:>7.1f} {base / seconds:>8.1f}x {requests:>9}  {parts:<9} {same}")
     return 0
 
 

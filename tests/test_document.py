@@ -47,7 +47,7 @@ def test_round_trip_check_writes_reader_reads_equal(tmp_path: Path) -> None:
     path.write_bytes(data)
     document = load_document(path)
     assert isinstance(document, FindingsDocument)
-    assert document.run.schema_version == "1.5"
+    assert document.run.schema_version == "1.6"
     assert document == check_document(json.loads(data), "again")
     # one spelling: statuses and severities are the enums
     assert all(isinstance(f.status, Status) and isinstance(f.severity, Severity) for f in document.findings)

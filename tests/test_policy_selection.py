@@ -14,6 +14,7 @@ import yaml
 from click.testing import Result
 
 from auditor.audit.config import AuditConfig, Outputs
+from auditor.document import SCHEMA_VERSION
 from auditor.findings import Severity
 from auditor.sources import provider_names
 from tests.conftest import DEMO_INVENTORY, SHIPPED_POLICIES
@@ -94,7 +95,7 @@ def test_check_policy_glob_evaluates_only_matching_policies(run_cli: Cli, tmp_pa
     assert document is not None
     in_run, in_findings = evaluated(document)
     assert in_run == expected and in_findings == expected
-    assert document["run"]["schema_version"] == "1.5"
+    assert document["run"]["schema_version"] == SCHEMA_VERSION
     assert document["run"]["selection"] == {
         "policy": ["residency.*"],
         "skip_policy": [],

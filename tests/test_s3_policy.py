@@ -51,6 +51,8 @@ def test_full_deny_refuses_plaintext_and_names_the_statement() -> None:
         ),
         pytest.param({"Condition": {"Bool": {"aws:SecureTransport": "true"}}}, id="deny-secure"),
         pytest.param({"Condition": {"NumericLessThan": {"s3:TlsVersion": "1.2"}}}, id="tls-only"),
+        pytest.param({"Condition": "aws:SecureTransport=false"}, id="condition-not-a-block"),
+        pytest.param({"Condition": ["Bool"]}, id="condition-a-list"),
         pytest.param(
             {
                 "Condition": {

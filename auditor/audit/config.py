@@ -39,6 +39,11 @@ from auditor.frameworks import default_frameworks
 from auditor.policy.loader import shipped_root
 from auditor.policy.yamlfile import PathKey, YamlDocument, load_yaml
 from auditor.report.base import FORMATS, unavailable
+from auditor.scale.parts import AUTO as PARTS_AUTO
+from auditor.scale.parts import CHOICES as PARTS_CHOICES
+from auditor.scale.parts import DIRECTORY as PARTS_DIRECTORY
+from auditor.scale.parts import RETURNED as PARTS_RETURNED
+from auditor.scale.parts import url_problem as parts_url_problem
 from auditor.sources import SourceSection, sources
 from auditor.strict import StrictModel
 
@@ -142,6 +147,11 @@ class Outputs(StrictModel):
         "(the policy directories', then the shipped ones).",
     )
     bundle: Literal["directory", "tar.gz", "none"] = "directory"
+    evidence: Literal["inline", "reference"] = Field(
+        "inline",
+        description="Findings copy their evidence (inline, findings schema 1.6) or point at it in the "
+        "bundle's inventory (reference, schema 2.0; docs/findings-json.md).",
+    )
 
     @field_serializer("frameworks")
     def _frameworks(self, value: list[str]) -> list[str]:
@@ -188,10 +198,17 @@ class Schedule(StrictModel):
 class Scale(StrictModel):
     """How the units of a scan run (see docs/scale-out.md): retries, the per-account cap, parts."""
 
+    parts: str = Field(
+        PARTS_AUTO,
+        description="How units hand their inventory parts to this host: directory (written into "
+        "parts_directory, shared by every worker), returned (through Dask itself, no shared storage) or "
+        "a URL (s3://, gs://, abfs://, file:///; fsspec). Default auto: returned for executor dask "
+        "without a parts_directory, else directory.",
+    )
     parts_directory: Path | None = Field(
         None,
-        description="Where units write inventory parts; with executor dask, a path every worker and "
-        "this host share. Default: a temporary directory under outputs.directory.",
+        description="Where parts are kept on this host; with parts: directory and executor dask, a path "
+        "every worker and this host share. Default: a temporary directory under outputs.directory.",
     )
     attempts: int = Field(3, ge=1, le=10, description="Tries per unit before it becomes a coverage gap.")
     units_per_account: int = Field(
@@ -201,6 +218,26 @@ class Scale(StrictModel):
     local_workers: int = Field(
         2, ge=1, le=64, description="Executor dask without a scheduler: worker processes of a LocalCluster."
     )
+
+    @field_validator("parts")
+    @classmethod
+    def _parts(cls, value: str) -> str:
+        if value in PARTS_CHOICES:
+            return value
+        if "://" not in value:
+            choices = ", ".join(PARTS_CHOICES)
+            raise ValueError(f"expected {choices} or a URL such as s3://bucket/prefix, got {value!r}")
+        problem = parts_url_problem(value)  # before any network call: scheme, secrets, package
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    def parts_for(self, executor: str) -> str:
+        """`parts` with `auto` resolved for `executor`: a Dask run without a parts_directory returns
+        its parts through Dask (no shared storage needed); everything else keeps the directory."""
+        if self.parts != PARTS_AUTO:
+            return self.parts
+        return PARTS_RETURNED if executor == "dask" and self.parts_directory is None else PARTS_DIRECTORY
 
 
 class AuditConfig(StrictModel):
@@ -355,6 +392,8 @@ class AuditConfig(StrictModel):
         for key in ("allow_empty", "policy", "skip_policy", "min_severity", "attestations"):
             if not audited.get(key):
                 audited.pop(key, None)
+        if audited["outputs"].get("evidence") == "inline":  # the default, as before it could be chosen
+            del audited["outputs"]["evidence"]
         return hashlib.sha256(orjson.dumps(audited, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 

@@ -492,6 +492,7 @@ def _run(
             allow_empty=config.allow_empty,
             today=today,
             selection=config.selection(),
+            evidence=config.outputs.evidence,
         ),
         spool_dir=out,
     )
@@ -624,7 +625,10 @@ def scan_configured(
         local_workers=config.scale.local_workers,
     )
     options = ScaleOptions(
-        attempts=config.scale.attempts, units_per_account=config.scale.units_per_account, progress=progress
+        attempts=config.scale.attempts,
+        units_per_account=config.scale.units_per_account,
+        progress=progress,
+        parts=config.scale.parts_for(chosen.name),
     )
     return scan_sources(
         config.clouds.configured(),

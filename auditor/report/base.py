@@ -10,13 +10,15 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, ClassVar
 
 from auditor.atomicfile import atomic_output
-from auditor.document import FindingsDocument
+from auditor.document import FindingRecord, FindingsDocument, RunInfo
 from auditor.errors import InputError
+from auditor.findings_stream import FindingsStream
 
 
 @dataclass(frozen=True)
@@ -43,15 +45,49 @@ FORMATS: dict[str, OutputFormat] = {
 RENDERERS: dict[str, str] = {name: spec.renderer for name, spec in FORMATS.items()}
 
 
-@dataclass
 class ReportInput:
-    """What a renderer gets: the findings document, and optional context."""
+    """What a renderer gets: the findings (a stream, or a document in memory), and optional context.
 
-    document: FindingsDocument
-    inventory_path: Path | None = None
-    previous: FindingsDocument | None = None
-    frameworks: list[str] = field(default_factory=list)
-    group_by_tag: str | None = None  # group resources into teams by this tag (default: owner)
+    Renderers that can stream read `run` and iterate `findings()` (each call reads the findings
+    again, so memory stays flat however many there are); `document` holds every finding at once.
+    """
+
+    def __init__(
+        self,
+        document: FindingsDocument | None = None,
+        inventory_path: Path | None = None,
+        previous: FindingsDocument | None = None,
+        frameworks: list[str] | None = None,
+        group_by_tag: str | None = None,
+        *,
+        stream: FindingsStream | None = None,
+    ) -> None:
+        if stream is None:
+            if document is None:
+                raise TypeError("ReportInput needs a document or a stream")
+            stream = FindingsStream.of_document(document, inventory_path)
+        self.stream = stream
+        self.inventory_path = inventory_path
+        self.previous = previous
+        self.frameworks = list(frameworks or [])
+        self.group_by_tag = group_by_tag  # group resources into teams by this tag (default: owner)
+        self._document = document if stream.inventory is None or not stream.reference_form else None
+
+    @property
+    def run(self) -> RunInfo:
+        """The document's `run`."""
+        return self.stream.run
+
+    def findings(self) -> Iterator[FindingRecord]:
+        """Every finding, read again from the start on each call."""
+        return self.stream.findings()
+
+    @property
+    def document(self) -> FindingsDocument:
+        """The whole document in memory, read once (renderers that need every finding at once)."""
+        if self._document is None:
+            self._document = self.stream.document()
+        return self._document
 
 
 class Renderer(ABC):

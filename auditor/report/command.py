@@ -9,6 +9,7 @@ import click
 
 from auditor.cli_options import exit_codes, list_option
 from auditor.document import load_document
+from auditor.findings_stream import FindingsStream
 from auditor.inputfile import open_input
 from auditor.report.base import RENDERERS, ReportInput, render_to_file
 from auditor.report.view import check_grouping, report_frameworks
@@ -68,7 +69,7 @@ def command(
     if inventory_path is not None:  # read later, while rendering: refuse a bad one before any work
         open_input(inventory_path, "inventory").close()
     report = ReportInput(
-        document=load_document(findings_path),
+        stream=FindingsStream.open(findings_path, inventory_path),
         inventory_path=inventory_path,
         previous=load_document(previous_path) if previous_path is not None else None,
         frameworks=list(dict.fromkeys(frameworks)),

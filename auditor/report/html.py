@@ -10,32 +10,51 @@ SVG whose geometry is computed here.
 The same template makes the PDF (auditor.report.pdf, `paged`): one stylesheet serves the screen (down to
 phones: tables become stacked rows), browser print and paged media, whose `@page` margin boxes carry the
 run id, zone, date and page number on every page (Chromium 131+ and WeasyPrint draw them).
+
+The HTML report streams: the findings are read once, one at a time (`build_view` with a sink); what the
+page shows at the top is aggregated as they pass, while each non-passing finding's row is rendered at
+once (the same macro, so the same escaping) and spooled to a temporary file with its sort key, and each
+passing resource's name likewise. The page is then written in order, each policy's rows read back
+sorted. Memory is bounded by the largest policy's sort keys, not by the findings. Past COMPACT_ROWS
+non-passing findings, rows are compact (each API call with only the field that decided), so a report
+of a million findings stays a page Chromium opens.
 """
 
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterable
-from dataclasses import dataclass
+import struct
+import tempfile
+from bisect import insort
+from collections import Counter, defaultdict
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
+import orjson
 from jinja2 import Environment, PackageLoader, StrictUndefined, Template
 from markupsafe import Markup, escape
 
+from auditor.document import FindingRecord
 from auditor.errors import visible
 from auditor.findings import Status
 from auditor.report.base import Renderer, ReportInput
-from auditor.report.undecided import gap_action
+from auditor.report.undecided import UndecidedAction, gap_action
 from auditor.report.view import (
+    PASS_LIST_LIMIT,
     PROVIDER_LABELS,
     STATUSES,
+    PolicyView,
     ProviderResidency,
     ReportView,
     build_view,
+    finding_view,
     framework_labels,
+    population_groups,
     region_label,
     shown_path,
+    status_rank,
 )
 
 # Findings tables are split into tables of this many rows; past LARGE_ROWS listed rows the report lets
@@ -43,6 +62,12 @@ from auditor.report.view import (
 # report opening in seconds instead of minutes.
 CHUNK_ROWS = 100
 LARGE_ROWS = 1500
+# Past this many failing, undecided and waived findings, their rows are compact (each API call with only
+# the field that decided): at a million findings full rows would make a page of hundreds of megabytes.
+COMPACT_ROWS = 25_000
+# A compact report lists this many rows per policy (fail first); the policy's other failing, undecided
+# and waived resources are named, by status, cloud and account, their evidence left to the findings JSON.
+COMPACT_POLICY_ROWS = 1000
 
 STATUS_LABELS = {
     Status.PASS: "Pass",
@@ -248,15 +273,252 @@ def running_header(view: ReportView) -> dict[str, Markup]:
     }
 
 
-def template_context(view: ReportView, *, paged: bool = False) -> dict[str, Any]:
-    """The variables the template sees (`paged`: for the PDF, without the screen-only parts)."""
+class PolicyDetail(Protocol):
+    """The per-policy detail the template lays out: non-passing rows (rendered) and passing names."""
+
+    def rows(self, policy: PolicyView) -> Iterable[Markup]:
+        """The policy's failing, undecided and waived rows, in report order."""
+
+    def more(self, policy: PolicyView) -> Iterable[tuple[str, str, str, int, Markup]]:
+        """(status, cloud label, account, count, names joined) of rows named but not listed."""
+
+    def population(self, policy: PolicyView) -> Iterable[tuple[str, str, int, Markup | None]]:
+        """(cloud label, account, count, names joined or None) of the policy's passing resources."""
+
+
+RowMacro = Callable[..., str]
+
+
+def row_macros() -> tuple[RowMacro, RowMacro]:
+    """The template's macros for one finding's row: full, and compact."""
+    module = _environment().get_template("macros.html.j2").module
+    return module.finding_row, module.compact_row  # type: ignore[attr-defined]
+
+
+@dataclass
+class MemoryDetail:
+    """The detail of a view that holds every row (`build_view` without a sink: the PDF, tests)."""
+
+    digest: str = ""
+    row: RowMacro = field(default_factory=lambda: row_macros()[0])
+
+    def rows(self, policy: PolicyView) -> Iterator[Markup]:
+        """The policy's rows, rendered one at a time."""
+        for finding in policy.non_pass:
+            yield Markup(self.row(finding, True, self.digest))
+
+    def more(self, policy: PolicyView) -> list[tuple[str, str, str, int, Markup]]:
+        """Every row is listed in full: nothing more."""
+        return []
+
+    def population(self, policy: PolicyView) -> list[tuple[str, str, int, Markup | None]]:
+        """The passing resources by cloud and account, names sorted."""
+        return [
+            (label, account, len(names), joined(names)) for label, account, names in policy.population_groups
+        ]
+
+
+_LENGTH = struct.Struct(">I")
+_PLACE = struct.Struct(">QI")  # where a rendered row is in the spool: offset, length
+_FLUSH_BYTES = 1 << 16
+
+
+@dataclass
+class _SpooledList:
+    buffer: list[bytes] = field(default_factory=list)
+    size: int = 0
+    chunks: list[tuple[int, int]] = field(default_factory=list)
+
+
+class Spool:
+    """Byte strings kept in a temporary file instead of memory: blobs by place, and named lists whose
+    items are buffered a few kilobytes at a time and read back whole."""
+
+    def __init__(self) -> None:
+        self.file = tempfile.TemporaryFile(prefix="auditor-report-")  # noqa: SIM115 - closed by close()
+        self.size = 0
+        self.lists: dict[Hashable, _SpooledList] = {}
+
+    def write(self, data: bytes) -> tuple[int, int]:
+        """Store `data`; returns its (offset, length)."""
+        offset = self.size
+        self.file.seek(offset)
+        self.file.write(data)
+        self.size += len(data)
+        return offset, len(data)
+
+    def read(self, offset: int, length: int) -> bytes:
+        """The bytes stored at (offset, length)."""
+        self.file.seek(offset)
+        return self.file.read(length)
+
+    def append(self, name: Hashable, item: bytes) -> None:
+        """Add `item` to the list `name`."""
+        spooled = self.lists.get(name)
+        if spooled is None:
+            spooled = self.lists[name] = _SpooledList()
+        spooled.buffer.append(_LENGTH.pack(len(item)) + item)
+        spooled.size += len(item) + _LENGTH.size
+        if spooled.size > _FLUSH_BYTES:
+            spooled.chunks.append(self.write(b"".join(spooled.buffer)))
+            spooled.buffer, spooled.size = [], 0
+
+    def items(self, name: Hashable) -> list[bytes]:
+        """Every item of the list `name`, in the order they were added."""
+        spooled = self.lists.get(name)
+        if spooled is None:
+            return []
+        items: list[bytes] = []
+        for data in [*(self.read(*chunk) for chunk in spooled.chunks), b"".join(spooled.buffer)]:
+            at = 0
+            while at < len(data):
+                (length,) = _LENGTH.unpack_from(data, at)
+                items.append(data[at + _LENGTH.size : at + _LENGTH.size + length])
+                at += _LENGTH.size + length
+        return items
+
+    def close(self) -> None:
+        """Remove the temporary file."""
+        self.file.close()
+
+
+class SpooledDetail:
+    """A `DetailSink` for `build_view` and the template's `PolicyDetail`: every non-passing finding's
+    row rendered as it is read and spooled with its sort key (status, cloud, account, name, id); every
+    passing resource counted in its (cloud, account) group and, with `names`, its name spooled there.
+    Read back one policy at a time. With `rows_limit`, a policy's rows past the first `rows_limit`
+    are named only (`more`), by status, cloud and account, and a row is rendered only while it can
+    still be among the first."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        row: RowMacro,
+        digest: str = "",
+        *,
+        names: bool = True,
+        rows_limit: int | None = None,
+    ) -> None:
+        self.spool = spool
+        self.row = row
+        self.digest = digest
+        self.names = names
+        self.rows_limit = rows_limit
+        self.groups: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)
+        self._first: dict[str, list[bytes]] = defaultdict(list)  # with rows_limit: the first keys
+        self._seq = 0
+        self._sorted: tuple[str, list[bytes]] | None = None
+
+    def non_pass(self, policy_id: str, finding: FindingRecord, actions: list[UndecidedAction] | None) -> None:
+        """Keep the finding's sort key and place; render its row now unless `rows_limit` rows of the
+        policy that sort before it were seen already (then it can only be named, never listed)."""
+        resource = finding.resource
+        fields = (resource.provider, resource.account, resource.name, resource.id)
+        self._seq += 1
+        key = bytes([status_rank(finding.status)]) + "\0".join(fields).encode() + b"\0"
+        key += self._seq.to_bytes(8, "big")
+        html = b""
+        if self._may_list(policy_id, key):
+            row = finding_view(finding, actions)
+            html = str(self.row(row, True, self.digest)).encode()
+        head = orjson.dumps([finding.status.value, resource.provider, resource.account, resource.name])
+        place = self.spool.write(_LENGTH.pack(len(head)) + head + html)
+        self.spool.append((policy_id, None), key + _PLACE.pack(*place))
+
+    def _may_list(self, policy_id: str, key: bytes) -> bool:
+        """Whether `key` is among the first `rows_limit` keys of the policy seen so far (the first
+        `rows_limit` at the end were, each when it came)."""
+        if self.rows_limit is None:
+            return True
+        first = self._first[policy_id]
+        if len(first) >= self.rows_limit and key >= first[-1]:
+            return False
+        insort(first, key)
+        if len(first) > self.rows_limit:
+            first.pop()
+        return True
+
+    def passing(self, policy_id: str, group: tuple[str, str], entry: str) -> None:
+        """Count a passing resource in its group (and keep its name)."""
+        self.groups[policy_id][group] += 1
+        if self.names:
+            self.spool.append((policy_id, group), entry.encode())
+
+    def _entries(self, policy: PolicyView) -> Iterator[tuple[bytes, bytes]]:
+        """(head, row) of the policy's rows in report order (ties in the order they were read)."""
+        policy_id = policy.details.id
+        if self._sorted is None or self._sorted[0] != policy_id:
+            keys = self.spool.items((policy_id, None))
+            keys.sort()
+            self._sorted = (policy_id, keys)
+        for key in self._sorted[1]:
+            blob = self.spool.read(*_PLACE.unpack(key[-_PLACE.size :]))
+            (size,) = _LENGTH.unpack_from(blob)
+            yield blob[_LENGTH.size : _LENGTH.size + size], blob[_LENGTH.size + size :]
+
+    def rows(self, policy: PolicyView) -> Iterator[Markup]:
+        """The policy's rows in report order, the first `rows_limit` of them."""
+        for index, (_, row) in enumerate(self._entries(policy)):
+            if self.rows_limit is not None and index >= self.rows_limit:
+                return
+            yield Markup(row.decode())
+
+    def more(self, policy: PolicyView) -> Iterator[tuple[str, str, str, int, Markup]]:
+        """(status, cloud label, account, count, names joined) of the rows past `rows_limit`."""
+        if self.rows_limit is None:
+            return
+        group: tuple[str, str, str] | None = None
+        names: list[str] = []
+        for index, (head, _) in enumerate(self._entries(policy)):
+            if index < self.rows_limit:
+                continue
+            status, provider, account, name = orjson.loads(head)
+            if group is not None and group != (status, provider, account):
+                yield group[0], PROVIDER_LABELS.get(group[1], group[1]), group[2], len(names), joined(names)
+                names = []
+            group = (status, provider, account)
+            names.append(name)
+        if group is not None:
+            yield group[0], PROVIDER_LABELS.get(group[1], group[1]), group[2], len(names), joined(names)
+
+    def population(self, policy: PolicyView) -> Iterator[tuple[str, str, int, Markup | None]]:
+        """The passing resources by cloud and account, names sorted; one group in memory at a time."""
+        counts = self.groups.get(policy.details.id, Counter())
+        for provider, account in population_groups(counts):
+            label = PROVIDER_LABELS.get(provider, provider)
+            if not self.names:
+                yield label, account, counts[(provider, account)], None
+                continue
+            spooled = self.spool.items((policy.details.id, (provider, account)))
+            names = sorted(item.decode() for item in spooled)
+            yield label, account, len(names), joined(names)
+
+
+def template_context(
+    view: ReportView,
+    *,
+    paged: bool = False,
+    detail: PolicyDetail | None = None,
+    large: bool | None = None,
+    compact: bool = False,
+    evidence_elsewhere: bool | None = None,
+) -> dict[str, Any]:
+    """The variables the template sees (`paged`: for the PDF, without the screen-only parts;
+    `detail`: where the policies' rows come from, by default the view's own lists;
+    `evidence_elsewhere`: reference-form findings read without their inventory)."""
     scale = max((bar.resources for p in view.residency for bar in p.regions), default=1) or 1
-    listed = sum(len(p.non_pass) + len(p.passing) for p in view.policies)
+    if large is None:
+        large = sum(p.non_pass_total + len(p.passing) for p in view.policies) > LARGE_ROWS
     return {
         "view": view,
         "paged": paged,
         "running": running_header(view),
-        "large": listed > LARGE_ROWS,
+        "large": large,
+        "compact": compact,
+        "evidence_elsewhere": evidence_elsewhere
+        if evidence_elsewhere is not None
+        else view.run.evidence_form == "reference" and not view.inventory_used,
+        "detail": detail if detail is not None else MemoryDetail(view.run.inventory_digest or ""),
         "CHUNK_ROWS": CHUNK_ROWS,
         "s": view.summary,
         "framework_labels": framework_labels(view.run),
@@ -270,6 +532,16 @@ def report_template() -> Template:
     return _environment().get_template("report.html.j2")
 
 
+def report_size(report: ReportInput) -> tuple[bool, bool]:
+    """(large, compact) from the run's counts, before any finding is read: large past LARGE_ROWS listed
+    rows (the page lets Chromium skip off-screen layout, passing evidence is not listed), compact past
+    COMPACT_ROWS non-passing findings."""
+    counts = report.run.counts.by_status
+    non_pass = sum(counts.get(status, 0) for status in STATUSES if status is not Status.PASS)
+    passing = sum(min(policy.counts.get(Status.PASS, 0), PASS_LIST_LIMIT) for policy in report.run.policies)
+    return non_pass + passing > LARGE_ROWS, non_pass > COMPACT_ROWS
+
+
 class HtmlRenderer(Renderer):
     """Self-contained HTML evidence report (readable without JavaScript, printable to PDF)."""
 
@@ -277,15 +549,33 @@ class HtmlRenderer(Renderer):
     extension = ".html"
 
     def render(self, report: ReportInput, out: IO[bytes]) -> None:
-        """Stream the report to `out` as UTF-8."""
-        template = report_template()
-        encoder = codecs.getincrementalencoder("utf-8")()
-        buffer: list[str] = []
-        size = 0
-        for chunk in template.generate(template_context(build_view(report))):
-            buffer.append(chunk)
-            size += len(chunk)
-            if size > 1 << 16:
-                out.write(encoder.encode("".join(buffer)))
-                buffer, size = [], 0
-        out.write(encoder.encode("".join(buffer), final=True))
+        """Read the findings once, then stream the report to `out` as UTF-8."""
+        large, compact = report_size(report)
+        full, short = row_macros()
+        spool = Spool()
+        try:
+            digest = report.run.inventory_digest or ""
+            detail = SpooledDetail(
+                spool,
+                short if compact else full,
+                digest,
+                names=not compact,
+                rows_limit=COMPACT_POLICY_ROWS if compact else None,
+            )
+            view = build_view(report, pass_limit=0 if large else PASS_LIST_LIMIT, sink=detail)
+            elsewhere = report.stream.reference_form and report.stream.inventory is None
+            context = template_context(
+                view, detail=detail, large=large, compact=compact, evidence_elsewhere=elsewhere
+            )
+            encoder = codecs.getincrementalencoder("utf-8")()
+            buffer: list[str] = []
+            size = 0
+            for chunk in report_template().generate(context):
+                buffer.append(chunk)
+                size += len(chunk)
+                if size > 1 << 16:
+                    out.write(encoder.encode("".join(buffer)))
+                    buffer, size = [], 0
+            out.write(encoder.encode("".join(buffer), final=True))
+        finally:
+            spool.close()

@@ -1,14 +1,19 @@
 """The findings document, unchanged: the contract of docs/findings-json.md, re-emitted as read.
 
 The layout matches `auditor check --format json` (the run indented, one finding per line), so a
-document written by auditor comes out byte for byte as it went in.
+document written by auditor comes out byte for byte as it went in. Findings are written one at a
+time as they are read, so memory does not grow with the run. A reference-form document (schema 2.0)
+stays in the reference form: findings are written as the document holds them, without the evidence
+an `--inventory` would put back or the `controls` a reader fills in from `run.policies`.
 """
 
 from __future__ import annotations
 
 from typing import IO
 
-from auditor.document import write_document
+import orjson
+
+from auditor.document import plain
 from auditor.report.base import Renderer, ReportInput
 
 
@@ -19,5 +24,17 @@ class JsonRenderer(Renderer):
     extension = ".json"
 
     def render(self, report: ReportInput, out: IO[bytes]) -> None:
-        """Write `{"run": ..., "findings": [...]}` in auditor's own layout."""
-        write_document(report.document, out)
+        """Write `{"run": ..., "findings": [...]}` in auditor's own layout, a finding at a time."""
+        stream = report.stream
+        out.write(b'{"run": ')
+        out.write(orjson.dumps(plain(stream.run), option=orjson.OPT_INDENT_2))
+        out.write(b',\n"findings": [\n')
+        separator = b""
+        for finding in stream.findings(as_written=True):
+            out.write(separator + orjson.dumps(plain(finding)))
+            separator = b",\n"
+        out.write(b"\n]")
+        # Fields a later version adds at the top level (only a document read whole holds them).
+        for key, value in stream.extra.items():
+            out.write(b",\n" + orjson.dumps(key) + b": " + orjson.dumps(value))
+        out.write(b"}\n")

@@ -10,18 +10,24 @@ the summary stays well under comment limits.
 from __future__ import annotations
 
 import re
-from typing import IO, Any
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any, Generic, TypeVar
 
+from auditor.document import FindingRecord
+from auditor.drift import LaterCoverage, RecordedGap, classify_change, gap_changes
 from auditor.errors import visible
-from auditor.findings import Status
+from auditor.findings import Severity, Status
 from auditor.report.base import Renderer, ReportInput
 from auditor.report.view import (
+    FIX_NAMES_SHOWN,
     PROVIDER_LABELS,
+    SEVERITIES,
     STATUSES,
+    AiCollector,
     FixItem,
     FixPlan,
-    ai_residency,
-    compare_runs,
     finding_places,
     finding_sort_key,
     fix_plan,
@@ -37,6 +43,7 @@ from auditor.report.view import (
 TOP_FAILURES = 15
 TOP_FIXES = 10
 TEAMS_LISTED = 15
+_SEVERITY_ORDER = {s: i for i, s in enumerate(SEVERITIES)}
 _ACTIVE = re.compile(r"([\\`*_{}\[\]<>#!|~@&$])")
 
 
@@ -62,6 +69,103 @@ def md_block(text: Any) -> str:
     """
     lines = (_inert(line.strip()) for line in str(text).splitlines())
     return "\n".join("\\" + line if line[:1] in ("-", "+", "=") else line for line in lines)
+
+
+T = TypeVar("T")
+
+
+class Smallest(Generic[T]):
+    """The `limit` smallest items by `key` of a stream (ties in the order added), and how many there
+    were: what a sorted list cut at `limit` shows, in bounded memory."""
+
+    def __init__(self, limit: int, key: Callable[[T], Any]) -> None:
+        self.limit = limit
+        self.key = key
+        self.total = 0
+        self._items: list[T] = []
+
+    def add(self, item: T) -> None:
+        """Count one item, keeping it if it may be among the smallest."""
+        self.total += 1
+        self._items.append(item)
+        if len(self._items) >= 2 * self.limit + 16:
+            self._items.sort(key=self.key)
+            del self._items[self.limit :]
+
+    @property
+    def items(self) -> list[T]:
+        """The smallest items, in order."""
+        self._items.sort(key=self.key)
+        del self._items[self.limit :]
+        return self._items
+
+
+@dataclass(frozen=True)
+class Change:
+    """A finding whose status moved since the previous run (what the summary lists of it)."""
+
+    severity: Severity
+    policy_id: str
+    provider: str
+    account: str
+    name: str
+
+
+def _change_order(change: Change) -> tuple[Any, ...]:
+    return (_SEVERITY_ORDER.get(change.severity, 9), change.policy_id, change.provider, change.name)
+
+
+def _change(finding: FindingRecord) -> Change:
+    r = finding.resource
+    return Change(finding.severity, finding.policy_id, r.provider, r.account, r.name)
+
+
+class CountedChanges:
+    """auditor.report.view.compare_runs against a previous document in memory, fed this run's findings
+    one at a time: counts per section, the first TOP_FAILURES new failures and not-assessed ones."""
+
+    def __init__(self, report: ReportInput) -> None:
+        previous = report.previous
+        assert previous is not None
+        self.previous = previous
+        self.run = report.run
+        self.before: dict[tuple[str, str], FindingRecord] = {f.key: f for f in previous.findings}
+        self.unseen = dict.fromkeys(self.before)
+        self.accounts = {(a.provider, a.account) for a in self.run.coverage.accounts}
+        self.counts: Counter[str] = Counter()
+        self.new_failures: Smallest[Change] = Smallest(TOP_FAILURES, _change_order)
+        self.not_assessed: Smallest[Change] = Smallest(TOP_FAILURES, _change_order)
+        self.new_gaps: list[RecordedGap] = []
+        self.closed_gaps: list[RecordedGap] = []
+
+    def add(self, finding: FindingRecord) -> None:
+        """Compare one finding of this run with the previous run's."""
+        key = finding.key
+        self.unseen.pop(key, None)
+        self.accounts.add((finding.resource.provider, finding.resource.account))
+        old = self.before.get(key)
+        section = classify_change(old.status.value if old else None, finding.status.value)
+        if section is not None:
+            self.counts[section] += 1
+        if section == "new_failures":
+            self.new_failures.add(_change(finding))
+
+    def finish(self) -> None:
+        """Classify the previous run's findings this run did not report, and the coverage gaps."""
+        gaps = [g.coverage_gap() for g in self.run.coverage.gaps]
+        coverage = LaterCoverage(
+            gaps, seen_accounts=self.accounts, known_accounts=self.previous.seen_accounts()
+        )
+        for key in self.unseen:
+            old = self.before[key]
+            resource = old.resource
+            gap = coverage.gap_over(resource.provider, resource.account, resource.regions)
+            section = classify_change(old.status.value, None, assessed=gap is None)
+            if section in ("fixed", "not_assessed"):
+                self.counts[section] += 1
+            if section == "not_assessed":
+                self.not_assessed.add(_change(old))
+        self.new_gaps, self.closed_gaps = gap_changes(self.previous.coverage_gaps(), gaps)
 
 
 def _owners(item: FixItem) -> str:
@@ -128,9 +232,9 @@ def fix_first(plan: FixPlan) -> list[str]:
 
 
 def markdown_summary(report: ReportInput) -> str:
-    """The Markdown text of the summary."""
-    doc = report.document
-    run = doc.run
+    """The Markdown text of the summary, from one pass over the findings (and, for the owner grouping,
+    the start of another)."""
+    run = report.run
     s = summarise(run)
     zone = run.parameters.get("zone")
     out = [f"## auditor: {s.overall.upper()}", ""]
@@ -160,7 +264,21 @@ def markdown_summary(report: ReportInput) -> str:
         ]
 
     details = policy_details(run)
-    out += fix_first(fix_plan(doc.findings, details, report_grouping(report)))
+    changes = CountedChanges(report) if report.previous is not None else None
+    failures: Smallest[FindingRecord] = Smallest(TOP_FAILURES, finding_sort_key)
+    ai = AiCollector(run.zone if run.zone is not None and run.zone.id == zone else None)
+
+    def counted() -> Iterator[FindingRecord]:
+        """Every finding, counted for the other sections on its way to the fix plan."""
+        for finding in report.findings():
+            if changes is not None:
+                changes.add(finding)
+            if finding.status is Status.FAIL:
+                failures.add(finding)
+            ai.add(finding)
+            yield finding
+
+    out += fix_first(fix_plan(counted(), details, report_grouping(report), keep=FIX_NAMES_SHOWN))
     failing = [
         (fw, c)
         for fw in framework_views(details, report_frameworks(report))
@@ -181,20 +299,21 @@ def markdown_summary(report: ReportInput) -> str:
             )
         out.append("")
 
-    if report.previous is not None:
-        changes = compare_runs(doc, report.previous)
+    if changes is not None:
+        changes.finish()
+        counts = changes.counts
         out += [
             "### Since the previous run",
             "",
-            f"{len(changes.new_failures)} new failure(s), {len(changes.fixed)} fixed, "
-            f"{len(changes.still_failing)} still failing, {len(changes.newly_unknown)} newly undecided, "
-            f"{len(changes.not_assessed)} not assessed; {len(changes.new_gaps)} new coverage gap(s), "
-            f"{len(changes.closed_gaps)} closed (previous run {md(changes.previous_id)}).",
+            f"{counts['new_failures']} new failure(s), {counts['fixed']} fixed, "
+            f"{counts['still_failing']} still failing, {counts['newly_unknown']} newly undecided, "
+            f"{counts['not_assessed']} not assessed; {len(changes.new_gaps)} new coverage gap(s), "
+            f"{len(changes.closed_gaps)} closed (previous run {md(changes.previous.run.id)}).",
             "",
         ]
-        if changes.not_assessed:
+        if counts["not_assessed"]:
             out += [
-                f"**Not assessed ({len(changes.not_assessed)})**: failures of the previous run whose "
+                f"**Not assessed ({counts['not_assessed']})**: failures of the previous run whose "
                 "resources lie under a coverage gap of this run; not seen, so not counted as fixed.",
                 "",
             ]
@@ -209,24 +328,24 @@ def markdown_summary(report: ReportInput) -> str:
                     for g in gaps
                 ]
                 out.append("")
-        for change in changes.new_failures[:TOP_FAILURES]:
+        for change in changes.new_failures.items:
             out.append(
                 f"- new: **{md(change.severity)}** {md(change.policy_id)} {md(change.name)} "
                 f"({md(change.provider)} {md(change.account)})"
             )
-        for change in changes.not_assessed[:TOP_FAILURES]:
+        for change in changes.not_assessed.items:
             out.append(
                 f"- not assessed: **{md(change.severity)}** {md(change.policy_id)} {md(change.name)} "
                 f"({md(change.provider)} {md(change.account)})"
             )
-        if changes.new_failures or changes.not_assessed:
+        if counts["new_failures"] or counts["not_assessed"]:
             out.append("")
 
-    ai = ai_residency(doc.findings, run.zone if run.zone is not None and run.zone.id == zone else None)
-    if ai.total:
-        shown_ai = ai.rows[:TOP_FAILURES]
+    ai_rows = ai.result()
+    if ai_rows.total:
+        shown_ai = ai_rows.rows[:TOP_FAILURES]
         out += [
-            f"### AI services ({len(shown_ai)} of {ai.total}, worst first)",
+            f"### AI services ({len(shown_ai)} of {ai_rows.total}, worst first)",
             "",
             "At rest and processing side by side (*any region*: wherever the provider operates); training: "
             "observed from the API, a documented provider default, or attested by a person.",
@@ -244,11 +363,10 @@ def markdown_summary(report: ReportInput) -> str:
             )
         out.append("")
 
-    failures = sorted((f for f in doc.findings if f.status is Status.FAIL), key=finding_sort_key)
-    if failures:
-        shown = failures[:TOP_FAILURES]
+    if failures.total:
+        shown = failures.items
         out += [
-            f"### Top failures ({len(shown)} of {len(failures)})",
+            f"### Top failures ({len(shown)} of {failures.total})",
             "",
             "| Severity | Policy | Resource | Cloud | Finding |",
             "|---|---|---|---|---|",

@@ -20,7 +20,9 @@ sit in memory as events; Firehose, Glue and SIEM collectors ingest JSON Lines as
 * `evidences`: the evidence behind the deciding attributes first, at most MAX_EVIDENCE items, each
   answer cut at MAX_EVIDENCE_BYTES; values under secret-looking keys, and secret-looking values,
   are replaced by `<redacted>`. The rest of the finding (observed and expected values, the waiver,
-  the baseline mark) is `unmapped`.
+  the baseline mark) is `unmapped`. A reference-form finding (findings JSON 2.0) rendered without
+  its inventory has no evidence to carry: `unmapped.evidence_refs` says where it is (the inventory,
+  its digest, and the indexes into the resource's `evidence` there).
 * `remediation`: the policy's for the resource's cloud; an undecided finding's starts with what to
   do so it can be decided (auditor.report.undecided: the permission to grant, the option to set).
 * `finding_info.uid` hashes the policy id and resource id: the same finding has the same uid in
@@ -303,8 +305,10 @@ class OcsfEvents:
     """Builds the events of one findings document; what a policy's events share is built once."""
 
     def __init__(self, report: ReportInput) -> None:
-        run = report.document.run
+        run = report.run
         self.run: RunInfo = run
+        # reference form without the inventory: events say where the evidence is instead of carrying it
+        self.unresolved = report.stream.reference_form and report.stream.inventory is None
         self.policies = {p.id: p for p in policy_details(run)}
         self.frameworks = {f.name: f.label for f in report_frameworks(report)}
         self.time = _epoch_ms(run.finished_at) or _epoch_ms(run.started_at) or 0
@@ -359,6 +363,18 @@ class OcsfEvents:
             standards=list(dict.fromkeys(label for label, _ in requirements)) or None,
             control_parameters=self._parameters.get(finding.policy_id),
         )
+
+    def unmapped(self, finding: FindingRecord, omitted: int) -> dict[str, Any]:
+        """What OCSF has no attribute for; for a finding whose evidence was not read (reference form
+        without the inventory), where that evidence is: `evidence_refs`."""
+        data = _unmapped(finding, omitted)
+        if self.unresolved and finding.evidence_refs is not None and not finding.evidence:
+            data["evidence_refs"] = {
+                "inventory": self.run.inventory,
+                "inventory_digest": self.run.inventory_digest,
+                "indexes": finding.evidence_refs,
+            }
+        return data
 
     def event(self, finding: FindingRecord) -> dict[str, Any]:
         """The OCSF event of one finding, as its JSON object."""
@@ -418,7 +434,7 @@ class OcsfEvents:
             ),
             evidences=evidences or None,
             remediation=self.remediation(finding),
-            unmapped=_unmapped(finding, omitted),
+            unmapped=self.unmapped(finding, omitted),
         )
         data: dict[str, Any] = event.model_dump(mode="json", exclude_none=True)
         return data
@@ -431,8 +447,8 @@ class OcsfRenderer(Renderer):
     extension = ".ocsf.jsonl"
 
     def render(self, report: ReportInput, out: IO[bytes]) -> None:
-        """Write one event per finding, each line as soon as it is made."""
+        """Write one event per finding, each line as soon as it is made (findings read one at a time)."""
         events = OcsfEvents(report)
-        for finding in report.document.findings:
+        for finding in report.findings():
             out.write(visible_json(events.event(finding)))
             out.write(b"\n")

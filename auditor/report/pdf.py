@@ -46,7 +46,9 @@ class PdfRenderer(Renderer):
         from weasyprint import HTML
         from weasyprint.urls import URLFetcher
 
-        html = report_template().render(template_context(build_view(report), paged=True))
+        elsewhere = report.stream.reference_form and report.stream.inventory is None
+        context = template_context(build_view(report), paged=True, evidence_elsewhere=elsewhere)
+        html = report_template().render(context)
         logger = logging.getLogger("weasyprint")
         level = logger.level
         logger.setLevel(logging.ERROR)  # CSS it does not use (content-visibility, ...) is not news

@@ -29,6 +29,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -36,7 +37,7 @@ from urllib.parse import quote
 
 import orjson
 
-from auditor.document import FindingRecord, plain
+from auditor.document import FindingRecord, RunInfo, plain
 from auditor.errors import visible
 from auditor.findings import Status
 from auditor.policy.loader import shipped_policies_dir
@@ -274,85 +275,158 @@ def _result(
     return result
 
 
-def sarif_log(report: ReportInput) -> dict[str, Any]:
-    """The SARIF log of a findings document, as a dict."""
-    run = report.document.run
-    frameworks = {f.name: f.label for f in report_frameworks(report)}  # name -> label
-    policies = policy_details(run)
-    rules = [_rule(p, frameworks) for p in policies]
-    index = {p.id: i for i, p in enumerate(policies)}
-    shipped = shipped_policies_dir().resolve()
-    rule_places = {p.id: _policy_place(p.source, shipped) for p in policies}
-    results = []
-    for finding in report.document.findings:
-        if finding.status is Status.PASS or finding.policy_id not in index:
-            continue
-        rule_place = rule_places[finding.policy_id]
-        results.append(_result(finding, index[finding.policy_id], rule_place, list(frameworks)))
-    notifications = [
-        {
-            "level": "error",
-            "message": {
-                "text": f"coverage gap: {g.provider} {g.account} {g.scope} not scanned: {g.code}: {g.reason}"
-            },
-            "descriptor": {"id": f"coverage-gap/{g.code}"},
-        }
-        for g in run.coverage.gaps
-    ]
-    notifications += [
-        {
-            "level": "warning",
-            "message": {
-                "text": f"attribute {path} unreadable on some resources: "
-                + ", ".join(f"{code}: {n}" for code, n in codes.items())
-            },
-            "descriptor": {"id": "unknown-attribute"},
-        }
-        for path, codes in run.coverage.unknown_attributes.items()
-    ]
-    invocation: dict[str, Any] = {
-        "executionSuccessful": True,
-        "startTimeUtc": run.started_at,
-        "endTimeUtc": run.finished_at,
-        "exitCode": run.gate.exit_code,
+def _evidence_note(run: RunInfo) -> dict[str, Any]:
+    """Where the evidence of reference-form results is, when the report was not given the inventory."""
+    return {
+        "form": "reference",
+        "inventory": run.inventory,
+        "inventoryDigest": run.inventory_digest,
+        "note": "results carry evidenceRefs: indexes into the evidence of the resource's record in "
+        "this inventory (render with --inventory to include the evidence)",
     }
-    if notifications:
-        invocation["toolExecutionNotifications"] = notifications
-    sarif_run: dict[str, Any] = {
-        "tool": {
-            "driver": {
-                "name": run.tool.name,
-                "version": run.tool.version,
-                "semanticVersion": run.tool.version,
-                "rules": rules,
+
+
+class _SarifLog:
+    """The parts of a SARIF log that do not depend on the results, and how to lay them out around the
+    results, which are written one at a time."""
+
+    def __init__(self, report: ReportInput) -> None:
+        run = report.run
+        self.run = run
+        frameworks = {f.name: f.label for f in report_frameworks(report)}  # name -> label
+        self.framework_names = list(frameworks)
+        policies = policy_details(run)
+        self.rules = [_rule(p, frameworks) for p in policies]
+        self.index = {p.id: i for i, p in enumerate(policies)}
+        self.shipped = shipped_policies_dir().resolve()
+        self.rule_places = {p.id: _policy_place(p.source, self.shipped) for p in policies}
+        # reference form without the inventory: results point at their evidence instead of naming it
+        self.unresolved = report.stream.reference_form and report.stream.inventory is None
+
+    def result(self, finding: FindingRecord) -> dict[str, Any] | None:
+        """The SARIF result of one finding, or None (a pass, or a policy the run does not list)."""
+        if finding.status is Status.PASS or finding.policy_id not in self.index:
+            return None
+        rule_place = self.rule_places[finding.policy_id]
+        result = _result(finding, self.index[finding.policy_id], rule_place, self.framework_names)
+        if self.unresolved and finding.evidence_refs is not None and not finding.evidence:
+            properties = result["properties"]
+            del properties["evidenceCalls"]
+            properties["evidenceRefs"] = finding.evidence_refs
+        return result
+
+    def envelope(self, used_bases: set[str]) -> dict[str, Any]:
+        """The log with `_RESULTS_MARK` standing for the results."""
+        run = self.run
+        notifications = [
+            {
+                "level": "error",
+                "message": {
+                    "text": f"coverage gap: {g.provider} {g.account} {g.scope} not scanned: "
+                    f"{g.code}: {g.reason}"
+                },
+                "descriptor": {"id": f"coverage-gap/{g.code}"},
             }
-        },
-        "automationDetails": {"id": f"auditor/{run.id}"},
-        "invocations": [invocation],
-        "results": results,
-        "properties": {
+            for g in run.coverage.gaps
+        ]
+        notifications += [
+            {
+                "level": "warning",
+                "message": {
+                    "text": f"attribute {path} unreadable on some resources: "
+                    + ", ".join(f"{code}: {n}" for code, n in codes.items())
+                },
+                "descriptor": {"id": "unknown-attribute"},
+            }
+            for path, codes in run.coverage.unknown_attributes.items()
+        ]
+        invocation: dict[str, Any] = {
+            "executionSuccessful": True,
+            "startTimeUtc": run.started_at,
+            "endTimeUtc": run.finished_at,
+            "exitCode": run.gate.exit_code,
+        }
+        if notifications:
+            invocation["toolExecutionNotifications"] = notifications
+        properties: dict[str, Any] = {
             "parameters": run.parameters,
             "counts": plain(run.counts),
             "resources": run.coverage.resources,
-        },
-    }
-    bases = {
-        SOURCE_ROOT: {
-            "description": {"text": "The repository root: the directory source paths are relative to."}
-        },
-        SHIPPED_POLICIES_ROOT: {
-            "uri": shipped.as_uri() + "/",
-            "description": {"text": f"The policies shipped with {run.tool.name} {run.tool.version}."},
-        },
-    }
-    used = {base for result in results for base in _base_ids(result)}
-    if used:
-        sarif_run["originalUriBaseIds"] = {name: base for name, base in bases.items() if name in used}
-    return {
-        "$schema": SARIF_SCHEMA,
-        "version": "2.1.0",
-        "runs": [sarif_run],
-    }
+        }
+        if self.unresolved:
+            properties["evidence"] = _evidence_note(run)
+        sarif_run: dict[str, Any] = {
+            "tool": {
+                "driver": {
+                    "name": run.tool.name,
+                    "version": run.tool.version,
+                    "semanticVersion": run.tool.version,
+                    "rules": self.rules,
+                }
+            },
+            "automationDetails": {"id": f"auditor/{run.id}"},
+            "invocations": [invocation],
+            "results": [_RESULTS_MARK],
+            "properties": properties,
+        }
+        bases = {
+            SOURCE_ROOT: {
+                "description": {"text": "The repository root: the directory source paths are relative to."}
+            },
+            SHIPPED_POLICIES_ROOT: {
+                "uri": self.shipped.as_uri() + "/",
+                "description": {"text": f"The policies shipped with {run.tool.name} {run.tool.version}."},
+            },
+        }
+        if used_bases:
+            sarif_run["originalUriBaseIds"] = {
+                name: base for name, base in bases.items() if name in used_bases
+            }
+        return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [sarif_run]}
+
+
+# Stands for the results in the indented envelope: `"results": [` + this line + `\n      ]`.
+_RESULTS_MARK = "auditor:results-go-here"
+_MARK_LINE = b"\n" + b" " * 8 + orjson.dumps(_RESULTS_MARK)
+_RESULT_INDENT = b" " * 8
+
+
+def _envelope_parts(envelope: dict[str, Any]) -> tuple[bytes, bytes]:
+    """The indented log before the results (ending `[`) and after them (starting `\\n      ]`)."""
+    head, mark, tail = visible_json(envelope, orjson.OPT_INDENT_2).partition(_MARK_LINE)
+    assert mark, "the results mark is where the envelope's results are"
+    return head, tail
+
+
+def write_sarif(report: ReportInput, out: IO[bytes]) -> int:
+    """Write the SARIF log as indented JSON, results one at a time as the findings are read; every
+    string free of control and bidi characters. Returns the number of results."""
+    log = _SarifLog(report)
+    head, _ = _envelope_parts(log.envelope(set()))
+    out.write(head)
+    used: set[str] = set()
+    written = 0
+    for finding in report.findings():
+        result = log.result(finding)
+        if result is None:
+            continue
+        used |= _base_ids(result)
+        text = visible_json(result, orjson.OPT_INDENT_2)
+        out.write(b",\n" if written else b"\n")
+        out.write(_RESULT_INDENT + text.replace(b"\n", b"\n" + _RESULT_INDENT))
+        written += 1
+    _, tail = _envelope_parts(log.envelope(used))
+    out.write(tail if written else tail.lstrip(b"\n "))
+    out.write(b"\n")
+    return written
+
+
+def sarif_log(report: ReportInput) -> dict[str, Any]:
+    """The SARIF log of a findings document, as a dict (in memory: for small documents and tests)."""
+    buffer = io.BytesIO()
+    write_sarif(report, buffer)
+    log: dict[str, Any] = orjson.loads(buffer.getvalue())
+    return log
 
 
 def _base_ids(result: dict[str, Any]) -> set[str]:
@@ -371,9 +445,9 @@ class SarifRenderer(Renderer):
     extension = ".sarif"
 
     def render(self, report: ReportInput, out: IO[bytes]) -> None:
-        """Write the SARIF log as indented JSON, every string free of control and bidi characters."""
-        out.write(visible_json(sarif_log(report), orjson.OPT_INDENT_2))
-        out.write(b"\n")
+        """Write the SARIF log as indented JSON, results streamed, every string free of control and
+        bidi characters."""
+        write_sarif(report, out)
 
 
 def visible_json(value: Any, option: int = 0) -> bytes:

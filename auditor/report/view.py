@@ -9,12 +9,13 @@ escaping is the template's job (jinja2 autoescape).
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import orjson
 from pydantic import ValidationError
@@ -78,6 +79,11 @@ FIX_NAMES_SHOWN = 8
 
 _STATUS_ORDER = {Status.FAIL: 0, Status.ERROR: 1, Status.WAIVED: 2, Status.PASS: 3}
 _SEVERITY_ORDER = {s: i for i, s in enumerate(SEVERITIES)}
+
+
+def status_rank(status: Status) -> int:
+    """Where a status sorts in reports: fail, error, waived, pass."""
+    return _STATUS_ORDER.get(status, 9)
 
 
 # --- policy and framework metadata ---------------------------------------------------------------
@@ -257,10 +263,10 @@ def policy_dirs(run: RunInfo) -> list[Path]:
 def report_frameworks(report: ReportInput) -> list[Framework]:
     """The frameworks a report shows: the ones asked for, else `default_frameworks` for the run's
     zone (found in the run's policy directories first, then shipped). An unknown name is an InputError."""
-    dirs = policy_dirs(report.document.run)
+    dirs = policy_dirs(report.run)
     if report.frameworks:
         return [load_framework(name, dirs) for name in report.frameworks]
-    return default_frameworks(dirs, report.document.run.zone_name)
+    return default_frameworks(dirs, report.run.zone_name)
 
 
 def framework_labels(run: RunInfo) -> dict[str, str]:
@@ -371,6 +377,12 @@ class EvidenceRow:
     attestation: str | None = None  # who attested the value, on what basis, until when
     absent: bool = False
 
+    @property
+    def decisive(self) -> bool:
+        """Whether it says something beyond the call: the deciding field, an error, an attestation
+        or a declaration (a compact row shows the others by call name only)."""
+        return bool(self.answer.mark or self.error or self.attestation or self.location)
+
 
 @dataclass(frozen=True)
 class FindingView:
@@ -397,6 +409,7 @@ class FindingView:
     attested: list[str] = field(default_factory=list)
     owner: str | None = None
     actions: list[UndecidedAction] = field(default_factory=list)  # error: what to do to decide it
+    evidence_refs: list[int] | None = None  # reference form without the inventory: where the evidence is
 
     @property
     def keeps_data(self) -> bool:
@@ -470,6 +483,7 @@ def finding_view(finding: FindingRecord, actions: list[UndecidedAction] | None =
         actions=(actions if actions is not None else undecided_actions(finding))
         if finding.status is Status.ERROR
         else [],
+        evidence_refs=list(finding.evidence_refs) if finding.evidence_refs and not finding.evidence else None,
     )
 
 
@@ -529,6 +543,7 @@ class PolicyView:
     passing: list[FindingView] = field(default_factory=list)
     pass_total: int = 0
     population: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    non_pass_total: int = 0  # also when a DetailSink took the rows instead of `non_pass`
 
     @property
     def pass_hidden(self) -> int:
@@ -538,31 +553,54 @@ class PolicyView:
     def add_passing(self, finding: FindingRecord) -> None:
         """Count a passing finding into the population: its name, and the regions the policy judged
         (at rest, or where requests are processed) when it judged where the data is."""
-        resource = finding.resource
-        entry = resource.name
-        read = {path.partition(".")[0] for path in finding.observed}
-        processing = resource.processing_regions
-        regions = (
-            resource.regions
-            if "location" in read
-            else processing
-            if "processing" in read and isinstance(processing, list)
-            else None
-        )
-        if regions:
-            entry += f" ({', '.join(region_label(r) for r in regions)})"
-        self.population.setdefault((resource.provider, resource.account), []).append(entry)
+        group, entry = population_entry(finding)
+        self.population.setdefault(group, []).append(entry)
 
     @property
     def population_groups(self) -> list[tuple[str, str, list[str]]]:
         """(cloud label, account, sorted names) of the passing resources, by cloud and account."""
-        order = {p: i for i, p in enumerate(provider_names())}
         return [
-            (PROVIDER_LABELS.get(provider, provider), account, sorted(names))
-            for (provider, account), names in sorted(
-                self.population.items(), key=lambda item: (order.get(item[0][0], 99), item[0])
-            )
+            (PROVIDER_LABELS.get(provider, provider), account, sorted(self.population[(provider, account)]))
+            for provider, account in population_groups(self.population)
         ]
+
+
+def population_entry(finding: FindingRecord) -> tuple[tuple[str, str], str]:
+    """((provider, account), entry) of a passing finding in its policy's population: the resource's
+    name, with the regions the policy judged (at rest, or where requests are processed) when it
+    judged where the data is."""
+    resource = finding.resource
+    entry = resource.name
+    read = {path.partition(".")[0] for path in finding.observed}
+    processing = resource.processing_regions
+    regions = (
+        resource.regions
+        if "location" in read
+        else processing
+        if "processing" in read and isinstance(processing, list)
+        else None
+    )
+    if regions:
+        entry += f" ({', '.join(region_label(r) for r in regions)})"
+    return (resource.provider, resource.account), entry
+
+
+def population_groups(groups: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(provider, account) groups in report order: by cloud (the source registry's order), then account."""
+    order = {p: i for i, p in enumerate(provider_names())}
+    return sorted(groups, key=lambda group: (order.get(group[0], 99), group))
+
+
+class DetailSink(Protocol):
+    """Where a streamed report puts each finding's detail instead of keeping it in the view (the HTML
+    report spools it to a temporary file), so the view stays small however many findings there are."""
+
+    def non_pass(self, policy_id: str, finding: FindingRecord, actions: list[UndecidedAction] | None) -> None:
+        """A failing, undecided or waived finding of the policy (`actions`: an undecided one's,
+        worked out already); its row is `finding_view(finding, actions)`."""
+
+    def passing(self, policy_id: str, group: tuple[str, str], entry: str) -> None:
+        """A passing resource of the policy, in its (provider, account) group."""
 
 
 # --- what to fix first, and for whom -------------------------------------------------------------
@@ -607,12 +645,17 @@ def check_grouping(report: ReportInput) -> None:
         return
     if not asked.strip():
         raise InputError("--group-by-tag", "give a tag key, such as owner or team")
-    held = normalize_tag_key(asked) == OWNER_TAG and any(f.resource.owner for f in report.document.findings)
+    held = normalize_tag_key(asked) == OWNER_TAG and findings_hold_owners(report)
     if not held and report.inventory_path is None:
         raise InputError(
             "--group-by-tag",
             f"the findings hold no '{asked}' tag: give the inventory (--inventory) to read it from",
         )
+
+
+def findings_hold_owners(report: ReportInput) -> bool:
+    """Whether any finding names its resource's owner (read until the first that does)."""
+    return any(f.resource.owner for f in report.findings())
 
 
 def report_grouping(report: ReportInput, inventory: list[StorageResource] | None = None) -> Grouping | None:
@@ -621,13 +664,14 @@ def report_grouping(report: ReportInput, inventory: list[StorageResource] | None
     check_grouping(report)
     asked = report.group_by_tag
     key = normalize_tag_key(asked) if asked else OWNER_TAG
-    if key == OWNER_TAG and any(f.resource.owner for f in report.document.findings):
+    if key == OWNER_TAG and findings_hold_owners(report):
         return Grouping(key, from_document=True)
     if inventory is None and report.inventory_path is not None:
-        inventory = read_inventory_resources(report.inventory_path)
-    if inventory is None:
+        values = _inventory_tag(iter_inventory_resources(report.inventory_path), key)
+    elif inventory is not None:
+        values = _inventory_tag(inventory, key)
+    else:
         return None
-    values = _inventory_tag(inventory, key)
     return Grouping(key, values) if values or asked else None
 
 
@@ -661,6 +705,9 @@ class FixItem:
     code_label: str | None = None
     attributes: list[str] = field(default_factory=list)
     reason: str | None = None  # undecided: the first resource's reason, as an example
+    # resources counted but not kept in `targets` (a plan that names only the first few), by owner
+    unnamed: int = 0
+    unnamed_owners: Counter[str] = field(default_factory=Counter)
 
     @property
     def label(self) -> str:
@@ -670,7 +717,15 @@ class FixItem:
     @property
     def cleared(self) -> int:
         """How many resources the fix clears."""
-        return len(self.targets)
+        return len(self.targets) + self.unnamed
+
+    def add(self, target: FixTarget, keep: int | None = None) -> None:
+        """Count a resource; past `keep` kept targets it is counted (and its owner) but not kept."""
+        if keep is None or len(self.targets) < keep:
+            self.targets.append(target)
+        else:
+            self.unnamed += 1
+            self.unnamed_owners[target.owner or f"(no {OWNER_TAG} tag)"] += 1
 
     @property
     def shown(self) -> list[FixTarget]:
@@ -680,12 +735,12 @@ class FixItem:
     @property
     def more(self) -> int:
         """Resources counted but not named."""
-        return max(0, len(self.targets) - FIX_NAMES_SHOWN)
+        return max(0, self.cleared - FIX_NAMES_SHOWN)
 
     @property
     def owners(self) -> list[tuple[str, int]]:
         """(owner, resources) most first; `(no owner tag)` for resources without one."""
-        counted = Counter(t.owner or f"(no {OWNER_TAG} tag)" for t in self.targets)
+        counted = Counter(t.owner or f"(no {OWNER_TAG} tag)" for t in self.targets) + self.unnamed_owners
         return sorted(counted.items(), key=lambda item: (item[0].startswith("("), -item[1], item[0]))
 
 
@@ -745,9 +800,12 @@ class FixPlan:
 class _PlanBuilder:
     """Collects failing and undecided findings into fix items, globally and per team."""
 
-    def __init__(self, policies: dict[str, PolicyDetails], grouping: Grouping | None) -> None:
+    def __init__(
+        self, policies: dict[str, PolicyDetails], grouping: Grouping | None, keep: int | None = None
+    ) -> None:
         self.policies = policies
         self.grouping = grouping
+        self.keep = keep  # resources named per fix (None: every one)
         self.fixes: dict[tuple[str, str], FixItem] = {}
         self.undecided: dict[tuple[str, str, str, str], FixItem] = {}
         self.team_fixes: dict[str, dict[tuple[str, str], FixItem]] = defaultdict(dict)
@@ -783,7 +841,7 @@ class _PlanBuilder:
                 item = place.get(key)
                 if item is None:
                     item = place[key] = self._item(finding)
-                item.targets.append(target)
+                item.add(target, self.keep)
         elif finding.status is Status.ERROR:
             by_text: dict[str, list[UndecidedAction]] = {}
             for action in actions if actions is not None else undecided_actions(finding):
@@ -804,7 +862,7 @@ class _PlanBuilder:
                         )
                         item.remediation = text or UNKNOWN_ACTIONS[UnknownCode.ERROR].action
                         item.reason = _reason_of(finding, same[0].attribute if same else None)
-                    item.targets.append(target)
+                    item.add(target, self.keep)
                     for action in same:
                         if action.attribute not in item.attributes:
                             item.attributes.append(action.attribute)
@@ -836,10 +894,14 @@ class _PlanBuilder:
 
 
 def fix_plan(
-    findings: Iterable[FindingRecord], policies: list[PolicyDetails], grouping: Grouping | None = None
+    findings: Iterable[FindingRecord],
+    policies: list[PolicyDetails],
+    grouping: Grouping | None = None,
+    *,
+    keep: int | None = None,
 ) -> FixPlan:
-    """The fix-first plan of `findings`."""
-    builder = _PlanBuilder({p.id: p for p in policies}, grouping)
+    """The fix-first plan of `findings` (`keep`: resources named per fix, the rest counted)."""
+    builder = _PlanBuilder({p.id: p for p in policies}, grouping, keep)
     for finding in findings:
         builder.add(finding)
     return builder.plan()
@@ -1108,57 +1170,160 @@ class AiResidency:
         return self.total - len(self.rows)
 
 
-def ai_residency(
-    findings: list[FindingRecord],
-    zone: ZoneInfo | None,
-    inventory: list[StorageResource] | None = None,
-    limit: int = AI_ROWS_LIMIT,
-) -> AiResidency:
-    """Every AI resource of the findings (and, with the inventory, those that got no finding such as
-    archived projects), worst first."""
-    resources: dict[str, ResourceInfo] = {}
-    worst: dict[str, Status] = {}
-    observed: dict[str, dict[str, Any]] = defaultdict(dict)
-    attestations: dict[str, list[str]] = defaultdict(list)
-    for finding in findings:
+@dataclass(frozen=True)
+class InventoryAiRecord:
+    """What the AI table needs of an inventory's AI resource (one that may have got no finding)."""
+
+    provider: str
+    account: str
+    id: str
+    name: str
+    kind: str
+    regions: tuple[str, ...]
+    processing_regions: tuple[str, ...] | None
+    state: str | None
+
+    @classmethod
+    def of(cls, record: StorageResource) -> InventoryAiRecord:
+        """The record's part the AI table shows."""
+        return cls(
+            provider=record.provider,
+            account=record.account,
+            id=record.id,
+            name=record.name,
+            kind=record.kind,
+            regions=tuple(record.location.regions) if record.location is not None else (),
+            processing_regions=tuple(record.processing.regions) if record.processing is not None else None,
+            state=record.state,
+        )
+
+
+class _AiResource:
+    """What is remembered of every AI resource of the findings: small, whatever their number."""
+
+    __slots__ = ("location", "notes", "seq", "worst")
+
+    def __init__(self, seq: int) -> None:
+        self.worst: Status | None = None
+        self.location: Any = None  # its last observed `location.regions`, when unknown
+        self.notes: list[str] = []
+        self.seq = seq
+
+
+_AiKey = tuple[int, int, str, str, str, int, str]
+
+
+class AiCollector:
+    """Builds the AI table from findings read one at a time: every AI resource is counted, and only
+    the `limit` rows shown (worst first) keep their resource; a resource's key only moves up as
+    worse findings arrive, so one that drops out never needs to come back with older data."""
+
+    def __init__(self, zone: ZoneInfo | None, limit: int = AI_ROWS_LIMIT) -> None:
+        self.zone = zone
+        self.limit = limit
+        self.seen: dict[str, _AiResource] = {}
+        self.keys: list[_AiKey] = []  # sorted keys of the rows kept
+        self.kept: dict[str, tuple[_AiKey, ResourceInfo]] = {}
+        self.inventory_only: set[str] = set()  # ids of the inventory's AI resources without a finding
+        self.states: dict[str, str] = {}  # inventory-only rows kept: the resource's state
+        self._order = {p: i for i, p in enumerate(provider_names())}
+
+    def _key(self, status: int, resource: ResourceInfo, seq: int) -> _AiKey:
+        order = self._order.get(resource.provider, 99)
+        return (status, order, resource.account, resource.kind, resource.name, seq, resource.id)
+
+    def _offer(self, key: _AiKey, resource: ResourceInfo) -> None:
+        rid = resource.id
+        held = self.kept.get(rid)
+        if held is not None:
+            if held[0] != key:
+                del self.keys[bisect_left(self.keys, held[0])]
+                insort(self.keys, key)
+            self.kept[rid] = (key, resource)
+            return
+        if len(self.keys) >= self.limit and (not self.keys or key >= self.keys[-1]):
+            return
+        insort(self.keys, key)
+        self.kept[rid] = (key, resource)
+        if len(self.keys) > self.limit:
+            del self.kept[self.keys.pop()[-1]]
+
+    def add(self, finding: FindingRecord) -> None:
+        """Count one finding (findings of other than AI resources are ignored)."""
         resource = finding.resource
         if resource.kind not in AI_KINDS:
-            continue
-        resources.setdefault(resource.id, resource)
-        observed[resource.id].update(finding.observed)
+            return
+        entry = self.seen.get(resource.id)
+        if entry is None:
+            entry = self.seen[resource.id] = _AiResource(len(self.seen))
+        if "location.regions" in finding.observed:
+            location = finding.observed["location.regions"]
+            entry.location = location if _is_unknown(location) else None
         if resource.attested:
-            attestations[resource.id] += filter(None, map(attestation_note, finding.evidence))
-        before = worst.get(resource.id)
+            for note in filter(None, map(attestation_note, finding.evidence)):
+                if note not in entry.notes:
+                    entry.notes.append(note)
+        before = entry.worst
         if before is None or _STATUS_ORDER.get(finding.status, 9) < _STATUS_ORDER.get(before, 9):
-            worst[resource.id] = finding.status
-    rows = [
-        _ai_row(r, worst[rid].value, zone, observed[rid], attestations.get(rid, ()))
-        for rid, r in resources.items()
-    ]
-    for record in inventory or ():
-        if record.kind in AI_KINDS and record.id not in resources:
-            resources[record.id] = info = ResourceInfo(
+            entry.worst = finding.status
+            self._offer(self._key(_STATUS_ORDER.get(finding.status, 9), resource, entry.seq), resource)
+
+    def add_inventory(self, records: Iterable[InventoryAiRecord]) -> None:
+        """The inventory's AI resources that got no finding (an archived project), after the findings."""
+        for record in records:
+            if record.id in self.seen or record.id in self.inventory_only or record.kind not in AI_KINDS:
+                continue
+            seq = len(self.seen) + len(self.inventory_only)
+            self.inventory_only.add(record.id)
+            order = self._order.get(record.provider, 99)
+            key = (9, order, record.account, record.kind, record.name, seq, record.id)
+            if len(self.keys) >= self.limit and (not self.keys or key >= self.keys[-1]):
+                continue
+            info = ResourceInfo(
                 provider=record.provider,
                 account=record.account,
                 id=record.id,
                 name=record.name,
                 kind=record.kind,
-                regions=list(record.location.regions) if record.location is not None else [],
-                processing_regions=list(record.processing.regions) if record.processing is not None else None,
+                regions=list(record.regions),
+                processing_regions=list(record.processing_regions)
+                if record.processing_regions is not None
+                else None,
             )
+            self._offer(key, info)
             state = record.state if record.state in INACTIVE_STATES else "no finding"
-            rows.append(_ai_row(info, str(state), zone, {}))
-    order = {p: i for i, p in enumerate(provider_names())}
-    rows.sort(
-        key=lambda r: (
-            _STATUS_ORDER.get(Status(r.status), 9) if r.status in STATUSES else 9,
-            order.get(r.provider, 99),
-            r.account,
-            r.kind,
-            r.name,
-        )
-    )
-    return AiResidency(rows[:limit], len(rows))
+            self.states[record.id] = str(state)
+
+    def result(self) -> AiResidency:
+        """The rows kept, worst first, and how many AI resources there were."""
+        rows = []
+        for key in self.keys:
+            rid = key[-1]
+            resource = self.kept[rid][1]
+            entry = self.seen.get(rid)
+            if entry is None:
+                rows.append(_ai_row(resource, self.states[rid], self.zone, {}))
+                continue
+            assert entry.worst is not None
+            observed = {"location.regions": entry.location} if entry.location is not None else {}
+            rows.append(_ai_row(resource, entry.worst.value, self.zone, observed, entry.notes))
+        return AiResidency(rows, len(self.seen) + len(self.inventory_only))
+
+
+def ai_residency(
+    findings: Iterable[FindingRecord],
+    zone: ZoneInfo | None,
+    inventory: Iterable[StorageResource] | None = None,
+    limit: int = AI_ROWS_LIMIT,
+) -> AiResidency:
+    """Every AI resource of the findings (and, with the inventory, those that got no finding such as
+    archived projects), worst first."""
+    collector = AiCollector(zone, limit)
+    for finding in findings:
+        collector.add(finding)
+    if inventory is not None:
+        collector.add_inventory(InventoryAiRecord.of(r) for r in inventory if r.kind in AI_KINDS)
+    return collector.result()
 
 
 # --- changes since a previous run ----------------------------------------------------------------
@@ -1213,52 +1378,71 @@ def _change(finding: FindingRecord, before: str, after: str, gap: RecordedGap | 
     )
 
 
+class ChangesCollector:
+    """What changed since `previous`, from this run's findings read one at a time."""
+
+    def __init__(self, run: RunInfo, previous: FindingsDocument) -> None:
+        self.run = run
+        self.previous = previous
+        self.before: dict[tuple[str, str], FindingRecord] = {f.key: f for f in previous.findings}
+        self.changes = Changes(previous_id=previous.run.id, previous_started_at=previous.run.started_at)
+        self.seen: set[tuple[str, str]] = set()
+        self.accounts: set[tuple[str, str]] = {(a.provider, a.account) for a in run.coverage.accounts}
+        self.sections = {
+            "new_failures": self.changes.new_failures,
+            "fixed": self.changes.fixed,
+            "still_failing": self.changes.still_failing,
+            "newly_unknown": self.changes.newly_unknown,
+        }
+
+    def add(self, finding: FindingRecord) -> None:
+        """One finding of this run."""
+        key = finding.key
+        self.seen.add(key)
+        self.accounts.add((finding.resource.provider, finding.resource.account))
+        old = self.before.get(key)
+        was = old.status.value if old else None
+        section = classify_change(was, finding.status.value)
+        if section in self.sections:
+            self.sections[section].append(_change(finding, was or "absent", finding.status.value))
+
+    def result(self) -> Changes:
+        """The changes, each list most severe first."""
+        changes, previous = self.changes, self.previous
+        gaps = [g.coverage_gap() for g in self.run.coverage.gaps]
+        coverage = LaterCoverage(gaps, seen_accounts=self.accounts, known_accounts=previous.seen_accounts())
+        for key, old in self.before.items():
+            if key in self.seen:
+                continue
+            resource = old.resource
+            gap = coverage.gap_over(resource.provider, resource.account, resource.regions)
+            section = classify_change(old.status.value, None, assessed=gap is None)
+            if section == "fixed":
+                changes.fixed.append(_change(old, old.status.value, "no longer reported"))
+            elif section == "not_assessed":
+                changes.not_assessed.append(
+                    _change(old, old.status.value, "not assessed (coverage gap)", gap)
+                )
+        for bucket in (
+            changes.new_failures,
+            changes.fixed,
+            changes.still_failing,
+            changes.newly_unknown,
+            changes.not_assessed,
+        ):
+            bucket.sort(key=lambda c: (_SEVERITY_ORDER.get(c.severity, 9), c.policy_id, c.provider, c.name))
+        changes.new_gaps, changes.closed_gaps = gap_changes(previous.coverage_gaps(), gaps)
+        return changes
+
+
 def compare_runs(current: FindingsDocument, previous: FindingsDocument) -> Changes:
     """New failures, fixed (now pass, or no longer reported by a run that could see the resource),
     still failing, newly unknown, not assessed (no longer reported because the resource lies under
     a coverage gap of this run), and the coverage gaps opened and closed since."""
-    before: dict[tuple[str, str], FindingRecord] = {f.key: f for f in previous.findings}
-    changes = Changes(previous_id=previous.run.id, previous_started_at=previous.run.started_at)
-    seen: set[tuple[str, str]] = set()
-    sections = {
-        "new_failures": changes.new_failures,
-        "fixed": changes.fixed,
-        "still_failing": changes.still_failing,
-        "newly_unknown": changes.newly_unknown,
-    }
+    collector = ChangesCollector(current.run, previous)
     for finding in current.findings:
-        key = finding.key
-        seen.add(key)
-        old = before.get(key)
-        was = old.status.value if old else None
-        section = classify_change(was, finding.status.value)
-        if section in sections:
-            sections[section].append(_change(finding, was or "absent", finding.status.value))
-    coverage = LaterCoverage(
-        current.coverage_gaps(),
-        seen_accounts=current.seen_accounts(),
-        known_accounts=previous.seen_accounts(),
-    )
-    for key, old in before.items():
-        if key in seen:
-            continue
-        resource = old.resource
-        gap = coverage.gap_over(resource.provider, resource.account, resource.regions)
-        section = classify_change(old.status.value, None, assessed=gap is None)
-        if section == "fixed":
-            changes.fixed.append(_change(old, old.status.value, "no longer reported"))
-        elif section == "not_assessed":
-            changes.not_assessed.append(_change(old, old.status.value, "not assessed (coverage gap)", gap))
-    for bucket in (
-        changes.new_failures,
-        changes.fixed,
-        changes.still_failing,
-        changes.newly_unknown,
-        changes.not_assessed,
-    ):
-        bucket.sort(key=lambda c: (_SEVERITY_ORDER.get(c.severity, 9), c.policy_id, c.provider, c.name))
-    changes.new_gaps, changes.closed_gaps = gap_changes(previous.coverage_gaps(), current.coverage_gaps())
-    return changes
+        collector.add(finding)
+    return collector.result()
 
 
 # --- the whole view ------------------------------------------------------------------------------
@@ -1370,65 +1554,156 @@ class ReportView:
     plan: FixPlan = field(default_factory=FixPlan)
 
 
+@dataclass
+class InventoryFacts:
+    """What reports show of an inventory, read in one pass, one record at a time: data per region
+    (primary and replicas), customer-managed keys per region, when it was collected, one tag's values
+    (for grouping), and its AI resources (for those that got no finding: kept here, or handed to an
+    `AiCollector` as they pass)."""
+
+    primary: Counter[tuple[str, str]] = field(default_factory=Counter)
+    replica: Counter[tuple[str, str]] = field(default_factory=Counter)
+    keys: Counter[tuple[str, str]] = field(default_factory=Counter)
+    earliest: datetime | None = None
+    latest: datetime | None = None
+    tag_values: dict[str, str] = field(default_factory=dict)
+    ai: list[InventoryAiRecord] = field(default_factory=list)
+
+    def add(self, res: StorageResource, tag: str | None = None, ai: AiCollector | None = None) -> None:
+        """Count one inventory resource (`tag`: the key whose values to keep)."""
+        if res.location is not None:
+            if res.location.primary:
+                self.primary[(res.provider, res.location.primary)] += 1
+            for region in set(res.location.regions) - {res.location.primary}:
+                self.replica[(res.provider, region)] += 1
+        enc = res.encryption
+        if enc is not None and enc.key_management == "customer-managed" and enc.key_location:
+            self.keys[(res.provider, enc.key_location)] += 1
+        if res.scanned_at is not None:
+            self.earliest = res.scanned_at if self.earliest is None else min(self.earliest, res.scanned_at)
+            self.latest = res.scanned_at if self.latest is None else max(self.latest, res.scanned_at)
+        if tag is not None and (value := (res.normalized_tags or {}).get(tag)) is not None:
+            self.tag_values[res.id] = value
+        if res.kind in AI_KINDS:
+            if ai is not None:
+                ai.add_inventory([InventoryAiRecord.of(res)])
+            else:
+                self.ai.append(InventoryAiRecord.of(res))
+
+    @classmethod
+    def of(
+        cls, resources: Iterable[StorageResource], tag: str | None = None, ai: AiCollector | None = None
+    ) -> InventoryFacts:
+        """The facts of an inventory's resources."""
+        facts = cls()
+        for res in resources:
+            facts.add(res, tag, ai)
+        return facts
+
+
+class ResidencyCounter:
+    """Per cloud, resources wholly inside, partly outside, or of unknown location, from findings read
+    one at a time (each resource counted once: the ids seen are the one thing kept per resource)."""
+
+    def __init__(self, zone: ZoneInfo | None) -> None:
+        self.zone = zone
+        self.inside: Counter[str] = Counter()
+        self.outside: Counter[str] = Counter()
+        self.unknown: Counter[str] = Counter()
+
+    def add_resource(self, resource: ResourceInfo) -> None:
+        """Count a resource (once: the caller sees that it is new)."""
+        if not carries(resource.kind, "location"):
+            return  # an AI deployment, endpoint or setting keeps nothing at rest of its own
+        provider = resource.provider
+        states = {_zone_state(self.zone, provider, r) for r in resource.regions}
+        if not states or ("unknown" in states and "out" not in states):
+            self.unknown[provider] += 1
+        elif "out" in states:
+            self.outside[provider] += 1
+        else:
+            self.inside[provider] += 1
+
+    def views(
+        self, run: RunInfo, inventory: InventoryFacts | None
+    ) -> tuple[list[ProviderResidency], list[KeyLocation]]:
+        """The residency per cloud and the key locations."""
+        zone = self.zone
+        views: dict[str, ProviderResidency] = {}
+
+        def view_of(provider: str) -> ProviderResidency:
+            return views.setdefault(
+                provider, ProviderResidency(provider, PROVIDER_LABELS.get(provider, provider), [])
+            )
+
+        for key, count in run.coverage.regions.items():
+            provider, _, region = key.partition(":")
+            view_of(provider).regions.append(
+                RegionBar(
+                    provider=provider,
+                    region=region,
+                    resources=count,
+                    state=_zone_state(zone, provider, region),
+                    primary=inventory.primary.get((provider, region), 0) if inventory is not None else None,
+                    replica=inventory.replica.get((provider, region), 0) if inventory is not None else None,
+                )
+            )
+        for provider in [*self.inside, *self.outside, *self.unknown]:
+            view = view_of(provider)
+            view.inside = self.inside[provider]
+            view.outside = self.outside[provider]
+            view.unknown = self.unknown[provider]
+        order: dict[str, int] = {p: i for i, p in enumerate(provider_names())}
+        for view in views.values():
+            view.regions.sort(
+                key=lambda r: ({"in": 0, "out": 1, "unknown": 2}[r.state], -r.resources, r.region)
+            )
+        keys = inventory.keys if inventory is not None else Counter()
+        key_rows = [KeyLocation(p, r, n, _zone_state(zone, p, r)) for (p, r), n in sorted(keys.items())]
+        return sorted(views.values(), key=lambda v: order.get(v.provider, 9)), key_rows
+
+
 def _residency(
-    findings: list[FindingRecord],
+    findings: Iterable[FindingRecord],
     run: RunInfo,
     zone: ZoneInfo | None,
     inventory: list[StorageResource] | None,
 ) -> tuple[list[ProviderResidency], list[KeyLocation]]:
-    primary: Counter[tuple[str, str]] = Counter()
-    replica: Counter[tuple[str, str]] = Counter()
-    keys: Counter[tuple[str, str]] = Counter()
-    if inventory is not None:
-        for res in inventory:
-            if res.location is not None:
-                if res.location.primary:
-                    primary[(res.provider, res.location.primary)] += 1
-                for region in set(res.location.regions) - {res.location.primary}:
-                    replica[(res.provider, region)] += 1
-            enc = res.encryption
-            if enc is not None and enc.key_management == "customer-managed" and enc.key_location:
-                keys[(res.provider, enc.key_location)] += 1
-    views: dict[str, ProviderResidency] = {}
-    for key, count in run.coverage.regions.items():
-        provider, _, region = key.partition(":")
-        view = views.setdefault(
-            provider, ProviderResidency(provider, PROVIDER_LABELS.get(provider, provider), [])
-        )
-        view.regions.append(
-            RegionBar(
-                provider=provider,
-                region=region,
-                resources=count,
-                state=_zone_state(zone, provider, region),
-                primary=primary.get((provider, region), 0) if inventory is not None else None,
-                replica=replica.get((provider, region), 0) if inventory is not None else None,
-            )
-        )
+    counter = ResidencyCounter(zone)
     seen: set[str] = set()
     for finding in findings:
-        resource = finding.resource
-        if resource.id in seen:
-            continue
-        seen.add(resource.id)
-        if not carries(resource.kind, "location"):
-            continue  # an AI deployment, endpoint or setting keeps nothing at rest of its own
-        provider = resource.provider
-        view = views.setdefault(
-            provider, ProviderResidency(provider, PROVIDER_LABELS.get(provider, provider), [])
-        )
-        states = {_zone_state(zone, provider, r) for r in resource.regions}
-        if not states or ("unknown" in states and "out" not in states):
-            view.unknown += 1
-        elif "out" in states:
-            view.outside += 1
-        else:
-            view.inside += 1
-    order: dict[str, int] = {p: i for i, p in enumerate(provider_names())}
-    for view in views.values():
-        view.regions.sort(key=lambda r: ({"in": 0, "out": 1, "unknown": 2}[r.state], -r.resources, r.region))
-    key_rows = [KeyLocation(p, r, n, _zone_state(zone, p, r)) for (p, r), n in sorted(keys.items())]
-    return sorted(views.values(), key=lambda v: order.get(v.provider, 9)), key_rows
+        if finding.resource.id not in seen:
+            seen.add(finding.resource.id)
+            counter.add_resource(finding.resource)
+    return counter.views(run, InventoryFacts.of(inventory) if inventory is not None else None)
+
+
+class EvidenceWindow:
+    """Earliest and latest time of the findings' evidence (one resource's evidence once)."""
+
+    def __init__(self) -> None:
+        self.earliest: datetime | None = None
+        self.latest: datetime | None = None
+        self.comparable = True
+
+    def add_resource(self, finding: FindingRecord) -> None:
+        """The evidence times of a resource's first finding."""
+        for item in finding.evidence:
+            try:
+                at = datetime.fromisoformat(str(item.get("at")))
+            except ValueError:
+                continue
+            try:
+                self.earliest = at if self.earliest is None else min(self.earliest, at)
+                self.latest = at if self.latest is None else max(self.latest, at)
+            except TypeError:  # naive and aware times mixed: not comparable, so not shown
+                self.comparable = False
+
+    def window(self) -> tuple[str | None, str | None]:
+        """(earliest, latest) as ISO text, or (None, None)."""
+        if not self.comparable or self.earliest is None or self.latest is None:
+            return None, None
+        return self.earliest.isoformat(), self.latest.isoformat()
 
 
 def collection_window(
@@ -1437,24 +1712,16 @@ def collection_window(
     """Earliest and latest time the inventory was collected (ISO): the records' `scanned_at`, or
     without the inventory the times of the findings' evidence (one resource's evidence once)."""
     if inventory is not None:
-        stamps = [r.scanned_at for r in inventory if r.scanned_at is not None]
-        if stamps:
-            return min(stamps).isoformat(), max(stamps).isoformat()
+        facts = InventoryFacts.of(inventory)
+        if facts.earliest is not None and facts.latest is not None:
+            return facts.earliest.isoformat(), facts.latest.isoformat()
     seen: set[str] = set()
-    times = []
+    window = EvidenceWindow()
     for finding in findings:
-        if finding.resource.id in seen:
-            continue
-        seen.add(finding.resource.id)
-        for item in finding.evidence:
-            try:
-                times.append(datetime.fromisoformat(str(item.get("at"))))
-            except ValueError:
-                continue
-    try:
-        return (min(times).isoformat(), max(times).isoformat()) if times else (None, None)
-    except TypeError:  # naive and aware times mixed: not comparable, so not shown
-        return None, None
+        if finding.resource.id not in seen:
+            seen.add(finding.resource.id)
+            window.add_resource(finding)
+    return window.window()
 
 
 # What reports do not read of an inventory record: the evidence (the bulk of a record), transport and
@@ -1462,17 +1729,17 @@ def collection_window(
 _INVENTORY_LEFT_OUT = frozenset({"evidence", "transport", "access"})
 
 
-def read_inventory_resources(path: Path) -> list[StorageResource]:
-    """The resources of an inventory JSONL, with what reports show of them (coverage gaps are in the
-    findings document already). Each line is checked as `auditor check` reads it (JSON, no duplicate
-    key, a registered provider, every field it keeps valid: a bad line is an InputError naming
-    `file:line`), but its evidence, transport and access are not read, and no source normalizes it
-    (what that derives, the findings hold): a quarter of the time on a large inventory."""
+def iter_inventory_resources(path: Path) -> Iterator[StorageResource]:
+    """The resources of an inventory JSONL, one at a time, with what reports show of them (coverage
+    gaps are in the findings document already). Each line is checked as `auditor check` reads it
+    (JSON, no duplicate key, a registered provider, every field it keeps valid: a bad line is an
+    InputError naming `file:line`), but its evidence, transport and access are not read, and no
+    source normalizes it (what that derives, the findings hold): a quarter of the time on a large
+    inventory."""
     from auditor.inputfile import MAX_LINE_BYTES, open_input, read_lines
     from auditor.inventory import check_duplicate_keys
     from auditor.sources import check_provider
 
-    resources = []
     with open_input(path, "inventory") as handle:
         for number, line in read_lines(handle, path, limit=MAX_LINE_BYTES):
             if not line.strip():
@@ -1496,42 +1763,104 @@ def read_inventory_resources(path: Path) -> list[StorageResource]:
                     where, f"{'.'.join(str(p) for p in first['loc']) or 'record'}: {first['msg']}"
                 ) from exc
             check_provider(resource.provider, where)
-            resources.append(resource)
-    return resources
+            yield resource
 
 
-def build_view(report: ReportInput, *, pass_limit: int = PASS_LIST_LIMIT) -> ReportView:
-    """The view model of `report`: one pass over the findings."""
-    doc = report.document
-    run = doc.run
+def read_inventory_resources(path: Path) -> list[StorageResource]:
+    """Every resource of an inventory JSONL (see `iter_inventory_resources`)."""
+    return list(iter_inventory_resources(path))
+
+
+def _policy_view(finding: FindingRecord) -> PolicyView:
+    """The section of a finding's policy the run does not list: shown anyway."""
+    return PolicyView(
+        PolicyDetails(
+            id=finding.policy_id,
+            title=finding.policy_id,
+            severity=finding.severity,
+            family=finding.policy_id.partition(".")[0],
+            source="",
+            controls=finding.controls,
+            counts=dict.fromkeys(STATUSES, 0),
+            recorded=False,
+        )
+    )
+
+
+def build_view(
+    report: ReportInput,
+    *,
+    pass_limit: int = PASS_LIST_LIMIT,
+    sink: DetailSink | None = None,
+) -> ReportView:
+    """The view model of `report`, from one pass over its findings (read one at a time) and one
+    over its inventory. Everything kept is bounded by the policies, clouds, accounts and regions, or
+    is one small entry per resource (ids, to count each once; AI resources); with a `sink`, the rows
+    of non-passing findings and the passing population go to it instead of the view."""
+    run = report.run
     details = policy_details(run)
     views = {d.id: PolicyView(d) for d in details}
-    inventory = read_inventory_resources(report.inventory_path) if report.inventory_path else None
-    plan = _PlanBuilder({d.id: d for d in details}, report_grouping(report, inventory))
-    for finding in doc.findings:
+    asked = report.group_by_tag
+    check_grouping(report)
+    key = normalize_tag_key(asked) if asked else OWNER_TAG
+    path = report.inventory_path
+    # The owner tag comes with the findings (`resource.owner`); another tag from the inventory, read
+    # before the findings. The rest of the inventory is read after them.
+    grouping = (
+        Grouping(key, from_document=True)
+        if key == OWNER_TAG
+        else Grouping(key, _inventory_tag(iter_inventory_resources(path), key))
+        if path is not None
+        else None
+    )
+    plan = _PlanBuilder({d.id: d for d in details}, grouping, keep=FIX_NAMES_SHOWN)
+    zone = run.zone_name
+    zone_info = run.zone if run.zone is not None and run.zone.id == zone else None
+    residency = ResidencyCounter(zone_info)
+    window = EvidenceWindow()
+    ai = AiCollector(zone_info)
+    changes = ChangesCollector(run, report.previous) if report.previous is not None else None
+    seen: set[str] = set()
+    owners = False
+    for finding in report.findings():
         view = views.get(finding.policy_id)
-        if view is None:  # a finding of a policy the run does not list: show it anyway
-            view = views[finding.policy_id] = PolicyView(
-                PolicyDetails(
-                    id=finding.policy_id,
-                    title=finding.policy_id,
-                    severity=finding.severity,
-                    family=finding.policy_id.partition(".")[0],
-                    source="",
-                    controls=finding.controls,
-                    counts=dict.fromkeys(STATUSES, 0),
-                    recorded=False,
-                )
-            )
+        if view is None:
+            view = views[finding.policy_id] = _policy_view(finding)
+        resource = finding.resource
+        if resource.id not in seen:
+            seen.add(resource.id)
+            residency.add_resource(resource)
+            window.add_resource(finding)
+        owners = owners or bool(resource.owner)
+        ai.add(finding)
+        if changes is not None:
+            changes.add(finding)
         if finding.status is Status.PASS:
             view.pass_total += 1
-            view.add_passing(finding)
+            if sink is not None:
+                sink.passing(view.details.id, *population_entry(finding))
+            else:
+                view.add_passing(finding)
             if len(view.passing) < pass_limit:
                 view.passing.append(finding_view(finding))
         else:
             actions = undecided_actions(finding) if finding.status is Status.ERROR else None
-            view.non_pass.append(finding_view(finding, actions))
+            view.non_pass_total += 1
+            if sink is not None:
+                sink.non_pass(view.details.id, finding, actions)
+            else:
+                view.non_pass.append(finding_view(finding, actions))
             plan.add(finding, actions)
+    del seen
+    fixes = plan.plan()
+    if key == OWNER_TAG and not owners:  # no finding names an owner: a document older than
+        # `resource.owner` may have them in the inventory's tags (then the plan is made again), else
+        # nothing groups
+        values = _inventory_tag(iter_inventory_resources(path), key) if path is not None else {}
+        fallback = Grouping(key, values) if values or (asked and path is not None) else None
+        if values:
+            fixes = fix_plan(report.findings(), details, fallback, keep=FIX_NAMES_SHOWN)
+        fixes.grouping = fallback
     for view in views.values():
         view.non_pass.sort(
             key=lambda r: (_STATUS_ORDER.get(r.status, 9), r.provider, r.account, r.name, r.resource_id)
@@ -1542,11 +1871,16 @@ def build_view(report: ReportInput, *, pass_limit: int = PASS_LIST_LIMIT) -> Rep
         family = families.setdefault(d.family, dict.fromkeys(STATUSES, 0))
         for status in STATUSES:
             family[status] += d.counts.get(status, 0)
-    zone = run.zone_name
-    zone_info = run.zone if run.zone is not None and run.zone.id == zone else None
-    residency, key_locations = _residency(doc.findings, run, zone_info, inventory)
+    inventory = InventoryFacts.of(iter_inventory_resources(path), ai=ai) if path is not None else None
+    residency_views, key_locations = residency.views(run, inventory)
     summary = summarise(run)
-    summary.collected_from, summary.collected_to = collection_window(doc.findings, inventory)
+    if inventory is not None and inventory.earliest is not None and inventory.latest is not None:
+        summary.collected_from, summary.collected_to = (
+            inventory.earliest.isoformat(),
+            inventory.latest.isoformat(),
+        )
+    else:
+        summary.collected_from, summary.collected_to = window.window()
     return ReportView(
         run=run,
         summary=summary,
@@ -1557,10 +1891,10 @@ def build_view(report: ReportInput, *, pass_limit: int = PASS_LIST_LIMIT) -> Rep
         families=sorted(families.items()),
         zone=zone,
         zone_title=zone_info.title if zone_info is not None else None,
-        residency=residency,
+        residency=residency_views,
         key_locations=key_locations,
-        changes=compare_runs(doc, report.previous) if report.previous is not None else None,
+        changes=changes.result() if changes is not None else None,
         inventory_used=inventory is not None,
-        ai=ai_residency(doc.findings, zone_info, inventory),
-        plan=plan.plan(),
+        ai=ai.result(),
+        plan=fixes,
     )

@@ -1,7 +1,9 @@
 """Scale-out: a configured scan split into units of work, run in-process or on a Dask cluster.
 
-plan (units.py) -> run (run.py, through an executor from executors.py) -> sorted parts ->
-merge (merge.py) -> one inventory, identical whichever executor ran the units. See docs/scale-out.md.
+plan (units.py) -> run (run.py, through an executor from executors.py) -> sorted parts, handed to
+this host through a shared directory, the task results or an object store (parts.py) -> merge
+(merge.py) -> one inventory, identical whichever executor ran the units and however the parts
+travelled. See docs/scale-out.md.
 """
 
 from __future__ import annotations

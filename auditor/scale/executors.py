@@ -1,6 +1,6 @@
 """Where units of work run: a thread pool in this process (the default) or a Dask cluster.
 
-An executor only runs `runner(unit, parts_dir)` somewhere and hands back futures; what to submit
+An executor only runs `runner(unit, parts)` somewhere and hands back futures; what to submit
 when (the per-account cap, retries, progress) is decided by `auditor.scale.run`, the same for both.
 Dask is an optional extra (`pip install '.[dask]'` from an auditor checkout): it is imported only when a
 `DaskExecutor` starts, so importing this module never touches it.
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 from auditor.errors import InputError
 
 if TYPE_CHECKING:
+    from auditor.scale.parts import PartsTarget
     from auditor.scale.units import UnitResult, UnitRunner, WorkUnit
 
 DASK_HINT = "executor 'dask' needs Dask: pip install '.[dask]' from an auditor checkout (the dask extra)"
@@ -57,8 +58,8 @@ class Executor(ABC):
         """How many units can run at the same time."""
 
     @abstractmethod
-    def submit(self, runner: UnitRunner, unit: WorkUnit, parts_dir: str, attempt: int) -> UnitFuture:
-        """Start `runner(unit, parts_dir)`; `attempt` (1, 2, ...) only names the task."""
+    def submit(self, runner: UnitRunner, unit: WorkUnit, parts: PartsTarget, attempt: int) -> UnitFuture:
+        """Start `runner(unit, parts)`; `attempt` (1, 2, ...) only names the task."""
 
     @abstractmethod
     def wait(self, futures: Collection[UnitFuture]) -> set[UnitFuture]:
@@ -92,11 +93,11 @@ class InProcessExecutor(Executor):
         """The number of threads."""
         return self.threads
 
-    def submit(self, runner: UnitRunner, unit: WorkUnit, parts_dir: str, attempt: int) -> UnitFuture:
+    def submit(self, runner: UnitRunner, unit: WorkUnit, parts: PartsTarget, attempt: int) -> UnitFuture:
         """Run the unit on a pool thread."""
         if self._pool is None:
             raise RuntimeError("executor not started")
-        return self._pool.submit(runner, unit, parts_dir)
+        return self._pool.submit(runner, unit, parts)
 
     def wait(self, futures: Collection[UnitFuture]) -> set[UnitFuture]:
         """concurrent.futures.wait(FIRST_COMPLETED)."""
@@ -111,7 +112,8 @@ class DaskExecutor(Executor):
     """Units as tasks on a Dask distributed cluster: a scheduler address, or a LocalCluster.
 
     Each task's payload is the runner (a function reference), the unit (source, account, its non-secret
-    config section) and the parts directory: never credentials. Workers use their own host's.
+    config section) and where its part goes (a directory, a URL, or back in the result): never
+    credentials. Workers use their own host's.
     """
 
     name: ClassVar[str] = "dask"
@@ -170,10 +172,10 @@ class DaskExecutor(Executor):
         threads: dict[str, int] = self.client.nthreads()
         return max(1, sum(threads.values()))
 
-    def submit(self, runner: UnitRunner, unit: WorkUnit, parts_dir: str, attempt: int) -> UnitFuture:
+    def submit(self, runner: UnitRunner, unit: WorkUnit, parts: PartsTarget, attempt: int) -> UnitFuture:
         """Submit the unit as one task (pure=False: a retry is a new task, never a cached result)."""
         key = f"auditor-unit-{unit.label}-{attempt}-{uuid.uuid4().hex[:12]}"
-        future: UnitFuture = self.client.submit(runner, unit, parts_dir, key=key, pure=False)
+        future: UnitFuture = self.client.submit(runner, unit, parts, key=key, pure=False)
         return future
 
     def wait(self, futures: Collection[UnitFuture]) -> set[UnitFuture]:

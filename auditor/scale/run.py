@@ -5,7 +5,9 @@ Only this loop submits units, so its caps hold however many workers the cluster 
 units overall (about twice the executor's slots). A unit that raises (worker lost, crash,
 credentials missing on that worker) is submitted again, up to `attempts` times in all, then
 recorded as a `CoverageGap` so the gate reports the run incomplete. A unit whose arguments are
-refused stops the run (exit 2): retrying a bad option is pointless.
+refused stops the run (exit 2): retrying a bad option is pointless. Each finished unit's part is
+collected into the host's parts directory as it arrives (auditor/scale/parts.py); a part that
+cannot be collected whole counts as a failed attempt too.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from auditor.errors import InputError
 from auditor.model import CoverageGap
 from auditor.scale.executors import Executor, UnitFuture
+from auditor.scale.parts import DIRECTORY, PartsTarget, parts_target
 from auditor.scale.units import UnitResult, UnitRunner, UnitUsageError, WorkUnit, failed_unit_gap, run_unit
 
 Log = Callable[[str], None]
@@ -28,11 +31,13 @@ Log = Callable[[str], None]
 
 @dataclass(frozen=True)
 class ScaleOptions:
-    """How the loop runs units: tries per unit, the per-account cap, progress on the terminal."""
+    """How the loop runs units: tries per unit, the per-account cap, progress on the terminal, and
+    how parts reach this host: `directory` (shared), `returned` (in the result) or a URL."""
 
     attempts: int = 3
     units_per_account: int = 1
     progress: bool | None = None
+    parts: str = DIRECTORY
 
 
 @dataclass
@@ -113,10 +118,11 @@ def run_units(
     runner: UnitRunner = run_unit,
     log: Log | None = None,
 ) -> ScaleReport:
-    """Run every unit through `executor` (already started); parts land in `parts_dir`."""
+    """Run every unit through `executor` (already started); parts land in `parts_dir` on this host."""
     from auditor import __version__
 
     options = options or ScaleOptions()
+    target = parts_target(options.parts, parts_dir)
     report = ScaleReport(executor=executor.name, units=len(units))
     started = time.perf_counter()
     queues: dict[tuple[str, str], deque[tuple[WorkUnit, int]]] = {}
@@ -135,7 +141,7 @@ def run_units(
             key = ready.popleft()
             waiting.discard(key)
             unit, attempt = queues[key].popleft()
-            running[executor.submit(runner, unit, str(parts_dir), attempt)] = (unit, attempt)
+            running[executor.submit(runner, unit, target, attempt)] = (unit, attempt)
             report.attempts[unit.label] = attempt
             per_account[key] += 1
             report.peak_per_account = max(report.peak_per_account, per_account[key])
@@ -155,7 +161,7 @@ def run_units(
         while running:
             for future in executor.wait(list(running)):
                 unit, attempt = running.pop(future)
-                outcome = _outcome(future, __version__)
+                outcome = _outcome(future, target, parts_dir, __version__)
                 if isinstance(outcome, UnitResult):
                     report.results.append(outcome)
                 else:
@@ -175,20 +181,35 @@ def run_units(
         raise InputError(f"clouds.{exc.source}", exc.message) from None
     finally:
         progress.close()
+        try:
+            target.close()
+        except Exception as exc:  # leftovers in the store cost space, not coverage: say so, go on
+            if log is not None:
+                log(f"could not remove this run's parts from {options.parts}: {_reason(exc)}")
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _outcome(future: UnitFuture, version: str) -> UnitResult | str:
-    """The unit's result, or why this attempt failed (UnitUsageError propagates: not retried)."""
+def _outcome(future: UnitFuture, target: PartsTarget, parts_dir: Path, version: str) -> UnitResult | str:
+    """The unit's result with its part collected into `parts_dir`, or why this attempt failed
+    (UnitUsageError propagates: not retried)."""
     try:
         result = future.result()
     except UnitUsageError:
         raise
     except Exception as exc:  # worker lost (KilledWorker), crash, refused credentials raised as errors
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        return _reason(exc)
     if result.version != version:
-        Path(result.part).unlink(missing_ok=True)
+        target.discard(result.delivery)
         return f"worker {result.worker} runs auditor {result.version}, this host {version}"
-    return result
+    try:
+        part = target.collect(result.delivery, parts_dir)
+    except Exception as exc:  # not on this host, missing in the store, damaged on the way
+        return _reason(exc)
+    # Only the local path is kept: the returned bytes are on disk now.
+    return replace(result, part=str(part), data=None)
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

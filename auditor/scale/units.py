@@ -4,8 +4,9 @@ A unit carries only what is not secret: the source's name, the account, the sour
 auditor.yaml restricted to that account (as JSON: role name, endpoints, options) and the policy
 paths. The worker that runs it parses the section with the source's model and runs the source's
 scan function directly (no command line in between); it gets credentials the standard way on its
-own host (instance role, workload identity, the SDK's environment and files) and writes the unit's
-inventory part, sorted, to the parts directory.
+own host (instance role, workload identity, the SDK's environment and files) and hands the unit's
+inventory part, sorted, over as `scale.parts` says (auditor/scale/parts.py): written into a shared
+directory, returned in the result, or written under an object-store URL.
 
 Units are per account, project and subscription, never per region: S3 ListBuckets, GCS
 buckets.list and ARM storageAccounts.list are account-wide, so a region split would repeat the
@@ -31,9 +32,12 @@ from pydantic import ValidationError
 from auditor.atomicfile import atomic_output
 from auditor.errors import InputError
 from auditor.model import CoverageGap, UnknownCode
+from auditor.scale.parts import Delivery, PartsTarget, SharedDirectory
 from auditor.sources import SourceSection, get_source
 
-UnitRunner = Callable[["WorkUnit", str], "UnitResult"]
+UnitRunner = Callable[["WorkUnit", "PartsTarget | str"], "UnitResult"]
+# How a unit's records are produced: scan the unit into the given (unsorted) file, return its summary.
+UnitScan = Callable[["WorkUnit", Path], Any]
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -70,7 +74,8 @@ class WorkUnit:
 
 @dataclass
 class UnitResult:
-    """What a worker reports back for one unit: counts and where its part is (never the records)."""
+    """What a worker reports back for one unit: counts and where its part is; the part's records
+    only with `scale.parts: returned` (compressed, in `data`), until this host has written them out."""
 
     unit: WorkUnit
     part: str
@@ -80,6 +85,13 @@ class UnitResult:
     seconds: float = 0.0
     worker: str = ""
     version: str = ""
+    data: bytes | None = field(default=None, repr=False)
+    sha256: str = ""
+
+    @property
+    def delivery(self) -> Delivery:
+        """Where and how the worker handed the part over."""
+        return Delivery(self.part, self.data, self.sha256)
 
 
 class UnitUsageError(Exception):
@@ -166,28 +178,34 @@ def sort_part(source: Path, target: Path) -> tuple[int, int]:
     return len(keyed) - gaps, gaps
 
 
-def run_unit(unit: WorkUnit, parts_dir: str) -> UnitResult:
-    """Scan one unit with its source's scanner and write its sorted part into `parts_dir`."""
+def run_unit(unit: WorkUnit, parts: PartsTarget | str, scan: UnitScan = scan_unit) -> UnitResult:
+    """Scan one unit (with its source's scanner, or `scan`) and hand its sorted part over to `parts`
+    (a PartsTarget, or the path of a shared parts directory)."""
     from auditor import __version__
     from auditor.scan.base import ScanSummary
 
     started = time.perf_counter()
-    part = Path(parts_dir) / unit.part_name()
-    raw = part.with_name(part.name + f".{os.getpid()}.unsorted")
-    try:
-        summary = scan_unit(unit, raw)
-        resources, gaps = sort_part(raw, part)
-    finally:
-        raw.unlink(missing_ok=True)
+    target = SharedDirectory(parts) if isinstance(parts, str) else parts
+    with target.staging() as staging:
+        part = staging / unit.part_name()
+        raw = part.with_name(part.name + f".{os.getpid()}.unsorted")
+        try:
+            summary = scan(unit, raw)
+            resources, gaps = sort_part(raw, part)
+        finally:
+            raw.unlink(missing_ok=True)
+        delivery = target.deliver(part)
     return UnitResult(
         unit=unit,
-        part=str(part),
+        part=delivery.location,
         resources=resources,
         gaps=gaps,
         calls=dict(summary.calls) if isinstance(summary, ScanSummary) else {},
         seconds=time.perf_counter() - started,
         worker=f"{socket.gethostname()}:{os.getpid()}",
         version=__version__,
+        data=delivery.data,
+        sha256=delivery.sha256,
     )
 
 

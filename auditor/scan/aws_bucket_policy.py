@@ -87,8 +87,11 @@ def _is_false(value: Any) -> bool:
 
 
 def _conditions(statement: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    condition = statement.get("Condition") or {}
+    if not isinstance(condition, dict):  # not a condition block S3 accepts: it is never understood
+        return [("", "", condition)]
     flat: list[tuple[str, str, Any]] = []
-    for operator, block in (statement.get("Condition") or {}).items():
+    for operator, block in condition.items():
         if not isinstance(block, dict):
             flat.append((operator, "", block))
             continue

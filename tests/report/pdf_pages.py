@@ -4,6 +4,7 @@ to check what a reader of the paper sees (the running header and footer, where h
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,8 +44,9 @@ def page_lines(path: Path) -> list[list[Line]]:
 
 
 def page_texts(path: Path) -> list[str]:
-    """The text of every page, as pypdf extracts it."""
-    return [page.extract_text() for page in PdfReader(path).pages]
+    """The text of every page, as pypdf extracts it, with typographic ligatures (a run id's "ff"
+    drawn as U+FB00) spelled out as their letters."""
+    return [unicodedata.normalize("NFKC", page.extract_text()) for page in PdfReader(path).pages]
 
 
 def last_lines(lines: list[Line]) -> list[Line]:

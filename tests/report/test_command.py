@@ -78,10 +78,10 @@ def test_other_documents_and_versions_are_refused(demo_findings_path: Path, tmp_
         in report("--findings", other, "--format", "csv", "-o", tmp_path / "o").output
     )
     doc = json.loads(demo_findings_path.read_text())
-    doc["run"]["schema_version"] = "2.0"
+    doc["run"]["schema_version"] = "3.0"
     other.write_text(json.dumps(doc))
     result = report("--findings", other, "--format", "csv", "-o", tmp_path / "o")
-    assert result.exit_code == 2 and "unsupported findings schema version '2.0'" in result.output
+    assert result.exit_code == 2 and "unsupported findings schema version '3.0'" in result.output
     del doc["run"]["coverage"]
     doc["run"]["schema_version"] = "1.0"
     other.write_text(json.dumps(doc))

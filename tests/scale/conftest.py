@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -172,6 +173,35 @@ def cluster(estate: Estate) -> Iterator[object]:
     )
     client = Client(local)
     try:
+        yield client
+    finally:
+        client.close()
+        local.close()
+
+
+@pytest.fixture(scope="session")
+def isolated_cluster(estate: Estate, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A LocalCluster of two worker processes (one thread each) that work elsewhere: each worker's
+    working directory and temporary files are its own (`MoveWorkers`), so a relative parts directory
+    the host hands over is not the host's. Started after `estate`, like `cluster`."""
+    from distributed import Client, LocalCluster
+
+    from tests.scale.workers import MoveWorkers
+
+    root = tmp_path_factory.mktemp("isolated-workers")
+    local = LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+        local_directory=str(root / "dask-space"),
+        silence_logs=40,
+    )
+    client = Client(local)
+    try:
+        client.register_plugin(MoveWorkers(str(root / "home")))
         yield client
     finally:
         client.close()

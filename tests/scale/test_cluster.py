@@ -26,24 +26,6 @@ from tests.scale.faults import AlwaysRefused, KillWorkerOnce, RecordSpans
 
 REPO = Path(__file__).resolve().parents[2]
 RunCli = Callable[..., Result]
-TIMESTAMP = re.compile(rb'"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?"')
-
-
-def _write_config(tmp_path: Path, name: str, estate: Estate, extra: str = "") -> Path:
-    accounts = ", ".join(f'"{a}"' for a in estate.accounts)
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(
-        f"name: scale\n"
-        f"clouds:\n  aws:\n    role: '{ROLE}'\n    accounts: [{accounts}]\n"
-        f"policies: ['{estate.policies}']\n"
-        f"params: {{zone: eu}}\n"
-        f"outputs:\n  directory: out-{name}\n  formats: [json]\n  bundle: none\n" + extra
-    )
-    return path
-
-
-def _without_timings(findings: bytes, run_id: str) -> bytes:
-    return TIMESTAMP.sub(b'"<time>"', findings).replace(run_id.encode(), b"<run>")
 
 
 def _aws_config(estate: Estate, attempts: int = 3) -> AuditConfig:
@@ -66,37 +48,8 @@ def _merged(scanned: Any, target: Path) -> list[dict[str, Any]]:
     return records
 
 
-def test_dask_cluster_gives_the_same_findings_as_in_process(
-    tmp_path: Path, estate: Estate, cluster: Any, run_cli: RunCli
-) -> None:
-    # One job config, run twice into the same directory: in-process, then on the cluster.
-    config = _write_config(tmp_path, "job", estate)
-    local = run_cli("audit", "--config", config)
-    assert local.exit_code == 1, local.stderr
-    findings = tmp_path / "out-job" / "findings.json"
-    local_raw = findings.read_bytes()
-    address = cluster.scheduler.address
-    assert address.startswith("tcp://127.0.0.1:")
-    remote = run_cli("audit", "--config", config, "--scheduler", address)
-    assert remote.exit_code == 1, remote.stderr
-    assert "with the in-process executor" in local.stderr and "with the dask executor" in remote.stderr
-    assert "units (dask): 4/4 done, 0 retried, 0 failed" in remote.stderr
-    remote_raw = findings.read_bytes()
-
-    import orjson
-
-    documents = {}
-    for name, raw in (("local", local_raw), ("dask", remote_raw)):
-        run = orjson.loads(raw)["run"]
-        documents[name] = (_without_timings(raw, run["id"]), orjson.loads(raw))
-    assert documents["local"][0] == documents["dask"][0]  # byte-identical apart from times and run id
-    document = documents["dask"][1]
-    assert document["run"]["coverage"]["resources"] == estate.buckets
-    statuses = {f["status"] for f in document["findings"]}
-    assert {"pass", "fail"} <= statuses
-    accounts = [f["resource"]["account"] for f in document["findings"]]
-    assert set(accounts) == set(estate.accounts) and accounts == sorted(accounts)
-    assert document["run"]["audit"]["config_digest"] == documents["local"][1]["run"]["audit"]["config_digest"]
+# An audit on a cluster gives the findings of in-process: tests/scale/test_no_shared_directory.py, on a
+# cluster whose workers cannot see this host's directories.
 
 
 def test_a_killed_worker_has_its_unit_retried_on_another_worker(

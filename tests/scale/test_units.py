@@ -20,6 +20,7 @@ from auditor.inventory import write_inventory
 from auditor.model import CoverageGap, StorageResource, UnknownCode
 from auditor.scale.executors import InProcessExecutor
 from auditor.scale.merge import merge_parts
+from auditor.scale.parts import PartsTarget
 from auditor.scale.run import ScaleOptions, run_units
 from auditor.scale.units import Plan, UnitResult, WorkUnit, plan_units, sort_part
 from auditor.scan.aws_source import AwsCloud
@@ -161,7 +162,7 @@ class FlakyOnce:
         self.lock = threading.Lock()
         self.record = RecordSpans(str(parts), 0.0)
 
-    def __call__(self, unit: WorkUnit, parts_dir: str) -> UnitResult:
+    def __call__(self, unit: WorkUnit, parts_dir: PartsTarget | str) -> UnitResult:
         with self.lock:
             first = unit.label not in self.seen
             self.seen.add(unit.label)
