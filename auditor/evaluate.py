@@ -66,13 +66,7 @@ def values_key(getters: tuple[Getter, ...], resource: StorageResource) -> tuple[
     attribute, the value (for a partial unknown, its known part) and the unknown entry spelled out
     with its partial kind, so a partial unknown never shares an outcome with a whole unknown, a
     known value, or a partial with other known members."""
-    parts: list[Any] = [resource.provider]
-    append = parts.append
-    for get in getters:
-        value, unknown = get(resource)
-        append(tuple(value) if isinstance(value, list) else value)
-        append(None if unknown is None else (unknown.code, unknown.reason, unknown.partial))
-    key = tuple(parts)
+    key = (resource.provider, *_read_with(getters, resource))
     try:
         hash(key)
     except TypeError:
@@ -155,7 +149,7 @@ class ValuesKey:
 
 
 def _read_with(getters: tuple[Getter, ...], resource: StorageResource) -> tuple[Any, ...]:
-    # What each getter sees: its value and its unknown entry (as `values_key` spells them).
+    # What each getter sees: its value (a list as a tuple) and its unknown entry with its partial kind.
     parts: list[Any] = []
     for get in getters:
         value, unknown = get(resource)
@@ -286,10 +280,6 @@ class CompiledPolicy:
             scope = self.policy.scope
             self._scope_pairs = frozenset((p, k) for p in scope.providers for k in scope.kinds)
         return self._scope_pairs
-
-    def relevant_evidence(self, evidence: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The evidence items behind the attributes this policy reads."""
-        return [evidence[index] for index in self.relevant_indexes(evidence)]
 
     def relevant_indexes(self, evidence: list[dict[str, Any]]) -> tuple[int, ...]:
         """The indexes in `evidence` of the items behind the attributes this policy reads."""
@@ -536,6 +526,17 @@ class WaiverBook:
                     return use, False
                 expired = expired or use
         return (expired, True) if expired is not None else None
+
+    def apply(self, policy_id: str, resource: StorageResource) -> tuple[WaiverUse, bool] | None:
+        """`find` for a failed finding, counting the use (applied, or matched while expired)."""
+        match = self.find(policy_id, resource)
+        if match is not None:
+            use, expired = match
+            if expired:
+                use.expired_matches += 1
+            else:
+                use.applied += 1
+        return match
 
 
 @dataclass
@@ -839,14 +840,10 @@ class Evaluator:
         applied: dict[tuple[int, bool], AppliedWaiver],
     ) -> AppliedWaiver | None:
         """The waiver a failed finding gets (counted on its use), as `_finding` applies it."""
-        match = waivers.find(compiled.policy.id, resource)
+        match = waivers.apply(compiled.policy.id, resource)
         if match is None:
             return None
         use, expired = match
-        if expired:
-            use.expired_matches += 1
-        else:
-            use.applied += 1
         waiver = applied.get((id(use), expired))
         if waiver is None:
             waiver = applied[(id(use), expired)] = applied_waiver(use, expired)
@@ -869,14 +866,11 @@ class Evaluator:
         # A waiver accepts a known violation; it never turns an undecidable (error) finding into
         # an accepted one: unknown is never compliant.
         if underlying is Status.FAIL and self.waivers is not None:
-            match = self.waivers.find(policy.id, resource)
+            match = self.waivers.apply(policy.id, resource)
             if match is not None:
                 use, expired = match
                 applied = applied_waiver(use, expired)
-                if expired:
-                    use.expired_matches += 1
-                else:
-                    use.applied += 1
+                if not expired:
                     status = Status.WAIVED
         refs = compiled.relevant_indexes(evidence)
         return Finding(

@@ -61,7 +61,7 @@ class InventoryEvidence:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._handle = open_input(path, "inventory")
-        self._number = 0
+        self._lines = read_lines(self._handle, path, limit=MAX_LINE_BYTES)
         self._current: tuple[ResourceKey, list[dict[str, Any]]] | None = None
         self._offsets: dict[ResourceKey, tuple[int, int]] | None = None
 
@@ -81,10 +81,9 @@ class InventoryEvidence:
         return key, evidence if isinstance(evidence, list) else []
 
     def _next(self) -> tuple[ResourceKey, list[dict[str, Any]]] | None:
-        for _, line in read_lines(self._handle, self.path, limit=MAX_LINE_BYTES):
-            self._number += 1
+        for number, line in self._lines:
             if line.strip():
-                parsed = self._parse(line, self._number)
+                parsed = self._parse(line, number)
                 if parsed is not None:
                     return parsed
         return None

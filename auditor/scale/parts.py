@@ -123,32 +123,17 @@ class ReturnedParts(PartsTarget):
         """The part's bytes, compressed, with their digest."""
         digest = hashlib.sha256()
         compressor = zlib.compressobj(_COMPRESS_LEVEL)
-        chunks: list[bytes] = []
-        with part.open("rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
-                chunks.append(compressor.compress(chunk))
+        chunks = [compressor.compress(chunk) for chunk in _hashed_chunks(part, digest)]
         chunks.append(compressor.flush())
         return Delivery(part.name, b"".join(chunks), digest.hexdigest())
 
     def collect(self, delivery: Delivery, local_dir: Path) -> Path:
         """Decompress the returned bytes into `local_dir`, checking the digest."""
-        if delivery.data is None:
+        data = delivery.data
+        if data is None:
             raise ValueError("the unit returned no part")
         target = local_dir / Path(delivery.location).name
-        data = delivery.data
-        digest = hashlib.sha256()
-        decompressor = zlib.decompressobj()
-        with atomic_output(target) as out:
-            for start in range(0, len(data), _CHUNK):
-                piece = decompressor.decompress(data[start : start + _CHUNK])
-                digest.update(piece)
-                out.write(piece)
-            rest = decompressor.flush()
-            digest.update(rest)
-            out.write(rest)
-            _check_digest(digest, delivery, target.name)
-        return target
+        return _write_checked(_inflated(data), target, delivery, target.name)
 
     def discard(self, delivery: Delivery) -> None:
         """Nothing: the bytes go with the result."""
@@ -170,9 +155,8 @@ class StoreParts(PartsTarget):
         if _is_local(fs):
             fs.makedirs(fs._parent(path), exist_ok=True)
         digest = hashlib.sha256()
-        with part.open("rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
+        for _ in _hashed_chunks(part, digest):
+            pass
         fs.put_file(str(part), path)
         return Delivery(location, None, digest.hexdigest())
 
@@ -182,12 +166,8 @@ class StoreParts(PartsTarget):
             raise ValueError(f"part {delivery.location} is not under this run's {self.url}")
         fs, path = _filesystem(delivery.location)
         target = local_dir / delivery.location.rsplit("/", 1)[1]
-        digest = hashlib.sha256()
-        with fs.open(path, "rb") as remote, atomic_output(target) as out:
-            while chunk := remote.read(_CHUNK):
-                digest.update(chunk)
-                out.write(chunk)
-            _check_digest(digest, delivery, delivery.location)
+        with fs.open(path, "rb") as remote:
+            _write_checked(iter(lambda: remote.read(_CHUNK), b""), target, delivery, delivery.location)
         fs.rm_file(path)
         return target
 
@@ -256,6 +236,29 @@ def _is_local(fs: Any) -> bool:
     return "file" in protocol or "local" in protocol
 
 
-def _check_digest(digest: Any, delivery: Delivery, name: str) -> None:
-    if digest.hexdigest() != delivery.sha256:
-        raise ValueError(f"part {name} arrived damaged: its SHA-256 differs from the worker's")
+def _hashed_chunks(part: Path, digest: Any) -> Iterator[bytes]:
+    # The part file's bytes in chunks, each fed to `digest` as it is read.
+    with part.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+            yield chunk
+
+
+def _inflated(data: bytes) -> Iterator[bytes]:
+    # The decompressed bytes of a returned part, a chunk at a time.
+    decompressor = zlib.decompressobj()
+    for start in range(0, len(data), _CHUNK):
+        yield decompressor.decompress(data[start : start + _CHUNK])
+    yield decompressor.flush()
+
+
+def _write_checked(pieces: Iterator[bytes], target: Path, delivery: Delivery, name: str) -> Path:
+    # Write `pieces` to `target` atomically; a digest other than the worker's leaves nothing behind.
+    digest = hashlib.sha256()
+    with atomic_output(target) as out:
+        for piece in pieces:
+            digest.update(piece)
+            out.write(piece)
+        if digest.hexdigest() != delivery.sha256:
+            raise ValueError(f"part {name} arrived damaged: its SHA-256 differs from the worker's")
+    return target
