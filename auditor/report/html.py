@@ -14,8 +14,9 @@ run id, zone, date and page number on every page (Chromium 131+ and WeasyPrint d
 The HTML report streams: the findings are read once, one at a time (`build_view` with a sink); what the
 page shows at the top is aggregated as they pass, while each non-passing finding's row is rendered at
 once (the same macro, so the same escaping) and spooled to a temporary file with its sort key, and each
-passing resource's name likewise. The page is then written in order, each policy's rows read back
-sorted. Memory is bounded by the largest policy's sort keys, not by the findings. Past COMPACT_ROWS
+passing resource's name likewise (auditor.report.spool.GroupSpool: sorted runs, merged on reading).
+The page is then written in order, each policy's rows read back sorted. Memory is bounded by the
+spool's buffer, not by the findings. Past COMPACT_ROWS
 non-passing findings, rows are compact (each API call with only the field that decided), so a report
 of a million findings stays a page Chromium opens.
 """
@@ -24,10 +25,9 @@ from __future__ import annotations
 
 import codecs
 import struct
-import tempfile
 from bisect import insort
 from collections import Counter, defaultdict
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any, Protocol
@@ -40,6 +40,7 @@ from auditor.document import FindingRecord
 from auditor.errors import visible
 from auditor.findings import Status
 from auditor.report.base import Renderer, ReportInput
+from auditor.report.spool import GroupSpool
 from auditor.report.undecided import UndecidedAction, gap_action
 from auditor.report.view import (
     PASS_LIST_LIMIT,
@@ -318,81 +319,21 @@ class MemoryDetail:
         ]
 
 
-_LENGTH = struct.Struct(">I")
-_PLACE = struct.Struct(">QI")  # where a rendered row is in the spool: offset, length
-_FLUSH_BYTES = 1 << 16
-
-
-@dataclass
-class _SpooledList:
-    buffer: list[bytes] = field(default_factory=list)
-    size: int = 0
-    chunks: list[tuple[int, int]] = field(default_factory=list)
-
-
-class Spool:
-    """Byte strings kept in a temporary file instead of memory: blobs by place, and named lists whose
-    items are buffered a few kilobytes at a time and read back whole."""
-
-    def __init__(self) -> None:
-        self.file = tempfile.TemporaryFile(prefix="auditor-report-")  # noqa: SIM115 - closed by close()
-        self.size = 0
-        self.lists: dict[Hashable, _SpooledList] = {}
-
-    def write(self, data: bytes) -> tuple[int, int]:
-        """Store `data`; returns its (offset, length)."""
-        offset = self.size
-        self.file.seek(offset)
-        self.file.write(data)
-        self.size += len(data)
-        return offset, len(data)
-
-    def read(self, offset: int, length: int) -> bytes:
-        """The bytes stored at (offset, length)."""
-        self.file.seek(offset)
-        return self.file.read(length)
-
-    def append(self, name: Hashable, item: bytes) -> None:
-        """Add `item` to the list `name`."""
-        spooled = self.lists.get(name)
-        if spooled is None:
-            spooled = self.lists[name] = _SpooledList()
-        spooled.buffer.append(_LENGTH.pack(len(item)) + item)
-        spooled.size += len(item) + _LENGTH.size
-        if spooled.size > _FLUSH_BYTES:
-            spooled.chunks.append(self.write(b"".join(spooled.buffer)))
-            spooled.buffer, spooled.size = [], 0
-
-    def items(self, name: Hashable) -> list[bytes]:
-        """Every item of the list `name`, in the order they were added."""
-        spooled = self.lists.get(name)
-        if spooled is None:
-            return []
-        items: list[bytes] = []
-        for data in [*(self.read(*chunk) for chunk in spooled.chunks), b"".join(spooled.buffer)]:
-            at = 0
-            while at < len(data):
-                (length,) = _LENGTH.unpack_from(data, at)
-                items.append(data[at + _LENGTH.size : at + _LENGTH.size + length])
-                at += _LENGTH.size + length
-        return items
-
-    def close(self) -> None:
-        """Remove the temporary file."""
-        self.file.close()
+_LENGTH = struct.Struct(">I")  # a spooled row: the length of its head (status, cloud, account, name)
+SpooledGroup = tuple[str] | tuple[str, str, str]  # (policy id,) rows; (policy id, cloud, account) names
 
 
 class SpooledDetail:
     """A `DetailSink` for `build_view` and the template's `PolicyDetail`: every non-passing finding's
     row rendered as it is read and spooled with its sort key (status, cloud, account, name, id); every
-    passing resource counted in its (cloud, account) group and, with `names`, its name spooled there.
-    Read back one policy at a time. With `rows_limit`, a policy's rows past the first `rows_limit`
-    are named only (`more`), by status, cloud and account, and a row is rendered only while it can
-    still be among the first."""
+    passing resource counted in its (cloud, account) group and, with `names`, its name spooled there
+    (GroupSpool). Read back sorted, one policy at a time. With `rows_limit`, a policy's rows past the
+    first `rows_limit` are named only (`more`), by status, cloud and account, and a row is rendered
+    only while it can still be among the first."""
 
     def __init__(
         self,
-        spool: Spool,
+        spool: GroupSpool[SpooledGroup],
         row: RowMacro,
         digest: str = "",
         *,
@@ -407,7 +348,6 @@ class SpooledDetail:
         self.groups: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)
         self._first: dict[str, list[bytes]] = defaultdict(list)  # with rows_limit: the first keys
         self._seq = 0
-        self._sorted: tuple[str, list[bytes]] | None = None
 
     def non_pass(self, policy_id: str, finding: FindingRecord, actions: list[UndecidedAction] | None) -> None:
         """Keep the finding's sort key and place; render its row now unless `rows_limit` rows of the
@@ -422,8 +362,7 @@ class SpooledDetail:
             row = finding_view(finding, actions)
             html = str(self.row(row, True, self.digest)).encode()
         head = orjson.dumps([finding.status.value, resource.provider, resource.account, resource.name])
-        place = self.spool.write(_LENGTH.pack(len(head)) + head + html)
-        self.spool.append((policy_id, None), key + _PLACE.pack(*place))
+        self.spool.add((policy_id,), _LENGTH.pack(len(head)) + head + html, key)
 
     def _may_list(self, policy_id: str, key: bytes) -> bool:
         """Whether `key` is among the first `rows_limit` keys of the policy seen so far (the first
@@ -442,17 +381,12 @@ class SpooledDetail:
         """Count a passing resource in its group (and keep its name)."""
         self.groups[policy_id][group] += 1
         if self.names:
-            self.spool.append((policy_id, group), entry.encode())
+            name = entry.encode()  # UTF-8 bytes sort as their code points do
+            self.spool.add((policy_id, *group), name, name)
 
     def _entries(self, policy: PolicyView) -> Iterator[tuple[bytes, bytes]]:
         """(head, row) of the policy's rows in report order (ties in the order they were read)."""
-        policy_id = policy.details.id
-        if self._sorted is None or self._sorted[0] != policy_id:
-            keys = self.spool.items((policy_id, None))
-            keys.sort()
-            self._sorted = (policy_id, keys)
-        for key in self._sorted[1]:
-            blob = self.spool.read(*_PLACE.unpack(key[-_PLACE.size :]))
+        for blob in self.spool.read((policy.details.id,)):
             (size,) = _LENGTH.unpack_from(blob)
             yield blob[_LENGTH.size : _LENGTH.size + size], blob[_LENGTH.size + size :]
 
@@ -489,8 +423,7 @@ class SpooledDetail:
             if not self.names:
                 yield label, account, counts[(provider, account)], None
                 continue
-            spooled = self.spool.items((policy.details.id, (provider, account)))
-            names = sorted(item.decode() for item in spooled)
+            names = [item.decode() for item in self.spool.read((policy.details.id, provider, account))]
             yield label, account, len(names), joined(names)
 
 
@@ -552,7 +485,7 @@ class HtmlRenderer(Renderer):
         """Read the findings once, then stream the report to `out` as UTF-8."""
         large, compact = report_size(report)
         full, short = row_macros()
-        spool = Spool()
+        spool = GroupSpool[SpooledGroup]()
         try:
             digest = report.run.inventory_digest or ""
             detail = SpooledDetail(

@@ -7,7 +7,7 @@ to renew, ...), `waived` a <skipped> carrying the waiver's justification. Covera
 estate not scanned) form one more suite of errors, so a pipeline cannot read an incomplete scan as green.
 
 Written as it is read: one pass over the findings spools each testcase by policy (sorted by provider and
-resource id within it, by merging sorted runs: auditor.report.csv_format.GroupSpool) and counts it, then
+resource id within it, by merging sorted runs: auditor.report.spool.GroupSpool) and counts it, then
 the suites are written with their counts. The XML is what ElementTree wrote before (its escaping, one
 space of indentation a level). A reference-form finding rendered without its inventory names where its
 evidence is (`evidence: items 0, 2 of the resource in inventory FILE (sha256:...)`).
@@ -23,7 +23,7 @@ from auditor.errors import visible
 from auditor.findings import Status
 from auditor.frameworks import Framework
 from auditor.report.base import Renderer, ReportInput
-from auditor.report.csv_format import GroupSpool
+from auditor.report.spool import GroupSpool
 from auditor.report.undecided import UndecidedAction, gap_action, undecided_actions
 from auditor.report.view import (
     PolicyDetails,
@@ -219,7 +219,7 @@ def _encode(text: str) -> bytes:
 
 def write_junit(report: ReportInput, out: IO[bytes]) -> None:
     """Write the JUnit XML of `report`: one pass over the findings files each testcase by policy
-    (sorted by provider and resource id within it, bounded memory: auditor.report.csv_format.GroupSpool)
+    (sorted by provider and resource id within it, bounded memory: auditor.report.spool.GroupSpool)
     and counts it; then the suites are written in order, each with its counts."""
     run = report.run
     frameworks = report_frameworks(report)

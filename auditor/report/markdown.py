@@ -10,15 +10,12 @@ the summary stays well under comment limits.
 from __future__ import annotations
 
 import re
-from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import IO, Any, Generic, TypeVar
+from collections.abc import Iterator
+from typing import IO, Any
 
 from auditor.document import FindingRecord
-from auditor.drift import LaterCoverage, RecordedGap, classify_change, gap_changes
 from auditor.errors import visible
-from auditor.findings import Severity, Status
+from auditor.findings import Status
 from auditor.report.base import Renderer, ReportInput
 from auditor.report.view import (
     FIX_NAMES_SHOWN,
@@ -26,8 +23,10 @@ from auditor.report.view import (
     SEVERITIES,
     STATUSES,
     AiCollector,
+    ChangesCollector,
     FixItem,
     FixPlan,
+    Smallest,
     finding_places,
     finding_sort_key,
     fix_plan,
@@ -69,103 +68,6 @@ def md_block(text: Any) -> str:
     """
     lines = (_inert(line.strip()) for line in str(text).splitlines())
     return "\n".join("\\" + line if line[:1] in ("-", "+", "=") else line for line in lines)
-
-
-T = TypeVar("T")
-
-
-class Smallest(Generic[T]):
-    """The `limit` smallest items by `key` of a stream (ties in the order added), and how many there
-    were: what a sorted list cut at `limit` shows, in bounded memory."""
-
-    def __init__(self, limit: int, key: Callable[[T], Any]) -> None:
-        self.limit = limit
-        self.key = key
-        self.total = 0
-        self._items: list[T] = []
-
-    def add(self, item: T) -> None:
-        """Count one item, keeping it if it may be among the smallest."""
-        self.total += 1
-        self._items.append(item)
-        if len(self._items) >= 2 * self.limit + 16:
-            self._items.sort(key=self.key)
-            del self._items[self.limit :]
-
-    @property
-    def items(self) -> list[T]:
-        """The smallest items, in order."""
-        self._items.sort(key=self.key)
-        del self._items[self.limit :]
-        return self._items
-
-
-@dataclass(frozen=True)
-class Change:
-    """A finding whose status moved since the previous run (what the summary lists of it)."""
-
-    severity: Severity
-    policy_id: str
-    provider: str
-    account: str
-    name: str
-
-
-def _change_order(change: Change) -> tuple[Any, ...]:
-    return (_SEVERITY_ORDER.get(change.severity, 9), change.policy_id, change.provider, change.name)
-
-
-def _change(finding: FindingRecord) -> Change:
-    r = finding.resource
-    return Change(finding.severity, finding.policy_id, r.provider, r.account, r.name)
-
-
-class CountedChanges:
-    """auditor.report.view.compare_runs against a previous document in memory, fed this run's findings
-    one at a time: counts per section, the first TOP_FAILURES new failures and not-assessed ones."""
-
-    def __init__(self, report: ReportInput) -> None:
-        previous = report.previous
-        assert previous is not None
-        self.previous = previous
-        self.run = report.run
-        self.before: dict[tuple[str, str], FindingRecord] = {f.key: f for f in previous.findings}
-        self.unseen = dict.fromkeys(self.before)
-        self.accounts = {(a.provider, a.account) for a in self.run.coverage.accounts}
-        self.counts: Counter[str] = Counter()
-        self.new_failures: Smallest[Change] = Smallest(TOP_FAILURES, _change_order)
-        self.not_assessed: Smallest[Change] = Smallest(TOP_FAILURES, _change_order)
-        self.new_gaps: list[RecordedGap] = []
-        self.closed_gaps: list[RecordedGap] = []
-
-    def add(self, finding: FindingRecord) -> None:
-        """Compare one finding of this run with the previous run's."""
-        key = finding.key
-        self.unseen.pop(key, None)
-        self.accounts.add((finding.resource.provider, finding.resource.account))
-        old = self.before.get(key)
-        section = classify_change(old.status.value if old else None, finding.status.value)
-        if section is not None:
-            self.counts[section] += 1
-        if section == "new_failures":
-            self.new_failures.add(_change(finding))
-
-    def finish(self) -> None:
-        """Classify the previous run's findings this run did not report, and the coverage gaps."""
-        gaps = [g.coverage_gap() for g in self.run.coverage.gaps]
-        coverage = LaterCoverage(
-            gaps, seen_accounts=self.accounts, known_accounts=self.previous.seen_accounts()
-        )
-        for key in self.unseen:
-            old = self.before[key]
-            resource = old.resource
-            gap = coverage.gap_over(resource.provider, resource.account, resource.regions)
-            section = classify_change(old.status.value, None, assessed=gap is None)
-            if section in ("fixed", "not_assessed"):
-                self.counts[section] += 1
-            if section == "not_assessed":
-                self.not_assessed.add(_change(old))
-        self.new_gaps, self.closed_gaps = gap_changes(self.previous.coverage_gaps(), gaps)
 
 
 def _owners(item: FixItem) -> str:
@@ -264,15 +166,16 @@ def markdown_summary(report: ReportInput) -> str:
         ]
 
     details = policy_details(run)
-    changes = CountedChanges(report) if report.previous is not None else None
+    previous = report.previous
+    collector = ChangesCollector(run, previous, limit=TOP_FAILURES) if previous is not None else None
     failures: Smallest[FindingRecord] = Smallest(TOP_FAILURES, finding_sort_key)
     ai = AiCollector(run.zone if run.zone is not None and run.zone.id == zone else None)
 
     def counted() -> Iterator[FindingRecord]:
         """Every finding, counted for the other sections on its way to the fix plan."""
         for finding in report.findings():
-            if changes is not None:
-                changes.add(finding)
+            if collector is not None:
+                collector.add(finding)
             if finding.status is Status.FAIL:
                 failures.add(finding)
             ai.add(finding)
@@ -299,8 +202,8 @@ def markdown_summary(report: ReportInput) -> str:
             )
         out.append("")
 
-    if changes is not None:
-        changes.finish()
+    if collector is not None:
+        changes = collector.result()
         counts = changes.counts
         out += [
             "### Since the previous run",
@@ -308,7 +211,7 @@ def markdown_summary(report: ReportInput) -> str:
             f"{counts['new_failures']} new failure(s), {counts['fixed']} fixed, "
             f"{counts['still_failing']} still failing, {counts['newly_unknown']} newly undecided, "
             f"{counts['not_assessed']} not assessed; {len(changes.new_gaps)} new coverage gap(s), "
-            f"{len(changes.closed_gaps)} closed (previous run {md(changes.previous.run.id)}).",
+            f"{len(changes.closed_gaps)} closed (previous run {md(changes.previous_id)}).",
             "",
         ]
         if counts["not_assessed"]:
@@ -328,12 +231,12 @@ def markdown_summary(report: ReportInput) -> str:
                     for g in gaps
                 ]
                 out.append("")
-        for change in changes.new_failures.items:
+        for change in changes.new_failures:
             out.append(
                 f"- new: **{md(change.severity)}** {md(change.policy_id)} {md(change.name)} "
                 f"({md(change.provider)} {md(change.account)})"
             )
-        for change in changes.not_assessed.items:
+        for change in changes.not_assessed:
             out.append(
                 f"- not assessed: **{md(change.severity)}** {md(change.policy_id)} {md(change.name)} "
                 f"({md(change.provider)} {md(change.account)})"

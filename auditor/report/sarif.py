@@ -29,7 +29,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -419,14 +418,6 @@ def write_sarif(report: ReportInput, out: IO[bytes]) -> int:
     out.write(tail if written else tail.lstrip(b"\n "))
     out.write(b"\n")
     return written
-
-
-def sarif_log(report: ReportInput) -> dict[str, Any]:
-    """The SARIF log of a findings document, as a dict (in memory: for small documents and tests)."""
-    buffer = io.BytesIO()
-    write_sarif(report, buffer)
-    log: dict[str, Any] = orjson.loads(buffer.getvalue())
-    return log
 
 
 def _base_ids(result: dict[str, Any]) -> set[str]:

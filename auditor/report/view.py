@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import orjson
 from pydantic import ValidationError
@@ -1350,6 +1350,7 @@ class Changes:
 
     `not_assessed`: failures of the previous run whose resource lies under a coverage gap of this
     run (never counted as fixed); `new_gaps`/`closed_gaps`: coverage gaps opened and closed since.
+    `counts`: how many findings fell in each section (the lists may keep only the first of them).
     """
 
     previous_id: str
@@ -1361,6 +1362,7 @@ class Changes:
     not_assessed: list[ChangeView] = field(default_factory=list)
     new_gaps: list[RecordedGap] = field(default_factory=list)
     closed_gaps: list[RecordedGap] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
 
 
 def _change(finding: FindingRecord, before: str, after: str, gap: RecordedGap | None = None) -> ChangeView:
@@ -1378,22 +1380,55 @@ def _change(finding: FindingRecord, before: str, after: str, gap: RecordedGap | 
     )
 
 
-class ChangesCollector:
-    """What changed since `previous`, from this run's findings read one at a time."""
+T = TypeVar("T")
 
-    def __init__(self, run: RunInfo, previous: FindingsDocument) -> None:
+
+class Smallest(Generic[T]):
+    """The `limit` smallest items by `key` of a stream (ties in the order added), and how many there
+    were: what a sorted list cut at `limit` shows, in bounded memory (`limit` None: every item)."""
+
+    def __init__(self, limit: int | None, key: Callable[[T], Any]) -> None:
+        self.limit = limit
+        self.key = key
+        self.total = 0
+        self._items: list[T] = []
+
+    def add(self, item: T) -> None:
+        """Count one item, keeping it if it may be among the smallest."""
+        self.total += 1
+        self._items.append(item)
+        if self.limit is not None and len(self._items) >= 2 * self.limit + 16:
+            self._items.sort(key=self.key)
+            del self._items[self.limit :]
+
+    @property
+    def items(self) -> list[T]:
+        """The smallest items, in order."""
+        self._items.sort(key=self.key)
+        if self.limit is not None:
+            del self._items[self.limit :]
+        return self._items
+
+
+def _change_order(change: ChangeView) -> tuple[Any, ...]:
+    return (_SEVERITY_ORDER.get(change.severity, 9), change.policy_id, change.provider, change.name)
+
+
+_LISTED = ("new_failures", "fixed", "still_failing", "newly_unknown", "not_assessed")
+
+
+class ChangesCollector:
+    """What changed since `previous`, from this run's findings read one at a time; with `limit`,
+    each list keeps only its first `limit` changes (every change is counted), so memory is bounded."""
+
+    def __init__(self, run: RunInfo, previous: FindingsDocument, *, limit: int | None = None) -> None:
         self.run = run
         self.previous = previous
         self.before: dict[tuple[str, str], FindingRecord] = {f.key: f for f in previous.findings}
-        self.changes = Changes(previous_id=previous.run.id, previous_started_at=previous.run.started_at)
         self.seen: set[tuple[str, str]] = set()
         self.accounts: set[tuple[str, str]] = {(a.provider, a.account) for a in run.coverage.accounts}
-        self.sections = {
-            "new_failures": self.changes.new_failures,
-            "fixed": self.changes.fixed,
-            "still_failing": self.changes.still_failing,
-            "newly_unknown": self.changes.newly_unknown,
-        }
+        self.counts: Counter[str] = Counter()
+        self.lists = {section: Smallest[ChangeView](limit, _change_order) for section in _LISTED}
 
     def add(self, finding: FindingRecord) -> None:
         """One finding of this run."""
@@ -1403,12 +1438,15 @@ class ChangesCollector:
         old = self.before.get(key)
         was = old.status.value if old else None
         section = classify_change(was, finding.status.value)
-        if section in self.sections:
-            self.sections[section].append(_change(finding, was or "absent", finding.status.value))
+        if section is None:
+            return
+        self.counts[section] += 1
+        if section in self.lists:
+            self.lists[section].add(_change(finding, was or "absent", finding.status.value))
 
     def result(self) -> Changes:
         """The changes, each list most severe first."""
-        changes, previous = self.changes, self.previous
+        previous = self.previous
         gaps = [g.coverage_gap() for g in self.run.coverage.gaps]
         coverage = LaterCoverage(gaps, seen_accounts=self.accounts, known_accounts=previous.seen_accounts())
         for key, old in self.before.items():
@@ -1418,21 +1456,25 @@ class ChangesCollector:
             gap = coverage.gap_over(resource.provider, resource.account, resource.regions)
             section = classify_change(old.status.value, None, assessed=gap is None)
             if section == "fixed":
-                changes.fixed.append(_change(old, old.status.value, "no longer reported"))
+                self.counts[section] += 1
+                self.lists[section].add(_change(old, old.status.value, "no longer reported"))
             elif section == "not_assessed":
-                changes.not_assessed.append(
-                    _change(old, old.status.value, "not assessed (coverage gap)", gap)
-                )
-        for bucket in (
-            changes.new_failures,
-            changes.fixed,
-            changes.still_failing,
-            changes.newly_unknown,
-            changes.not_assessed,
-        ):
-            bucket.sort(key=lambda c: (_SEVERITY_ORDER.get(c.severity, 9), c.policy_id, c.provider, c.name))
-        changes.new_gaps, changes.closed_gaps = gap_changes(previous.coverage_gaps(), gaps)
-        return changes
+                self.counts[section] += 1
+                self.lists[section].add(_change(old, old.status.value, "not assessed (coverage gap)", gap))
+        new_gaps, closed_gaps = gap_changes(previous.coverage_gaps(), gaps)
+        lists = self.lists
+        return Changes(
+            previous_id=previous.run.id,
+            previous_started_at=previous.run.started_at,
+            new_failures=lists["new_failures"].items,
+            fixed=lists["fixed"].items,
+            still_failing=lists["still_failing"].items,
+            newly_unknown=lists["newly_unknown"].items,
+            not_assessed=lists["not_assessed"].items,
+            new_gaps=new_gaps,
+            closed_gaps=closed_gaps,
+            counts=self.counts,
+        )
 
 
 def compare_runs(current: FindingsDocument, previous: FindingsDocument) -> Changes:
@@ -1663,21 +1705,6 @@ class ResidencyCounter:
         return sorted(views.values(), key=lambda v: order.get(v.provider, 9)), key_rows
 
 
-def _residency(
-    findings: Iterable[FindingRecord],
-    run: RunInfo,
-    zone: ZoneInfo | None,
-    inventory: list[StorageResource] | None,
-) -> tuple[list[ProviderResidency], list[KeyLocation]]:
-    counter = ResidencyCounter(zone)
-    seen: set[str] = set()
-    for finding in findings:
-        if finding.resource.id not in seen:
-            seen.add(finding.resource.id)
-            counter.add_resource(finding.resource)
-    return counter.views(run, InventoryFacts.of(inventory) if inventory is not None else None)
-
-
 class EvidenceWindow:
     """Earliest and latest time of the findings' evidence (one resource's evidence once)."""
 
@@ -1704,24 +1731,6 @@ class EvidenceWindow:
         if not self.comparable or self.earliest is None or self.latest is None:
             return None, None
         return self.earliest.isoformat(), self.latest.isoformat()
-
-
-def collection_window(
-    findings: Iterable[FindingRecord], inventory: list[StorageResource] | None
-) -> tuple[str | None, str | None]:
-    """Earliest and latest time the inventory was collected (ISO): the records' `scanned_at`, or
-    without the inventory the times of the findings' evidence (one resource's evidence once)."""
-    if inventory is not None:
-        facts = InventoryFacts.of(inventory)
-        if facts.earliest is not None and facts.latest is not None:
-            return facts.earliest.isoformat(), facts.latest.isoformat()
-    seen: set[str] = set()
-    window = EvidenceWindow()
-    for finding in findings:
-        if finding.resource.id not in seen:
-            seen.add(finding.resource.id)
-            window.add_resource(finding)
-    return window.window()
 
 
 # What reports do not read of an inventory record: the evidence (the bulk of a record), transport and
@@ -1764,11 +1773,6 @@ def iter_inventory_resources(path: Path) -> Iterator[StorageResource]:
                 ) from exc
             check_provider(resource.provider, where)
             yield resource
-
-
-def read_inventory_resources(path: Path) -> list[StorageResource]:
-    """Every resource of an inventory JSONL (see `iter_inventory_resources`)."""
-    return list(iter_inventory_resources(path))
 
 
 def _policy_view(finding: FindingRecord) -> PolicyView:

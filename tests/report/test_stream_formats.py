@@ -28,11 +28,12 @@ from auditor.cli import cli
 from auditor.document import FindingRecord, FindingsDocument, load_document
 from auditor.findings import Status
 from auditor.findings_stream import FindingsStream
-from auditor.report import csv_format
+from auditor.report import spool as spool_module
 from auditor.report.base import ReportInput
-from auditor.report.csv_format import GroupSpool, columns, row
+from auditor.report.csv_format import columns, row
 from auditor.report.ocsf import OcsfEvents
 from auditor.report.sarif import finding_fingerprint, visible_json
+from auditor.report.spool import GroupSpool
 from auditor.report.view import (
     finding_sort_key,
     fix_plan,
@@ -94,7 +95,7 @@ def many_doc(many_path: Path) -> FindingsDocument:
 @pytest.fixture(autouse=True)
 def small_spool(monkeypatch: pytest.MonkeyPatch) -> None:
     """Spill the ordering spool every 256 KiB, so sorted runs are written to disk and merged."""
-    monkeypatch.setattr(csv_format, "SPOOL_BUFFER_BYTES", 256 * 1024)
+    monkeypatch.setattr(spool_module, "SPOOL_BUFFER_BYTES", 256 * 1024)
 
 
 def render(name: str, findings: Path, tmp_path: Path, *extra: str) -> bytes:
