@@ -10,6 +10,7 @@ fields a version added later than the document are left at their defaults (absen
 from __future__ import annotations
 
 import gc
+import io
 import os
 import sys
 import tempfile
@@ -404,15 +405,33 @@ class FindingsSpool:
         out.write(orjson.dumps(plain(run), option=orjson.OPT_INDENT_2))
         out.write(b',\n"findings": [\n')
         self._handle.flush()
-        self._handle.seek(0)
-        while chunk := self._handle.read(1 << 20):
-            out.write(chunk)
+        _copy_spool(self._handle, out)
         out.write(b"\n]}\n")
 
     def close(self) -> None:
         """Remove the temporary file."""
         self._handle.close()
         self.path.unlink(missing_ok=True)
+
+
+def _copy_spool(spool: IO[bytes], out: IO[bytes]) -> None:
+    """Append the whole spool to `out`: in the kernel (sendfile) where both are files, else read
+    and written in blocks."""
+    size = os.fstat(spool.fileno()).st_size
+    copied = 0
+    try:
+        target = out.fileno()
+        out.flush()
+        while copied < size:
+            sent = os.sendfile(target, spool.fileno(), copied, size - copied)
+            if sent == 0:
+                break
+            copied += sent
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        pass  # no descriptor (an in-memory stream) or no sendfile here: copy the rest by hand
+    spool.seek(copied)
+    while chunk := spool.read(1 << 20):
+        out.write(chunk)
 
 
 def write_findings_document(spool: FindingsSpool, run: RunInfo, output: Path | None) -> None:

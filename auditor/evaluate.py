@@ -9,7 +9,7 @@ import fnmatch
 import itertools
 import operator
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -281,12 +281,13 @@ class CompiledPolicy:
             self._scope_pairs = frozenset((p, k) for p in scope.providers for k in scope.kinds)
         return self._scope_pairs
 
-    def relevant_indexes(self, evidence: list[dict[str, Any]]) -> tuple[int, ...]:
-        """The indexes in `evidence` of the items behind the attributes this policy reads."""
+    def relevant_indexes(self, layout: Iterable[Sequence[str]]) -> tuple[int, ...]:
+        """The indexes of the evidence items behind the attributes this policy reads (`layout`: the
+        attributes of each item, in order)."""
         relevant = self._relevant_cache
         selected = []
-        for index, item in enumerate(evidence):
-            key = tuple(item["attributes"])
+        for index, attributes in enumerate(layout):
+            key = tuple(attributes)
             hit = relevant.get(key)
             if hit is None:
                 hit = relevant[key] = any(_overlaps(a, p) for a in key for p in self.attributes)
@@ -643,11 +644,9 @@ def resource_ref(resource: StorageResource, regions: list[str]) -> ResourceRef:
     )
 
 
-def resource_json(
-    resource: StorageResource, regions: list[str], evidence: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """``resource_ref(resource, regions).to_json_dict()``, built directly (`evidence`: the resource's
-    evidence in its JSON form): the findings of a large estate need it once per resource."""
+def resource_json(resource: StorageResource, regions: list[str]) -> dict[str, Any]:
+    """``resource_ref(resource, regions).to_json_dict()``, built directly: the findings of a large
+    estate need it once per resource."""
     out: dict[str, Any] = {
         "provider": resource.provider,
         "account": resource.account,
@@ -666,7 +665,7 @@ def resource_json(
         if ref.training is not None:
             out["training"] = ref.training.to_json_dict()
     attested = [
-        path for item in evidence if item.get("attestation") is not None for path in item["attributes"]
+        path for item in resource.evidence if item.attestation is not None for path in item.attributes
     ]
     if attested:
         kept = [path for path in dict.fromkeys(attested) if resource.unknown_reason(path) is None]
@@ -678,14 +677,6 @@ def resource_json(
         if owner is not None:
             out["owner"] = owner
     return out
-
-
-def evidence_json(resource: StorageResource) -> list[dict[str, Any]]:
-    """`resource.evidence_json()`, without pydantic's slow path for private attributes when the
-    inventory reader kept the JSON (it always does)."""
-    private = resource.__pydantic_private__
-    held = private.get("_evidence_json") if private else None
-    return held if held is not None else resource.evidence_json()
 
 
 class Evaluator:
@@ -776,8 +767,7 @@ class Evaluator:
             if not entries:
                 yield b""
                 continue
-            evidence = evidence_json(resource)
-            layout = tuple([tuple(item["attributes"]) for item in evidence])
+            layout = tuple([tuple(item.attributes) for item in resource.evidence])
             known = layouts.get(layout)
             if known is None:
                 if len(layouts) >= _SIGNATURE_MEMORY:
@@ -800,7 +790,7 @@ class Evaluator:
                 for position, (index, compiled, shared) in enumerate(entries):
                     selection = selections[index]
                     if selection is None:
-                        refs = compiled.relevant_indexes(evidence)
+                        refs = compiled.relevant_indexes(layout)
                         selection = selections[index] = (refs, dumps(list(refs)))
                     chosen.append((compiled, shared, applied[position] if applied else None, selection))
                 frame = _Frame(chosen, [index for index, _, _ in entries], reference)
@@ -808,11 +798,11 @@ class Evaluator:
                     if len(decided.frames) >= _FRAMES_PER_DECISION:
                         decided.frames.clear()
                     decided.frames[(serial, reference)] = frame
-            resource_bytes = dumps(resource_json(resource, regions, evidence))
+            resource_bytes = dumps(resource_json(resource, regions))
             if reference:
                 yield resource_bytes.join(frame.fixed)
             else:
-                items = [dumps(item) for item in evidence]
+                items = resource.evidence_texts()
                 parts: list[bytes] = []
                 for joint, middle, refs in zip(frame.joints, frame.middles, frame.selections, strict=False):
                     parts += (
@@ -872,7 +862,7 @@ class Evaluator:
                 applied = applied_waiver(use, expired)
                 if not expired:
                     status = Status.WAIVED
-        refs = compiled.relevant_indexes(evidence)
+        refs = compiled.relevant_indexes(item.attributes for item in resource.evidence)
         return Finding(
             policy_id=policy.id,
             status=status,

@@ -16,8 +16,9 @@ from pydantic import ValidationError
 
 from auditor.atomicfile import atomic_output
 from auditor.errors import InputError
+from auditor.fast_decode import RecordDecoder
 from auditor.inputfile import MAX_LINE_BYTES, open_input, read_lines
-from auditor.model import CoverageGap, StorageResource
+from auditor.model import CoverageGap, StorageResource, Transport
 from auditor.sources import check_provider, normalize_record
 
 InventoryRecord = StorageResource | CoverageGap
@@ -76,8 +77,23 @@ def check_duplicate_keys(line: bytes, data: Any, where: str) -> None:
         return
 
 
-def parse_record(line: bytes | str, where: str) -> InventoryRecord:
-    """One JSONL line as a record; a bad line raises InputError naming `where`."""
+# Struct records for evaluation (see auditor.fast_decode): the S3 transport analysis asks whether a
+# record gave `transport.bucket_policy`.
+_FAST_RESOURCE = RecordDecoder(StorageResource, texts_of="evidence", track_given=frozenset({Transport}))
+
+
+def parse_record(line: bytes | str, where: str, *, fast: bool = False) -> InventoryRecord:
+    """One JSONL line as a record; a bad line raises InputError naming `where`.
+
+    `fast`: a resource line may come back as the struct mirroring `StorageResource` that
+    `auditor.fast_decode` reads, for evaluation only (it has the model's fields and methods, not
+    pydantic's API). A line it does not accept, and a resource with attested evidence (which
+    `auditor.attestations` may rewrite), is read by pydantic as without `fast`.
+    """
+    if fast and isinstance(line, bytes) and line.startswith(b'{"record":"resource"'):
+        resource = _FAST_RESOURCE.decode(line)
+        if resource is not None and all(item.attestation is None for item in resource.evidence):
+            return normalize_record(resource, where)
     try:
         data = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
@@ -99,19 +115,19 @@ def parse_record(line: bytes | str, where: str) -> InventoryRecord:
         raise InputError(where, f"{field}: {first['msg']}") from exc
 
 
-def read_inventory(path: Path, *, digest: Any = None) -> Iterator[InventoryRecord]:
+def read_inventory(path: Path, *, digest: Any = None, fast: bool = False) -> Iterator[InventoryRecord]:
     """Stream the records of a JSONL inventory; blank lines are skipped.
 
     Only a regular file is read, and no line may exceed MAX_LINE_BYTES (see auditor.inputfile).
     `digest` (a hashlib object), when given, is fed every byte read, in the same pass, so it is the
-    digest of exactly the bytes evaluated.
+    digest of exactly the bytes evaluated. `fast`: resources may be struct records (`parse_record`).
     """
     with open_input(path, "inventory") as handle:
         for number, line in read_lines(handle, path, limit=MAX_LINE_BYTES):
             if digest is not None:
                 digest.update(line)
-            if line.strip():
-                yield parse_record(line, f"{path}:{number}")
+            if not line.isspace():  # (a line is never empty; isspace stops at the first "{")
+                yield parse_record(line, f"{path}:{number}", fast=fast)
 
 
 def dump_record(record: InventoryRecord) -> bytes:

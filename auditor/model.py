@@ -18,10 +18,10 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 from enum import StrEnum
-from functools import cached_property
 from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
+import orjson
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -115,6 +115,11 @@ class Unknown(StrictModel):
         if data.get("partial") is None:
             data.pop("partial", None)
         return data
+
+
+def with_partial(reason: Unknown, partial: PartialKnowledge | None) -> Unknown:
+    """`reason` with its partial knowledge replaced (also for the struct mirroring `Unknown`)."""
+    return type(reason)(code=reason.code, reason=reason.reason, partial=partial)
 
 
 class SourceLocation(StrictModel):
@@ -271,7 +276,84 @@ class Training(StrictModel):
     )
 
 
-class StorageResource(StrictModel):
+_NOT_FOLDED = object()
+
+
+class ResourceMethods:
+    """What evaluation asks of a resource beyond its fields, defined once for `StorageResource` and
+    for the struct mirroring it that `auditor.fast_decode` reads (same fields, same values)."""
+
+    if not TYPE_CHECKING:  # a mixin of slotted classes (pydantic's, msgspec's) adds no slot of its own
+        __slots__ = ()
+
+    # Declared by each class that mixes this in (pydantic fields and private attributes).
+    if TYPE_CHECKING:
+        unknown: dict[str, Unknown]
+        tags: dict[str, str] | None
+        evidence: list[Evidence]
+        _evidence_json: list[dict[str, Any]] | None
+        _evidence_texts: list[bytes] | None
+
+    def evidence_json(self) -> list[dict[str, Any]]:
+        """Evidence in its JSON form (as read, or serialized once)."""
+        if self._evidence_json is None:
+            if self._evidence_texts is not None:
+                self._evidence_json = [orjson.loads(text) for text in self._evidence_texts]
+            else:
+                self._evidence_json = [item.model_dump(mode="json") for item in self.evidence]
+        return self._evidence_json
+
+    def evidence_texts(self) -> list[bytes]:
+        """Each evidence item as JSON text: exactly ``orjson.dumps`` of its `evidence_json` item."""
+        if self._evidence_texts is None:
+            self._evidence_texts = [orjson.dumps(item) for item in self.evidence_json()]
+        return self._evidence_texts
+
+    def keep_evidence_json(self, raw: list[dict[str, Any]]) -> None:
+        """Remember the already-validated JSON form of `evidence` (see inventory.parse_record)."""
+        self._evidence_json = raw
+        self._evidence_texts = None
+
+    def keep_evidence_texts(self, texts: list[bytes]) -> None:
+        """Remember each evidence item's JSON text (see auditor.fast_decode)."""
+        self._evidence_texts = texts
+        self._evidence_json = None
+
+    @property
+    def normalized_tags(self) -> dict[str, str] | None:
+        """Tags with keys folded by `normalize_tag_key` (first spelling wins on collision), folded
+        once (kept in the instance's `__dict__`; `functools.cached_property` takes a lock on each
+        first read, which a million records notice)."""
+        held = self.__dict__.get("_normalized_tags", _NOT_FOLDED)
+        if held is not _NOT_FOLDED:
+            return held  # type: ignore[no-any-return]
+        folded: dict[str, str] | None = None
+        if self.tags is not None:
+            folded = {}
+            for key, value in self.tags.items():
+                folded.setdefault(normalize_tag_key(key), value)
+        self.__dict__["_normalized_tags"] = folded
+        return folded
+
+    def unknown_reason(self, path: str) -> Unknown | None:
+        """The reason `path` is unknown (checking the path and each parent), or None if readable."""
+        if self.unknown:
+            probe = path
+            while True:
+                found = self.unknown.get(probe)
+                if found is not None:
+                    return found
+                cut = probe.rfind(".")
+                if cut < 0:
+                    break
+                probe = probe[:cut]
+        group = path.split(".", 1)[0]
+        if group in GROUPS and getattr(self, group) is None:
+            return Unknown(code=UnknownCode.NOT_COLLECTED, reason=f"'{group}' was not collected")
+        return None
+
+
+class StorageResource(ResourceMethods, StrictModel):
     """One audited resource: a data store (an S3 or GCS bucket, an Azure container or account) or an
     AI resource (see `AI_KINDS` and `KIND_GROUPS` for the attribute groups each kind carries)."""
 
@@ -317,45 +399,9 @@ class StorageResource(StrictModel):
                 data.pop(optional, None)
         return data
 
-    # The evidence exactly as read from JSONL, kept so findings need not re-serialize it.
+    # The evidence as read from JSONL, kept so findings need not re-serialize it (ResourceMethods).
     _evidence_json: list[dict[str, Any]] | None = PrivateAttr(default=None)
-
-    def evidence_json(self) -> list[dict[str, Any]]:
-        """Evidence in its JSON form (as read, or serialized once)."""
-        if self._evidence_json is None:
-            self._evidence_json = [item.model_dump(mode="json") for item in self.evidence]
-        return self._evidence_json
-
-    def keep_evidence_json(self, raw: list[dict[str, Any]]) -> None:
-        """Remember the already-validated JSON form of `evidence` (see inventory.parse_record)."""
-        self._evidence_json = raw
-
-    @cached_property
-    def normalized_tags(self) -> dict[str, str] | None:
-        """Tags with keys folded by `normalize_tag_key` (first spelling wins on collision)."""
-        if self.tags is None:
-            return None
-        folded: dict[str, str] = {}
-        for key, value in self.tags.items():
-            folded.setdefault(normalize_tag_key(key), value)
-        return folded
-
-    def unknown_reason(self, path: str) -> Unknown | None:
-        """The reason `path` is unknown (checking the path and each parent), or None if readable."""
-        if self.unknown:
-            probe = path
-            while True:
-                found = self.unknown.get(probe)
-                if found is not None:
-                    return found
-                cut = probe.rfind(".")
-                if cut < 0:
-                    break
-                probe = probe[:cut]
-        group = path.split(".", 1)[0]
-        if group in GROUPS and getattr(self, group) is None:
-            return Unknown(code=UnknownCode.NOT_COLLECTED, reason=f"'{group}' was not collected")
-        return None
+    _evidence_texts: list[bytes] | None = PrivateAttr(default=None)
 
 
 class CoverageGap(StrictModel):

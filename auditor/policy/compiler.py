@@ -19,7 +19,7 @@ from typing import Any
 
 from auditor.errors import InputError
 from auditor.findings import Observation, Truth
-from auditor.model import GROUPS, StorageResource, Unknown, attribute_kind, normalize_tag_key
+from auditor.model import GROUPS, StorageResource, Unknown, attribute_kind, normalize_tag_key, with_partial
 from auditor.policy.language import AllOf, AnyOf, Condition, Leaf, NotOf, ParamRef, ZoneRef
 from auditor.policy.loader import LoadedPolicy
 from auditor.policy.operators import ZoneValue, bind
@@ -35,7 +35,7 @@ Getter = Callable[[StorageResource], tuple[Any, Unknown | None]]
 
 def _whole(reason: Unknown) -> Unknown:
     """`reason` without partial knowledge (for an entry whose recorded value cannot carry any)."""
-    return reason if reason.partial is None else reason.model_copy(update={"partial": None})
+    return reason if reason.partial is None else with_partial(reason, None)
 
 
 def _fits_partial(partial: str, value: Any) -> bool:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from auditor.model import with_partial
 from auditor.versions import parse_version
 
 if TYPE_CHECKING:
@@ -26,8 +26,7 @@ _ALL_ACTIONS = {"*", "s3:*"}
 _TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
 
 
-@dataclass(frozen=True, slots=True)
-class BucketPolicyVerdict:
+class BucketPolicyVerdict(NamedTuple):
     """The transport facts one bucket policy establishes."""
 
     plaintext_refused: bool
@@ -73,12 +72,20 @@ def _covers_bucket_and_objects(statement: dict[str, Any], bucket_arn: str) -> bo
     if "NotResource" in statement:
         return False
     patterns = [str(p) for p in _as_list(statement.get("Resource"))]
-    covers_bucket = any(_wildcard_regex(p).fullmatch(bucket_arn) for p in patterns)
+    covers_bucket = any(_matches(p, bucket_arn) for p in patterns)
     # Every object: some pattern ends in '*' and its head matches a prefix of "<arn>/" (re.match
     # anchors only at the start), so the trailing '*' absorbs any key. ".../logs/*" does not qualify.
     objects_root = bucket_arn + "/"
-    covers_objects = any(p.endswith("*") and _wildcard_regex(p[:-1]).match(objects_root) for p in patterns)
+    covers_objects = any(p.endswith("*") and _matches(p[:-1], objects_root, prefix=True) for p in patterns)
     return covers_bucket and covers_objects
+
+
+def _matches(pattern: str, text: str, *, prefix: bool = False) -> bool:
+    """Whether the ARN wildcard `pattern` matches all of `text` (`prefix`: a prefix of it)."""
+    if "*" not in pattern and "?" not in pattern:  # most patterns name the ARN: no regex needed
+        return text.startswith(pattern) if prefix else text == pattern
+    regex = _wildcard_regex(pattern)
+    return bool(regex.match(text) if prefix else regex.fullmatch(text))
 
 
 def _is_false(value: Any) -> bool:
@@ -178,7 +185,7 @@ def apply_bucket_policy(resource: StorageResource) -> None:
     policy_unknown = resource.unknown.get("transport.bucket_policy") or resource.unknown.get("transport")
     if policy_unknown is not None:
         if policy_unknown.partial is not None:  # a policy document carries no partial knowledge
-            policy_unknown = policy_unknown.model_copy(update={"partial": None})
+            policy_unknown = with_partial(policy_unknown, None)
         resource.unknown.setdefault("transport.plaintext_refused", policy_unknown)
         resource.unknown.setdefault("transport.plaintext_refused_by", policy_unknown)
         if "transport" not in resource.unknown:  # a whole unknown group already covers its leaves
@@ -204,7 +211,7 @@ def _tls_minimum_unknown(resource: StorageResource, policy_unknown: Unknown) -> 
     if floor is not None and parse_version(floor.version) is not None:
         transport.min_tls_version = floor.version
         transport.min_tls_enforced_by = "provider-floor"
-        bound = policy_unknown.model_copy(update={"partial": "at_least"})
+        bound = with_partial(policy_unknown, "at_least")
         resource.unknown.setdefault("transport.min_tls_version", bound)
     else:
         resource.unknown.setdefault("transport.min_tls_version", policy_unknown)
