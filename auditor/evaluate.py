@@ -586,7 +586,10 @@ class RunTotals:
         self.accounts.add((resource.provider, resource.account))
         unknown = resource.unknown
         for path, reason in unknown.items():
-            self.unknown_attributes.setdefault(path, Counter())[reason.code.value] += 1
+            codes = self.unknown_attributes.get(path)
+            if codes is None:
+                codes = self.unknown_attributes[path] = Counter()
+            codes[reason.code.value] += 1
         location = resource.location
         if location is None:
             return []

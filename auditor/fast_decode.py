@@ -80,7 +80,7 @@ class RecordDecoder(Generic[ModelT]):
     def decode(self, text: bytes) -> ModelT | None:
         """The struct `text` holds (typed as the model it mirrors), or None when pydantic must
         decide, which includes every bad text."""
-        if _ESCAPED_COLON in text or _LONG_NUMBER in text.translate(_DIGITS):
+        if _LONG_NUMBER in text.translate(_DIGITS):
             return None
         encode = self._encode
         try:
@@ -101,7 +101,7 @@ class RecordDecoder(Generic[ModelT]):
             key = self._texts_key if len(head) > 2 else self._texts_key[1:]
             head = b"".join((head[:-1], key, b",".join(texts), b"]}"))
         if not (len(text) - len(head) in (0, 1) and text.startswith(head)):
-            if text.count(b":") != head.count(b":"):
+            if _ESCAPED_COLON in text or text.count(b":") != head.count(b":"):
                 return None  # not proven free of repeated keys
             # Not in auditor's spelling (key order, spaces, escapes, number forms): the texts are
             # as orjson reads and writes the items.
@@ -209,6 +209,7 @@ class _Deriver:
             forbid_unknown_fields=extra == "forbid",
             frozen=frozen,
             dict=needs_dict,
+            gc=needs_dict,  # nested structs hold no reference cycles: not tracked
         )
         if not body:
             return struct, None

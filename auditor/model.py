@@ -242,7 +242,15 @@ def normalize_tag_key(key: str) -> str:
     Case-insensitive, with '-' and '_' equal: Azure metadata keys cannot contain '-' and GCS
     label keys cannot contain capitals, so one policy key must match all three spellings.
     """
-    return _TAG_KEY_FOLD.sub("-", key.casefold())
+    folded = _FOLDED_TAG_KEYS.get(key)
+    if folded is None:
+        if len(_FOLDED_TAG_KEYS) >= 4096:  # an estate's tag keys are few; bounded all the same
+            _FOLDED_TAG_KEYS.clear()
+        folded = _FOLDED_TAG_KEYS[key] = _TAG_KEY_FOLD.sub("-", key.casefold())
+    return folded
+
+
+_FOLDED_TAG_KEYS: dict[str, str] = {}
 
 
 class Processing(StrictModel):
