@@ -209,7 +209,7 @@ class _Deriver:
             forbid_unknown_fields=extra == "forbid",
             frozen=frozen,
             dict=needs_dict,
-            gc=needs_dict,  # nested structs hold no reference cycles: not tracked
+            gc=needs_dict,  # msgspec tracks structs with a __dict__; no struct here is in a cycle
         )
         if not body:
             return struct, None
@@ -295,16 +295,11 @@ def _optional(annotation: Any) -> bool:
 class _Constant:
     """An immutable default, shared by every record as pydantic shares it."""
 
-    __name__ = "constant"
-
     def __init__(self, value: Any) -> None:
         self.value = value
 
-    def __call__(self) -> Any:
-        return self.value
 
-
-def _default(field: Any, where: str) -> Callable[[], Any]:
+def _default(field: Any, where: str) -> Callable[[], Any] | _Constant:
     """A field's default, made afresh for each record as pydantic makes it (a factory's), or the
     immutable constant."""
     factory = field.default_factory

@@ -4,8 +4,8 @@ Builds inventories of N resources (the demo estate's records, renamed so every i
 about 2 KB each), then measures, each in a fresh process pinned to one core:
 
 * eval:  read + validate + evaluate every resource and build its findings' JSON (`Evaluator.encode`,
-  remembered decisions, the default), in each evidence form, counting the bytes instead of writing
-  them; `fresh` evaluates every policy afresh on every resource (an estate in which no two
+  remembered decisions, the default; records read by the fast decoder, as `auditor check` does), in
+  each evidence form, counting the bytes instead of writing them; `fresh` evaluates every policy afresh on every resource (an estate in which no two
   resources share a configuration) with the reference path's `Finding` objects;
 * check: the whole `auditor check --format json --output FILE --evidence FORM`, wall time including
   interpreter start-up and imports. The inline form of a million resources is about 6 GB: it is
@@ -44,7 +44,8 @@ mode = sys.argv[2]
 compiled = compile_policies(load_policies(paths), load_zones(paths), {"zone": "eu"})
 evaluator = Evaluator(compiled, remember_decisions=mode != "fresh")
 started, cpu = time.perf_counter(), time.process_time()
-records = with_expired_attestations(read_inventory(Path(sys.argv[1])), date.today())
+# Struct records (auditor.fast_decode) for the shared-parts writer, as `auditor check` reads them.
+records = with_expired_attestations(read_inventory(Path(sys.argv[1]), fast=mode != "fresh"), date.today())
 findings = size = 0
 if mode == "fresh":
     import orjson
