@@ -5,8 +5,9 @@ about 2 KB each), then measures, each in a fresh process pinned to one core:
 
 * eval:  read + validate + evaluate every resource and build its findings' JSON (`Evaluator.encode`,
   remembered decisions, the default; records read by the fast decoder, as `auditor check` does), in
-  each evidence form, counting the bytes instead of writing them; `fresh` evaluates every policy afresh on every resource (an estate in which no two
-  resources share a configuration) with the reference path's `Finding` objects;
+  each evidence form, counting the bytes instead of writing them; `fresh` evaluates every policy
+  afresh on every resource (an estate in which no two resources share a configuration) with the
+  reference path's `Finding` objects;
 * check: the whole `auditor check --format json --output FILE --evidence FORM`, wall time including
   interpreter start-up and imports. The inline form of a million resources is about 6 GB: it is
   measured only with `--inline-check-sizes` (the spool and the document are then both written).
