@@ -16,10 +16,11 @@ that omits one is rejected instead of being read as "absent".
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, datetime
 from enum import StrEnum
 from types import UnionType
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar, Union, get_args, get_origin
 
 import orjson
 from pydantic import (
@@ -284,7 +285,22 @@ class Training(StrictModel):
     )
 
 
-_NOT_FOLDED = object()
+_Value = TypeVar("_Value")
+
+
+class _kept_in_instance(Generic[_Value]):
+    """`functools.cached_property` without its lock (Python 3.11 takes one on every first read,
+    which a million records notice): computed once, then found in the instance's `__dict__`."""
+
+    def __init__(self, compute: Callable[[Any], _Value]) -> None:
+        self.compute = compute
+        self.name = compute.__name__
+        self.__doc__ = compute.__doc__
+
+    def __get__(self, instance: Any, owner: type | None = None) -> _Value:
+        value = self.compute(instance)
+        instance.__dict__[self.name] = value
+        return value
 
 
 class ResourceMethods:
@@ -327,20 +343,14 @@ class ResourceMethods:
         self._evidence_texts = texts
         self._evidence_json = None
 
-    @property
+    @_kept_in_instance
     def normalized_tags(self) -> dict[str, str] | None:
-        """Tags with keys folded by `normalize_tag_key` (first spelling wins on collision), folded
-        once (kept in the instance's `__dict__`; `functools.cached_property` takes a lock on each
-        first read, which a million records notice)."""
-        held = self.__dict__.get("_normalized_tags", _NOT_FOLDED)
-        if held is not _NOT_FOLDED:
-            return held  # type: ignore[no-any-return]
-        folded: dict[str, str] | None = None
-        if self.tags is not None:
-            folded = {}
-            for key, value in self.tags.items():
-                folded.setdefault(normalize_tag_key(key), value)
-        self.__dict__["_normalized_tags"] = folded
+        """Tags with keys folded by `normalize_tag_key` (first spelling wins on collision)."""
+        if self.tags is None:
+            return None
+        folded: dict[str, str] = {}
+        for key, value in self.tags.items():
+            folded.setdefault(normalize_tag_key(key), value)
         return folded
 
     def unknown_reason(self, path: str) -> Unknown | None:
