@@ -313,10 +313,11 @@ class _Decided:
 
 class _Frame:
     """The findings JSON of one resource but for its own parts: ``reference`` form,
-    ``resource.join(fixed)``; inline form, per finding ``joint, resource, middle, evidence`` and
-    the last joint. `statuses` are the (policy index, status) of its findings, for the totals."""
+    ``resource.join(fixed)``; inline form, ``b"".join(pick([*fixed, resource, *evidence items]))``
+    (per finding ``joint, resource, middle, [selected items]``, then the last joint). `statuses`
+    are the (policy index, status) of its findings, for the totals."""
 
-    __slots__ = ("fixed", "joints", "middles", "selections", "statuses")
+    __slots__ = ("fixed", "pick", "statuses")
 
     def __init__(
         self,
@@ -339,14 +340,33 @@ class _Frame:
             statuses.append((index, status))
             tail = next_tail
         joints.append(tail)
-        self.joints = joints
-        self.middles = middles
-        self.selections = selections
         self.statuses = tuple(statuses)
-        # reference form: head_1 | middle_1 refs_1 tail_1 ",\n" head_2 | ... | middle_n refs_n tail_n
-        self.fixed = (
-            [joints[0], *(m + j for m, j in zip(middles, joints[1:], strict=True))] if reference else []
-        )
+        self.pick: Callable[[list[bytes]], tuple[bytes, ...]] | None = None
+        if reference:
+            # head_1 | middle_1 refs_1 tail_1 ",\n" head_2 | ... | middle_n refs_n tail_n
+            self.fixed = [joints[0], *(m + j for m, j in zip(middles, joints[1:], strict=True))]
+            return
+        # Inline: the fixed pieces between the resource and the items, merged where adjacent, and
+        # the order to take them in; slots -1 is the resource, -2 - i evidence item i (resolved below).
+        fixed: list[bytes] = []
+        order: list[int] = []
+        pending = joints[0]
+        for middle, refs, joint in zip(middles, selections, joints[1:], strict=True):
+            fixed.append(pending)
+            order += (len(fixed) - 1, -1)
+            pending = middle + b"["
+            for position, item in enumerate(refs):
+                pending += b"," if position else b""
+                fixed.append(pending)
+                order += (len(fixed) - 1, -2 - item)
+                pending = b""
+            pending += b"]" + joint
+        fixed.append(pending)
+        order.append(len(fixed) - 1)
+        resource_slot = len(fixed)
+        slots = [o if o >= 0 else resource_slot - 1 - o for o in order]
+        self.fixed = fixed
+        self.pick = operator.itemgetter(*slots)  # always several slots: returns a tuple
 
 
 class _ScopeGroup:
@@ -802,20 +822,10 @@ class Evaluator:
                         decided.frames.clear()
                     decided.frames[(serial, reference)] = frame
             resource_bytes = dumps(resource_json(resource, regions))
-            if reference:
+            if frame.pick is None:
                 yield resource_bytes.join(frame.fixed)
             else:
-                items = resource.evidence_texts()
-                parts: list[bytes] = []
-                for joint, middle, refs in zip(frame.joints, frame.middles, frame.selections, strict=False):
-                    parts += (
-                        joint,
-                        resource_bytes,
-                        middle,
-                        b"[" + b",".join([items[i] for i in refs]) + b"]",
-                    )
-                parts.append(frame.joints[-1])
-                yield b"".join(parts)
+                yield b"".join(frame.pick([*frame.fixed, resource_bytes, *resource.evidence_texts()]))
             tally[frame.statuses] = tally.get(frame.statuses, 0) + 1
         counts: Counter[tuple[int, Status]] = Counter()
         for statuses, number in tally.items():
