@@ -755,11 +755,11 @@ class Evaluator:
 
         Findings of one decision share everything but the resource and its evidence: that JSON is
         built once per remembered decision (`SharedDecision`), the resource's once per resource,
-        each evidence item's once per resource, and which items a policy selects once per layout
-        of the evidence list. With remembered decisions, resources that look alike to every policy
-        in scope (same kind, state and values read) share one lookup, and, unless a waiver matches
-        them, one frame of their findings' JSON per evidence layout. The totals are complete when
-        the iterator is exhausted.
+        each evidence item's is the record's text of it (`evidence_texts`, as read), and which items
+        a policy selects is worked out once per layout of the evidence list. With remembered
+        decisions, resources that look alike to every policy in scope (same kind, state and values
+        read) share one lookup, and, unless a waiver matches them, one frame of their findings'
+        JSON per evidence layout. The totals are complete when the iterator is exhausted.
         """
         totals = self.totals
         waivers = self.waivers

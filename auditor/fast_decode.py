@@ -10,8 +10,8 @@ by pydantic itself). msgspec decodes and type-checks a line into them in one pas
 The struct check is never looser than pydantic's: a text it does not accept (a value pydantic would
 coerce, a malformed value, anything unusual) makes `decode` return None, and the caller reads the
 line with orjson and pydantic, which give the record or the error message. Texts where the two JSON
-parsers differ take that path too: a repeated key (both keep the last silently; colons are
-counted, as `auditor.inventory.proves_no_duplicate_keys` does), an integer beyond 64 bits (orjson
+parsers differ take that path too: a repeated key (both keep the last silently; the line must be
+the struct's encoding or have as many colons, `colons_agree`), an integer beyond 64 bits (orjson
 reads a float), a float with an exponent (msgspec writes "1e16" where orjson writes "1e+16").
 
 A struct has no pydantic API (`model_dump`, `model_copy`, ...) except `model_fields_set` on the
@@ -45,6 +45,15 @@ _PARSERS: dict[Any, Callable[[Any], Any]] = {
     dt.datetime: TypeAdapter(dt.datetime).validator.validate_python,
     dt.date: TypeAdapter(dt.date).validator.validate_python,
 }
+
+
+def colons_agree(text: bytes, rewritten: bytes) -> bool:
+    """True when `rewritten`, a parser's re-serialisation of the JSON `text`, provably keeps every
+    key/value pair of it (JSON parsers keep the last of repeated keys silently, so a dropped pair
+    is a repeated key): outside strings a colon only follows a key, and colons in strings are
+    written literally, so without colons spelled as escapes (`\\u003a`) the counts agree unless a
+    pair was dropped. False means "not proven", not "repeated"."""
+    return _ESCAPED_COLON not in text and text.count(b":") == rewritten.count(b":")
 
 
 class _Refused(Exception):
@@ -101,7 +110,7 @@ class RecordDecoder(Generic[ModelT]):
             key = self._texts_key if len(head) > 2 else self._texts_key[1:]
             head = b"".join((head[:-1], key, b",".join(texts), b"]}"))
         if not (len(text) - len(head) in (0, 1) and text.startswith(head)):
-            if _ESCAPED_COLON in text or text.count(b":") != head.count(b":"):
+            if not colons_agree(text, head):
                 return None  # not proven free of repeated keys
             # Not in auditor's spelling (key order, spaces, escapes, number forms): the texts are
             # as orjson reads and writes the items.

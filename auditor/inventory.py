@@ -16,14 +16,12 @@ from pydantic import ValidationError
 
 from auditor.atomicfile import atomic_output
 from auditor.errors import InputError
-from auditor.fast_decode import RecordDecoder
+from auditor.fast_decode import RecordDecoder, colons_agree
 from auditor.inputfile import MAX_LINE_BYTES, open_input, read_lines
 from auditor.model import CoverageGap, StorageResource, Transport
 from auditor.sources import check_provider, normalize_record
 
 InventoryRecord = StorageResource | CoverageGap
-
-_ESCAPED_COLON = b"\\u003"
 
 
 def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -46,15 +44,11 @@ def proves_no_duplicate_keys(text: bytes, value: Any) -> bool:
 
     orjson keeps the last of duplicate keys silently, so `value` has lost every repeated pair.
     Proof 1: re-serialising `value` gives `text` back byte for byte (orjson writes each object
-    from a dict, whose keys are distinct). Proof 2: outside strings a colon only follows a key,
-    and orjson writes colons in strings literally, so without colons spelled as escapes
-    (`\\u003a`) the counts agree unless a pair was dropped. False means "not proven", not "has
-    duplicates": the caller then runs the exact check.
+    from a dict, whose keys are distinct). Proof 2: the colon counts agree (`colons_agree`).
+    False means "not proven", not "has duplicates": the caller then runs the exact check.
     """
     dumped = orjson.dumps(value)
-    if dumped == text:
-        return True
-    return _ESCAPED_COLON not in text and text.count(b":") == dumped.count(b":")
+    return dumped == text or colons_agree(text, dumped)
 
 
 def check_duplicate_keys(line: bytes, data: Any, where: str) -> None:

@@ -16,11 +16,11 @@ that omits one is rejected instead of being read as "absent".
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from datetime import date, datetime
 from enum import StrEnum
+from functools import cached_property, lru_cache
 from types import UnionType
-from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
 import orjson
 from pydantic import (
@@ -237,21 +237,14 @@ class Access(StrictModel):
 _TAG_KEY_FOLD = re.compile(r"[-_]")
 
 
+@lru_cache(maxsize=4096)  # an estate's tag keys are few: each is folded once
 def normalize_tag_key(key: str) -> str:
     """Fold a tag key so AWS tags, GCS labels and Azure metadata compare alike.
 
     Case-insensitive, with '-' and '_' equal: Azure metadata keys cannot contain '-' and GCS
     label keys cannot contain capitals, so one policy key must match all three spellings.
     """
-    folded = _FOLDED_TAG_KEYS.get(key)
-    if folded is None:
-        if len(_FOLDED_TAG_KEYS) >= 4096:  # an estate's tag keys are few; bounded all the same
-            _FOLDED_TAG_KEYS.clear()
-        folded = _FOLDED_TAG_KEYS[key] = _TAG_KEY_FOLD.sub("-", key.casefold())
-    return folded
-
-
-_FOLDED_TAG_KEYS: dict[str, str] = {}
+    return _TAG_KEY_FOLD.sub("-", key.casefold())
 
 
 class Processing(StrictModel):
@@ -283,24 +276,6 @@ class Training(StrictModel):
     cache_enabled: bool | None = Field(
         default=None, description="Vertex AI: whether the project caches prompts and outputs (cacheConfig)."
     )
-
-
-_Value = TypeVar("_Value")
-
-
-class _kept_in_instance(Generic[_Value]):
-    """`functools.cached_property` without its lock (Python 3.11 takes one on every first read,
-    which a million records notice): computed once, then found in the instance's `__dict__`."""
-
-    def __init__(self, compute: Callable[[Any], _Value]) -> None:
-        self.compute = compute
-        self.name = compute.__name__
-        self.__doc__ = compute.__doc__
-
-    def __get__(self, instance: Any, owner: type | None = None) -> _Value:
-        value = self.compute(instance)
-        instance.__dict__[self.name] = value
-        return value
 
 
 class ResourceMethods:
@@ -343,7 +318,7 @@ class ResourceMethods:
         self._evidence_texts = texts
         self._evidence_json = None
 
-    @_kept_in_instance
+    @cached_property
     def normalized_tags(self) -> dict[str, str] | None:
         """Tags with keys folded by `normalize_tag_key` (first spelling wins on collision)."""
         if self.tags is None:
