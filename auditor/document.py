@@ -14,6 +14,7 @@ import io
 import os
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -41,7 +42,6 @@ from auditor.inputfile import MAX_FINDINGS_BYTES, read_input
 SCHEMA_VERSION = "1.6"
 REFERENCE_SCHEMA_VERSION = "2.0"
 SUPPORTED_MAJORS = ("1", "2")
-SUPPORTED_MAJOR = "1"  # the major of the inline form (kept for callers of 1.x)
 EVIDENCE_FORMS = ("inline", "reference")
 NOT_RECORDED = "not recorded in this findings file"
 _SPOOL_BUFFER = 1 << 20  # a resource's findings are a few KB: written in large blocks, not one call each
@@ -347,6 +347,12 @@ class FindingRecord(_Open):
         """Identity across runs: policy id and resource id."""
         return (self.policy_id, self.resource.id)
 
+    @property
+    def refs_only(self) -> list[int] | None:
+        """`evidence_refs` when the evidence itself is not here (a reference-form finding read
+        without its inventory): where reports say the evidence is; else None."""
+        return self.evidence_refs if self.evidence_refs is not None and not self.evidence else None
+
 
 class FindingsDocument(_Open):
     """`{"run": {...}, "findings": [...]}`."""
@@ -385,10 +391,7 @@ class FindingsSpool:
 
     def add(self, finding: Finding, *, reference: bool = False) -> None:
         """Append one finding (`reference`: in the reference form, schema 2.0)."""
-        if not self._first:
-            self._handle.write(b",\n")
-        self._first = False
-        self._handle.write(orjson.dumps(finding.to_json_dict(reference=reference)))
+        self.add_json(orjson.dumps(finding.to_json_dict(reference=reference)))
 
     def add_json(self, findings: bytes) -> None:
         """Append findings already serialised: JSON objects joined by ``,\\n`` (`Evaluator.encode`)."""
@@ -401,9 +404,7 @@ class FindingsSpool:
 
     def write_document(self, out: IO[bytes], run: RunInfo) -> None:
         """Write `{"run": ..., "findings": [...]}` to `out`."""
-        out.write(b'{"run": ')
-        out.write(orjson.dumps(plain(run), option=orjson.OPT_INDENT_2))
-        out.write(b',\n"findings": [\n')
+        out.write(_document_head(run))
         self._handle.flush()
         _copy_spool(self._handle, out)
         out.write(b"\n]}\n")
@@ -444,18 +445,28 @@ def write_findings_document(spool: FindingsSpool, run: RunInfo, output: Path | N
         spool.write_document(handle, run)
 
 
+def _document_head(run: RunInfo) -> bytes:
+    # auditor's layout: the run indented, then one finding per line (auditor.findings_stream reads it)
+    return b'{"run": ' + orjson.dumps(plain(run), option=orjson.OPT_INDENT_2) + b',\n"findings": [\n'
+
+
 def write_document(document: FindingsDocument, out: IO[bytes]) -> None:
     """A read document in the layout `auditor check` writes: one written by auditor comes out byte
     for byte as it went in; fields a later version adds at the top level follow the findings."""
-    out.write(b'{"run": ')
-    out.write(orjson.dumps(plain(document.run), option=orjson.OPT_INDENT_2))
-    out.write(b',\n"findings": [\n')
-    for index, finding in enumerate(document.findings):
-        if index:
-            out.write(b",\n")
-        out.write(orjson.dumps(plain(finding)))
+    write_document_parts(document.run, document.findings, document.model_extra or {}, out)
+
+
+def write_document_parts(
+    run: RunInfo, findings: Iterable[FindingRecord], extra: dict[str, Any], out: IO[bytes]
+) -> None:
+    """`write_document` from its parts, findings written one at a time as they come (a stream)."""
+    out.write(_document_head(run))
+    separator = b""
+    for finding in findings:
+        out.write(separator + orjson.dumps(plain(finding)))
+        separator = b",\n"
     out.write(b"\n]")
-    for key, value in (document.model_extra or {}).items():
+    for key, value in extra.items():
         out.write(b",\n" + orjson.dumps(key) + b": " + orjson.dumps(value))
     out.write(b"}\n")
 

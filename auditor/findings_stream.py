@@ -35,16 +35,12 @@ from auditor.inputfile import MAX_FINDINGS_BYTES, MAX_LINE_BYTES, open_input, re
 
 _RUN_START = b'{"run": '
 _FINDINGS_START = b'"findings": [\n'
-_DIGEST_CHUNK = 1 << 20
 
 
 def inventory_digest(path: Path) -> str:
     """`sha256:<hex>` of the inventory file's bytes, as `run.inventory_digest` records it."""
-    digest = hashlib.sha256()
     with open_input(path, "inventory") as handle:
-        while chunk := handle.read(_DIGEST_CHUNK):
-            digest.update(chunk)
-    return f"sha256:{digest.hexdigest()}"
+        return f"sha256:{hashlib.file_digest(handle, 'sha256').hexdigest()}"
 
 
 ResourceKey = tuple[str, str, str]
@@ -168,6 +164,12 @@ class FindingsStream:
     def reference_form(self) -> bool:
         """Whether findings point at inventory evidence instead of carrying it."""
         return self.run.evidence_form == "reference"
+
+    @property
+    def evidence_unresolved(self) -> bool:
+        """Whether findings point at evidence in an inventory this stream was not given: reports
+        then say where each finding's evidence is (`FindingRecord.refs_only`)."""
+        return self.reference_form and self.inventory is None
 
     def check_inventory(self) -> None:
         """Refuse an inventory that is not the one a reference-form document was made from."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import io
 import os
 import stat
 from collections.abc import Iterator
@@ -59,7 +60,7 @@ def _prefix(what: str) -> str:
     return f"cannot read {what}: " if what else "cannot read: "
 
 
-def open_input(path: Path, what: str = "") -> BinaryIO:
+def open_input(path: Path, what: str = "") -> io.BufferedReader:
     """`path` opened for binary reading if it is a regular file; else InputError naming the file.
 
     `what` names the kind of input in the message ("cannot read inventory: ...").

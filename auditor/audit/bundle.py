@@ -38,7 +38,6 @@ from auditor.inputfile import read_input
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 BUNDLE_FORMAT = "auditor-evidence-bundle/1"
-_CHUNK = 1 << 20
 MAX_KEY_BYTES = 64 * 1024  # a PEM key file; an Ed25519 key is a few hundred bytes
 
 
@@ -126,11 +125,8 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
 
 def sha256_file(path: Path) -> str:
     """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _bundle_files(root: Path) -> Iterator[tuple[str, Path]]:

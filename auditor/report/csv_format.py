@@ -163,7 +163,7 @@ class CsvRenderer(Renderer):
         grouping = report_grouping(report)
         run = report.run
         remediation = {p.id: p.remediation for p in policy_details(run)}
-        unresolved = report.stream.reference_form and report.stream.inventory is None
+        unresolved = report.stream.evidence_unresolved
         inventory = cell(f"{run.inventory} {run.inventory_digest}")
         out.write(_row_bytes(columns(frameworks) + (REFERENCE_COLUMNS if unresolved else [])))
         with GroupSpool[tuple[int, int, str]]() as spool:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from typing import IO
 
-import orjson
-
-from auditor.document import plain
+from auditor.document import write_document_parts
 from auditor.report.base import Renderer, ReportInput
 
 
@@ -26,15 +24,5 @@ class JsonRenderer(Renderer):
     def render(self, report: ReportInput, out: IO[bytes]) -> None:
         """Write `{"run": ..., "findings": [...]}` in auditor's own layout, a finding at a time."""
         stream = report.stream
-        out.write(b'{"run": ')
-        out.write(orjson.dumps(plain(stream.run), option=orjson.OPT_INDENT_2))
-        out.write(b',\n"findings": [\n')
-        separator = b""
-        for finding in stream.findings(as_written=True):
-            out.write(separator + orjson.dumps(plain(finding)))
-            separator = b",\n"
-        out.write(b"\n]")
-        # Fields a later version adds at the top level (only a document read whole holds them).
-        for key, value in stream.extra.items():
-            out.write(b",\n" + orjson.dumps(key) + b": " + orjson.dumps(value))
-        out.write(b"}\n")
+        # `extra`: fields a later version adds at the top level (only a document read whole holds them).
+        write_document_parts(stream.run, stream.findings(as_written=True), stream.extra, out)

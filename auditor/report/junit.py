@@ -72,8 +72,8 @@ def _details(finding: FindingRecord, remediation: str | None = None, evidence_at
             for e in finding.evidence
         ),
         *(
-            [f"evidence: items {', '.join(map(str, finding.evidence_refs))} of the resource in {evidence_at}"]
-            if evidence_at is not None and finding.evidence_refs is not None and not finding.evidence
+            [f"evidence: items {', '.join(map(str, refs))} of the resource in {evidence_at}"]
+            if evidence_at is not None and (refs := finding.refs_only) is not None
             else []
         ),
         *([f"attested: {', '.join(resource.attested)}"] if resource.attested else []),
@@ -225,7 +225,7 @@ def write_junit(report: ReportInput, out: IO[bytes]) -> None:
     frameworks = report_frameworks(report)
     policies = {p.id: p for p in policy_details(run)}
     # reference form without the inventory: say where each finding's evidence is
-    unresolved = report.stream.reference_form and report.stream.inventory is None
+    unresolved = report.stream.evidence_unresolved
     evidence_at = f"inventory {run.inventory} ({run.inventory_digest})" if unresolved else None
     counts: dict[str, dict[str, int]] = {}
     with GroupSpool[tuple[str]]() as spool:

@@ -308,7 +308,7 @@ class OcsfEvents:
         run = report.run
         self.run: RunInfo = run
         # reference form without the inventory: events say where the evidence is instead of carrying it
-        self.unresolved = report.stream.reference_form and report.stream.inventory is None
+        self.unresolved = report.stream.evidence_unresolved
         self.policies = {p.id: p for p in policy_details(run)}
         self.frameworks = {f.name: f.label for f in report_frameworks(report)}
         self.time = _epoch_ms(run.finished_at) or _epoch_ms(run.started_at) or 0
@@ -368,11 +368,11 @@ class OcsfEvents:
         """What OCSF has no attribute for; for a finding whose evidence was not read (reference form
         without the inventory), where that evidence is: `evidence_refs`."""
         data = _unmapped(finding, omitted)
-        if self.unresolved and finding.evidence_refs is not None and not finding.evidence:
+        if self.unresolved and (refs := finding.refs_only) is not None:
             data["evidence_refs"] = {
                 "inventory": self.run.inventory,
                 "inventory_digest": self.run.inventory_digest,
-                "indexes": finding.evidence_refs,
+                "indexes": refs,
             }
         return data
 

@@ -300,7 +300,7 @@ class _SarifLog:
         self.shipped = shipped_policies_dir().resolve()
         self.rule_places = {p.id: _policy_place(p.source, self.shipped) for p in policies}
         # reference form without the inventory: results point at their evidence instead of naming it
-        self.unresolved = report.stream.reference_form and report.stream.inventory is None
+        self.unresolved = report.stream.evidence_unresolved
 
     def result(self, finding: FindingRecord) -> dict[str, Any] | None:
         """The SARIF result of one finding, or None (a pass, or a policy the run does not list)."""
@@ -308,10 +308,10 @@ class _SarifLog:
             return None
         rule_place = self.rule_places[finding.policy_id]
         result = _result(finding, self.index[finding.policy_id], rule_place, self.framework_names)
-        if self.unresolved and finding.evidence_refs is not None and not finding.evidence:
+        if self.unresolved and (refs := finding.refs_only) is not None:
             properties = result["properties"]
             del properties["evidenceCalls"]
-            properties["evidenceRefs"] = finding.evidence_refs
+            properties["evidenceRefs"] = refs
         return result
 
     def envelope(self, used_bases: set[str]) -> dict[str, Any]:

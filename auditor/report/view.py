@@ -483,7 +483,7 @@ def finding_view(finding: FindingRecord, actions: list[UndecidedAction] | None =
         actions=(actions if actions is not None else undecided_actions(finding))
         if finding.status is Status.ERROR
         else [],
-        evidence_refs=list(finding.evidence_refs) if finding.evidence_refs and not finding.evidence else None,
+        evidence_refs=list(refs) if (refs := finding.refs_only) else None,
     )
 
 

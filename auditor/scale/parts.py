@@ -154,11 +154,10 @@ class StoreParts(PartsTarget):
         fs, path = _filesystem(location)
         if _is_local(fs):
             fs.makedirs(fs._parent(path), exist_ok=True)
-        digest = hashlib.sha256()
-        for _ in _hashed_chunks(part, digest):
-            pass
+        with part.open("rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
         fs.put_file(str(part), path)
-        return Delivery(location, None, digest.hexdigest())
+        return Delivery(location, None, digest)
 
     def collect(self, delivery: Delivery, local_dir: Path) -> Path:
         """Download the part into `local_dir`, check its digest, delete the object."""
