@@ -564,10 +564,9 @@ class WaiverBook:
 class RunTotals:
     """Counts and coverage accumulated while evaluating."""
 
-    resources: int = 0
-    resources_by_provider: Counter[str] = field(default_factory=Counter)
-    accounts: set[tuple[str, str]] = field(default_factory=set)
-    regions: Counter[str] = field(default_factory=Counter)
+    # Resources by (provider, account, at-rest regions counted): the coverage below, kept in one
+    # count per resource.
+    seen: Counter[tuple[str, str, tuple[str, ...]]] = field(default_factory=Counter)
     status: Counter[str] = field(default_factory=Counter)
     by_severity: dict[str, Counter[str]] = field(default_factory=dict)
     by_policy: dict[str, Counter[str]] = field(default_factory=dict)
@@ -575,6 +574,33 @@ class RunTotals:
     gaps: list[CoverageGap] = field(default_factory=list)
     gate_failures: int = 0
     gate_errors: int = 0
+
+    @property
+    def resources(self) -> int:
+        """How many resources were evaluated."""
+        return sum(self.seen.values())
+
+    @property
+    def resources_by_provider(self) -> Counter[str]:
+        """Resources evaluated per provider."""
+        counts: Counter[str] = Counter()
+        for (provider, _, _), number in self.seen.items():
+            counts[provider] += number
+        return counts
+
+    @property
+    def accounts(self) -> set[tuple[str, str]]:
+        """The (provider, account) pairs evaluated."""
+        return {(provider, account) for provider, account, _ in self.seen}
+
+    @property
+    def regions(self) -> Counter[str]:
+        """Resources per ``provider:region`` they store data at rest in (where that is known)."""
+        counts: Counter[str] = Counter()
+        for (provider, _, regions), number in self.seen.items():
+            for region in regions:
+                counts[f"{provider}:{region}"] += number
+        return counts
 
     def count(self, finding: Finding, threshold: Severity) -> None:
         """Add one finding to the totals and to the gate."""
@@ -601,9 +627,6 @@ class RunTotals:
 
     def count_resource(self, resource: StorageResource) -> list[str]:
         """Add one resource to the coverage; returns its at-rest regions (as its findings show them)."""
-        self.resources += 1
-        self.resources_by_provider[resource.provider] += 1
-        self.accounts.add((resource.provider, resource.account))
         unknown = resource.unknown
         for path, reason in unknown.items():
             codes = self.unknown_attributes.get(path)
@@ -611,36 +634,38 @@ class RunTotals:
                 codes = self.unknown_attributes[path] = Counter()
             codes[reason.code.value] += 1
         location = resource.location
-        if location is None:
-            return []
-        regions = list(location.regions)
-        if not unknown or resource.unknown_reason("location.regions") is None:
-            counted = self.regions
-            for region in regions:
-                counted[f"{resource.provider}:{region}"] += 1
+        regions = [] if location is None else list(location.regions)
+        counted = tuple(regions) if not unknown or resource.unknown_reason("location.regions") is None else ()
+        self.seen[(resource.provider, resource.account, counted)] += 1
         return regions
+
+
+def _processing_regions(resource: StorageResource) -> list[str] | dict[str, Any]:
+    """The finding's `processing_regions` of a kind that carries processing."""
+    unknown = resource.unknown_reason("processing.regions")
+    recorded = list(resource.processing.regions) if resource.processing is not None else []
+    return recorded if unknown is None else unknown_json(unknown, recorded)
+
+
+def _training_ref(resource: StorageResource) -> TrainingRef:
+    """The finding's `training` of a kind that carries training."""
+    held = resource.training
+    unknown = resource.unknown_reason("training.provider_may_train")
+    may_train = held.provider_may_train if held is not None else None
+    return TrainingRef(
+        provider_may_train=may_train if unknown is None else unknown_json(unknown, may_train),
+        decided_by=held.decided_by if held is not None else None,
+        source=held.source if held is not None else None,
+        as_of=held.as_of.isoformat() if held is not None and held.as_of is not None else None,
+    )
 
 
 def resource_ref(resource: StorageResource, regions: list[str]) -> ResourceRef:
     """The finding's account of `resource`: its identity and at-rest `regions`; for kinds that carry
     them, where requests are processed and whether the provider may train; the attested paths."""
     groups = KIND_GROUPS[resource.kind]
-    processing: list[str] | dict[str, Any] | None = None
-    if "processing" in groups:
-        unknown = resource.unknown_reason("processing.regions")
-        recorded = list(resource.processing.regions) if resource.processing is not None else []
-        processing = recorded if unknown is None else unknown_json(unknown, recorded)
-    training: TrainingRef | None = None
-    if "training" in groups:
-        held = resource.training
-        unknown = resource.unknown_reason("training.provider_may_train")
-        may_train = held.provider_may_train if held is not None else None
-        training = TrainingRef(
-            provider_may_train=may_train if unknown is None else unknown_json(unknown, may_train),
-            decided_by=held.decided_by if held is not None else None,
-            source=held.source if held is not None else None,
-            as_of=held.as_of.isoformat() if held is not None and held.as_of is not None else None,
-        )
+    processing = _processing_regions(resource) if "processing" in groups else None
+    training = _training_ref(resource) if "training" in groups else None
     attested = (
         tuple(
             path
@@ -681,12 +706,10 @@ def resource_json(resource: StorageResource, regions: list[str]) -> dict[str, An
     if resource.storage_account is not None:
         out["storage_account"] = resource.storage_account
     groups = KIND_GROUPS[resource.kind]
-    if "processing" in groups or "training" in groups:
-        ref = resource_ref(resource, regions)  # AI kinds: as the reference path builds them
-        if ref.processing_regions is not None:
-            out["processing_regions"] = ref.processing_regions
-        if ref.training is not None:
-            out["training"] = ref.training.to_json_dict()
+    if "processing" in groups:
+        out["processing_regions"] = _processing_regions(resource)
+    if "training" in groups:
+        out["training"] = _training_ref(resource).to_json_dict()
     attested = [
         path for item in resource.evidence if item.attestation is not None for path in item.attributes
     ]

@@ -7,6 +7,7 @@ on which value wins, so a reviewer and auditor could read different records).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -76,6 +77,9 @@ def check_duplicate_keys(line: bytes, data: Any, where: str) -> None:
 _FAST_RESOURCE = RecordDecoder(StorageResource, texts_of="evidence", track_given=frozenset({Transport}))
 
 
+_ATTESTATION = operator.attrgetter("attestation")
+
+
 def parse_record(line: bytes | str, where: str, *, fast: bool = False) -> InventoryRecord:
     """One JSONL line as a record; a bad line raises InputError naming `where`.
 
@@ -86,7 +90,7 @@ def parse_record(line: bytes | str, where: str, *, fast: bool = False) -> Invent
     """
     if fast and isinstance(line, bytes) and line.startswith(b'{"record":"resource"'):
         resource = _FAST_RESOURCE.decode(line)
-        if resource is not None and all(item.attestation is None for item in resource.evidence):
+        if resource is not None and not any(map(_ATTESTATION, resource.evidence)):
             return normalize_record(resource, where)
     try:
         data = orjson.loads(line)
@@ -116,12 +120,13 @@ def read_inventory(path: Path, *, digest: Any = None, fast: bool = False) -> Ite
     `digest` (a hashlib object), when given, is fed every byte read, in the same pass, so it is the
     digest of exactly the bytes evaluated. `fast`: resources may be struct records (`parse_record`).
     """
+    where = f"{path}:"
     with open_input(path, "inventory") as handle:
         for number, line in read_lines(handle, path, limit=MAX_LINE_BYTES):
             if digest is not None:
                 digest.update(line)
             if not line.isspace():  # (a line is never empty; isspace stops at the first "{")
-                yield parse_record(line, f"{path}:{number}", fast=fast)
+                yield parse_record(line, f"{where}{number}", fast=fast)
 
 
 def dump_record(record: InventoryRecord) -> bytes:

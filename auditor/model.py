@@ -342,7 +342,7 @@ class ResourceMethods:
                 probe = probe[:cut]
         group = path.split(".", 1)[0]
         if group in GROUPS and getattr(self, group) is None:
-            return Unknown(code=UnknownCode.NOT_COLLECTED, reason=f"'{group}' was not collected")
+            return _NOT_COLLECTED[group]
         return None
 
 
@@ -427,6 +427,10 @@ class CoverageGap(StrictModel):
 GROUPS: frozenset[str] = frozenset(
     {"location", "encryption", "transport", "access", "tags", "processing", "training"}
 )
+# The reason of an attribute whose whole group was not collected (`unknown_reason`; frozen, shared).
+_NOT_COLLECTED = {
+    group: Unknown(code=UnknownCode.NOT_COLLECTED, reason=f"'{group}' was not collected") for group in GROUPS
+}
 GROUP_MODELS: dict[str, type[BaseModel]] = {
     "location": Location,
     "encryption": Encryption,

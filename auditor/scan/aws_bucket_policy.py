@@ -23,7 +23,12 @@ if TYPE_CHECKING:
     from auditor.model import StorageResource, Unknown
 
 _ALL_ACTIONS = {"*", "s3:*"}
-_TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
+# Each TLS version with its comparable form.
+_TLS_VERSIONS: tuple[tuple[str, tuple[int, ...]], ...] = tuple(
+    (version, parsed)
+    for version in ("1.0", "1.1", "1.2", "1.3")
+    if (parsed := parse_version(version)) is not None
+)
 
 
 class BucketPolicyVerdict(NamedTuple):
@@ -107,8 +112,7 @@ def _conditions(statement: dict[str, Any]) -> list[tuple[str, str, Any]]:
     return flat
 
 
-def _denies_plaintext(statement: dict[str, Any]) -> bool:
-    conditions = _conditions(statement)
+def _denies_plaintext(conditions: list[tuple[str, str, Any]]) -> bool:
     if len(conditions) != 1:
         return False  # no condition denies everything over any transport; extra ones narrow it
     operator, key, value = conditions[0]
@@ -118,8 +122,7 @@ def _denies_plaintext(statement: dict[str, Any]) -> bool:
     return key == "s3:tlsversion" and operator in ("NumericLessThanIfExists", "NumericLessThanEqualsIfExists")
 
 
-def _tls_floor(statement: dict[str, Any]) -> str | None:
-    conditions = _conditions(statement)
+def _tls_floor(conditions: list[tuple[str, str, Any]]) -> str | None:
     if len(conditions) != 1:
         return None
     operator, key, value = conditions[0]
@@ -129,9 +132,7 @@ def _tls_floor(statement: dict[str, Any]) -> str | None:
     if not bounds or any(b is None for b in bounds):
         return None
     bound = min(b for b in bounds if b is not None)
-    for version in _TLS_VERSIONS:
-        parsed = parse_version(version)
-        assert parsed is not None
+    for version, parsed in _TLS_VERSIONS:
         if operator.startswith("NumericLessThanEquals"):
             if parsed > bound:
                 return version
@@ -156,9 +157,10 @@ def analyse_bucket_policy(policy: dict[str, Any] | str | None, bucket_arn: str) 
             and _covers_bucket_and_objects(statement, bucket_arn)
         ):
             continue
-        if refused_by is None and _denies_plaintext(statement):
+        conditions = _conditions(statement)
+        if refused_by is None and _denies_plaintext(conditions):
             refused_by = _statement_label(statement, index)
-        statement_floor = _tls_floor(statement)
+        statement_floor = _tls_floor(conditions)
         if statement_floor is not None and (floor is None or statement_floor > floor):
             floor, floor_by = statement_floor, _statement_label(statement, index)
     return BucketPolicyVerdict(refused_by is not None, refused_by, floor, floor_by)
