@@ -19,6 +19,7 @@ from auditor.atomicfile import atomic_output
 from auditor.document import FindingRecord, FindingsDocument, RunInfo
 from auditor.errors import InputError
 from auditor.findings_stream import FindingsStream
+from auditor.report.previous import PreviousRun
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class ReportInput:
         self,
         document: FindingsDocument | None = None,
         inventory_path: Path | None = None,
-        previous: FindingsDocument | None = None,
+        previous: PreviousRun | FindingsDocument | None = None,
         frameworks: list[str] | None = None,
         group_by_tag: str | None = None,
         *,

@@ -8,10 +8,10 @@ from pathlib import Path
 import click
 
 from auditor.cli_options import exit_codes, list_option
-from auditor.document import load_document
 from auditor.findings_stream import FindingsStream
 from auditor.inputfile import open_input
 from auditor.report.base import RENDERERS, ReportInput, render_to_file
+from auditor.report.previous import PreviousRun
 from auditor.report.view import check_grouping, report_frameworks
 from auditor.streams import result
 
@@ -71,7 +71,7 @@ def command(
     report = ReportInput(
         stream=FindingsStream.open(findings_path, inventory_path),
         inventory_path=inventory_path,
-        previous=load_document(previous_path) if previous_path is not None else None,
+        previous=PreviousRun.open(previous_path) if previous_path is not None else None,
         frameworks=list(dict.fromkeys(frameworks)),
         group_by_tag=group_by_tag,
     )

@@ -59,6 +59,7 @@ from auditor.policy.loader import shipped_root
 from auditor.report.base import ReportInput
 from auditor.report.evidence import Excerpt, is_absent
 from auditor.report.evidence import excerpt as answer_excerpt
+from auditor.report.previous import FindingFacts, PreviousRun, key_digest
 from auditor.report.undecided import UNKNOWN_ACTIONS, UndecidedAction, undecided_actions
 from auditor.sources import provider_names, source_labels
 
@@ -1365,15 +1366,14 @@ class Changes:
     counts: Counter[str] = field(default_factory=Counter)
 
 
-def _change(finding: FindingRecord, before: str, after: str, gap: RecordedGap | None = None) -> ChangeView:
-    resource = finding.resource
+def _change(facts: FindingFacts, before: str, after: str, gap: RecordedGap | None = None) -> ChangeView:
     return ChangeView(
-        policy_id=finding.policy_id,
-        severity=finding.severity,
-        provider=resource.provider,
-        account=resource.account,
-        name=resource.name,
-        resource_id=resource.id,
+        policy_id=facts.policy_id,
+        severity=facts.severity,
+        provider=facts.provider,
+        account=facts.account,
+        name=facts.name,
+        resource_id=facts.resource_id,
         before=before,
         after=after,
         gap=gap,
@@ -1419,53 +1419,58 @@ _LISTED = ("new_failures", "fixed", "still_failing", "newly_unknown", "not_asses
 
 class ChangesCollector:
     """What changed since `previous`, from this run's findings read one at a time; with `limit`,
-    each list keeps only its first `limit` changes (every change is counted), so memory is bounded."""
+    each list keeps only its first `limit` changes (every change is counted), so memory is bounded
+    (the previous run is held as `PreviousRun` keeps it)."""
 
-    def __init__(self, run: RunInfo, previous: FindingsDocument, *, limit: int | None = None) -> None:
+    def __init__(
+        self, run: RunInfo, previous: PreviousRun | FindingsDocument, *, limit: int | None = None
+    ) -> None:
         self.run = run
-        self.previous = previous
-        self.before: dict[tuple[str, str], FindingRecord] = {f.key: f for f in previous.findings}
-        self.seen: set[tuple[str, str]] = set()
+        self.previous = PreviousRun.of(previous)
+        # Keys of this run among the previous run's failures: the rest are fixed or not assessed.
+        self.seen_failures: set[int] = set()
         self.accounts: set[tuple[str, str]] = {(a.provider, a.account) for a in run.coverage.accounts}
         self.counts: Counter[str] = Counter()
         self.lists = {section: Smallest[ChangeView](limit, _change_order) for section in _LISTED}
 
     def add(self, finding: FindingRecord) -> None:
         """One finding of this run."""
-        key = finding.key
-        self.seen.add(key)
+        digest = key_digest(finding.key)
+        previous = self.previous
+        if digest in previous.failures:
+            self.seen_failures.add(digest)
         self.accounts.add((finding.resource.provider, finding.resource.account))
-        old = self.before.get(key)
-        was = old.status.value if old else None
+        was = previous.statuses.get(digest)
         section = classify_change(was, finding.status.value)
         if section is None:
             return
         self.counts[section] += 1
         if section in self.lists:
-            self.lists[section].add(_change(finding, was or "absent", finding.status.value))
+            self.lists[section].add(_change(FindingFacts.of(finding), was or "absent", finding.status.value))
 
     def result(self) -> Changes:
         """The changes, each list most severe first."""
         previous = self.previous
         gaps = [g.coverage_gap() for g in self.run.coverage.gaps]
-        coverage = LaterCoverage(gaps, seen_accounts=self.accounts, known_accounts=previous.seen_accounts())
-        for key, old in self.before.items():
-            if key in self.seen:
+        coverage = LaterCoverage(gaps, seen_accounts=self.accounts, known_accounts=previous.accounts)
+        for digest, failure in previous.failures.items():
+            if digest in self.seen_failures:
                 continue
-            resource = old.resource
-            gap = coverage.gap_over(resource.provider, resource.account, resource.regions)
-            section = classify_change(old.status.value, None, assessed=gap is None)
+            gap = coverage.gap_over(failure.provider, failure.account, failure.regions)
+            section = classify_change(Status.FAIL.value, None, assessed=gap is None)
             if section == "fixed":
                 self.counts[section] += 1
-                self.lists[section].add(_change(old, old.status.value, "no longer reported"))
+                self.lists[section].add(_change(failure, Status.FAIL.value, "no longer reported"))
             elif section == "not_assessed":
                 self.counts[section] += 1
-                self.lists[section].add(_change(old, old.status.value, "not assessed (coverage gap)", gap))
-        new_gaps, closed_gaps = gap_changes(previous.coverage_gaps(), gaps)
+                self.lists[section].add(
+                    _change(failure, Status.FAIL.value, "not assessed (coverage gap)", gap)
+                )
+        new_gaps, closed_gaps = gap_changes(previous.gaps, gaps)
         lists = self.lists
         return Changes(
-            previous_id=previous.run.id,
-            previous_started_at=previous.run.started_at,
+            previous_id=previous.id,
+            previous_started_at=previous.started_at,
             new_failures=lists["new_failures"].items,
             fixed=lists["fixed"].items,
             still_failing=lists["still_failing"].items,
@@ -1477,7 +1482,7 @@ class ChangesCollector:
         )
 
 
-def compare_runs(current: FindingsDocument, previous: FindingsDocument) -> Changes:
+def compare_runs(current: FindingsDocument, previous: PreviousRun | FindingsDocument) -> Changes:
     """New failures, fixed (now pass, or no longer reported by a run that could see the resource),
     still failing, newly unknown, not assessed (no longer reported because the resource lies under
     a coverage gap of this run), and the coverage gaps opened and closed since."""

@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 
-from auditor.document import load_document
+from auditor.document import FindingsDocument, load_document, write_document
+from auditor.findings_stream import FindingsStream
 from auditor.report.base import ReportInput, render_to_file
 from auditor.report.markdown import md
+from auditor.report.previous import PreviousRun, key_digest
 from auditor.report.view import compare_runs
 
 from .conftest import DEMO_INVENTORY, run_check, typed
@@ -167,3 +169,48 @@ def test_a_failure_that_became_error_is_newly_undecided_not_fixed(runs: dict[str
     assert [(c.policy_id, c.resource_id, c.before, c.after) for c in changes.newly_unknown] == [
         (target["policy_id"], target["resource"]["id"], "fail", "error")
     ]
+
+
+def written(document: FindingsDocument, path: Path) -> Path:
+    with path.open("wb") as out:
+        write_document(document, out)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("current", "previous"), [("gap", "full"), ("full", "gap"), ("deleted", "full"), ("full", "deleted")]
+)
+def test_a_previous_run_read_one_finding_at_a_time_gives_the_same_changes(
+    runs: dict[str, Any], tmp_path: Path, current: str, previous: str
+) -> None:
+    """`report --previous` reads the earlier document as a stream and keeps only what drift needs
+    (`PreviousRun`): the changes are exactly those against the document read whole."""
+    path = written(typed(runs[previous]), tmp_path / "previous.json")
+    assert FindingsStream.open(path)._document is None  # auditor's layout: streamed, not read whole
+    streamed = compare_runs(typed(runs[current]), PreviousRun.open(path))
+    whole = compare_runs(typed(runs[current]), typed(runs[previous]))
+    assert streamed == whole
+    assert sum(streamed.counts.values()) > 0
+
+
+def test_a_previous_run_keeps_statuses_by_key_and_only_failures_in_full(runs: dict[str, Any]) -> None:
+    document = typed(runs["full"])
+    previous = PreviousRun.of(document)
+    assert len(previous.statuses) == len({f.key for f in document.findings})
+    failing = {key_digest(f.key) for f in document.findings if f.status.value == "fail"}
+    assert set(previous.failures) == failing and failing
+    assert previous.accounts >= {(f.resource.provider, f.resource.account) for f in document.findings}
+
+
+def test_a_repeated_finding_key_keeps_the_last_as_a_whole_document_would(runs: dict[str, Any]) -> None:
+    document = typed(runs["full"])
+    failing = next(f for f in document.findings if f.status.value == "fail")
+    passing = failing.model_copy(update={"status": type(failing.status)("pass")})
+    previous = PreviousRun(document.run, [*document.findings, passing])
+    assert previous.statuses[key_digest(failing.key)] == "pass"
+    assert key_digest(failing.key) not in previous.failures
+
+
+def test_finding_keys_are_digested_unambiguously() -> None:
+    assert key_digest(("a:b", "c")) != key_digest(("a", "b:c"))
+    assert key_digest(("p", "arn:aws:s3:::x")) == key_digest(("p", "arn:aws:s3:::x"))

@@ -1,0 +1,93 @@
+"""A previous run as drift needs it, read one finding at a time so memory stays bounded.
+
+`auditor report --previous` says what changed since an earlier run (`view.ChangesCollector`).
+Holding the earlier document whole costs memory in proportion to its findings and their evidence
+(gigabytes at a million findings); drift needs far less: each finding's status by its key (policy
+id, resource id), and for a failure the resource facts a "fixed" or "not assessed" entry shows.
+Keys are kept as 128-bit BLAKE2b digests (a collision among a billion keys has odds below 1e-20).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from auditor.document import FindingRecord, FindingsDocument, RunInfo
+from auditor.drift import RecordedGap
+from auditor.findings import Severity, Status
+from auditor.findings_stream import FindingsStream
+
+
+def key_digest(key: tuple[str, str]) -> int:
+    """A finding's key (policy id, resource id) as the 128-bit number `PreviousRun` keeps."""
+    policy_id, resource_id = key
+    text = f"{len(policy_id)}:{policy_id}{resource_id}".encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=16).digest(), "big")
+
+
+@dataclass(frozen=True, slots=True)
+class FindingFacts:
+    """What a row of the changes shows of a finding: its policy and severity, its resource, and the
+    resource's regions (which coverage gap of a later run hides it)."""
+
+    policy_id: str
+    severity: Severity
+    provider: str
+    account: str
+    name: str
+    resource_id: str
+    regions: tuple[str, ...]
+
+    @classmethod
+    def of(cls, finding: FindingRecord) -> FindingFacts:
+        """The facts of `finding`."""
+        resource = finding.resource
+        return cls(
+            policy_id=finding.policy_id,
+            severity=finding.severity,
+            provider=resource.provider,
+            account=resource.account,
+            name=resource.name,
+            resource_id=resource.id,
+            regions=tuple(resource.regions),
+        )
+
+
+class PreviousRun:
+    """What drift needs of an earlier run: its id, start, coverage gaps and the accounts it saw,
+    each finding's status by key digest (`statuses`), and its failures' facts (`failures`)."""
+
+    def __init__(self, run: RunInfo, findings: Iterable[FindingRecord]) -> None:
+        self.id = run.id
+        self.started_at = run.started_at
+        self.gaps: list[RecordedGap] = [gap.coverage_gap() for gap in run.coverage.gaps]
+        accounts = {(account.provider, account.account) for account in run.coverage.accounts}
+        statuses: dict[int, str] = {}
+        failures: dict[int, FindingFacts] = {}
+        for finding in findings:
+            resource = finding.resource
+            accounts.add((resource.provider, resource.account))
+            digest = key_digest(finding.key)
+            statuses[digest] = finding.status.value
+            if finding.status is Status.FAIL:
+                failures[digest] = FindingFacts.of(finding)
+            else:
+                failures.pop(digest, None)  # a key repeated: the last finding holds, as in a dict
+        self.accounts = accounts
+        self.statuses = statuses
+        self.failures = failures
+
+    @classmethod
+    def open(cls, path: Path) -> PreviousRun:
+        """The findings document at `path`, read one finding at a time (bad input: InputError)."""
+        stream = FindingsStream.open(path)
+        return cls(stream.run, stream.findings(as_written=True))
+
+    @classmethod
+    def of(cls, previous: PreviousRun | FindingsDocument) -> PreviousRun:
+        """`previous` as a PreviousRun (a document in memory is summarised)."""
+        if isinstance(previous, PreviousRun):
+            return previous
+        return cls(previous.run, previous.findings)
