@@ -3,14 +3,16 @@
 `auditor report --previous` says what changed since an earlier run (`view.ChangesCollector`).
 Holding the earlier document whole costs memory in proportion to its findings and their evidence
 (gigabytes at a million findings); drift needs far less: each finding's status by its key (policy
-id, resource id), and for a failure the resource facts a "fixed" or "not assessed" entry shows.
-Keys are kept as 128-bit BLAKE2b digests (a collision among a billion keys has odds below 1e-20).
+id, resource id), and for the failures a later run no longer reports, the resource facts a "fixed"
+or "not assessed" entry shows: those are read again, so memory grows with the number of findings
+only by a digest and a status each. Keys are kept as 128-bit BLAKE2b digests (a collision among a
+billion keys has odds below 1e-20).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,38 +58,44 @@ class FindingFacts:
 
 
 class PreviousRun:
-    """What drift needs of an earlier run: its id, start, coverage gaps and the accounts it saw,
-    each finding's status by key digest (`statuses`), and its failures' facts (`failures`)."""
+    """What drift needs of an earlier run: its id, start, coverage gaps and the accounts it saw, and
+    each finding's status by key digest (`statuses`); the facts of its failures are read again,
+    for the few a later run no longer reports (`failures_among`)."""
 
-    def __init__(self, run: RunInfo, findings: Iterable[FindingRecord]) -> None:
+    def __init__(self, run: RunInfo, findings: Callable[[], Iterable[FindingRecord]]) -> None:
         self.id = run.id
         self.started_at = run.started_at
         self.gaps: list[RecordedGap] = [gap.coverage_gap() for gap in run.coverage.gaps]
+        self._findings = findings
         accounts = {(account.provider, account.account) for account in run.coverage.accounts}
         statuses: dict[int, str] = {}
-        failures: dict[int, FindingFacts] = {}
-        for finding in findings:
+        for finding in findings():
             resource = finding.resource
             accounts.add((resource.provider, resource.account))
-            digest = key_digest(finding.key)
-            statuses[digest] = finding.status.value
-            if finding.status is Status.FAIL:
-                failures[digest] = FindingFacts.of(finding)
-            else:
-                failures.pop(digest, None)  # a key repeated: the last finding holds, as in a dict
+            statuses[key_digest(finding.key)] = finding.status.value  # a key repeated: the last holds
         self.accounts = accounts
         self.statuses = statuses
-        self.failures = failures
+
+    def failures_among(self, digests: set[int]) -> Iterator[FindingFacts]:
+        """The failures whose key digest is in `digests`, in document order, with their facts."""
+        facts: dict[int, FindingFacts] = {}
+        for finding in self._findings():
+            if finding.status is Status.FAIL:
+                digest = key_digest(finding.key)
+                if digest in digests:
+                    facts[digest] = FindingFacts.of(finding)
+        statuses = self.statuses
+        yield from (fact for digest, fact in facts.items() if statuses[digest] == Status.FAIL.value)
 
     @classmethod
     def open(cls, path: Path) -> PreviousRun:
         """The findings document at `path`, read one finding at a time (bad input: InputError)."""
         stream = FindingsStream.open(path)
-        return cls(stream.run, stream.findings(as_written=True))
+        return cls(stream.run, lambda: stream.findings(as_written=True))
 
     @classmethod
     def of(cls, previous: PreviousRun | FindingsDocument) -> PreviousRun:
         """`previous` as a PreviousRun (a document in memory is summarised)."""
         if isinstance(previous, PreviousRun):
             return previous
-        return cls(previous.run, previous.findings)
+        return cls(previous.run, lambda: previous.findings)

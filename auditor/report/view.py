@@ -77,6 +77,9 @@ EXCERPT_CHARS = 240
 # Resources named per fix in the fix-first list (the rest are counted; every one is in its policy's
 # section).
 FIX_NAMES_SHOWN = 8
+# Rows the HTML report lists per section of the changes since the previous run (most severe first;
+# every change is counted).
+CHANGES_SHOWN = 200
 
 _STATUS_ORDER = {Status.FAIL: 0, Status.ERROR: 1, Status.WAIVED: 2, Status.PASS: 3}
 _SEVERITY_ORDER = {s: i for i, s in enumerate(SEVERITIES)}
@@ -1436,11 +1439,10 @@ class ChangesCollector:
     def add(self, finding: FindingRecord) -> None:
         """One finding of this run."""
         digest = key_digest(finding.key)
-        previous = self.previous
-        if digest in previous.failures:
+        was = self.previous.statuses.get(digest)
+        if was == Status.FAIL.value:
             self.seen_failures.add(digest)
         self.accounts.add((finding.resource.provider, finding.resource.account))
-        was = previous.statuses.get(digest)
         section = classify_change(was, finding.status.value)
         if section is None:
             return
@@ -1453,9 +1455,9 @@ class ChangesCollector:
         previous = self.previous
         gaps = [g.coverage_gap() for g in self.run.coverage.gaps]
         coverage = LaterCoverage(gaps, seen_accounts=self.accounts, known_accounts=previous.accounts)
-        for digest, failure in previous.failures.items():
-            if digest in self.seen_failures:
-                continue
+        seen = self.seen_failures
+        unseen = {digest for digest, was in previous.statuses.items() if was == "fail" and digest not in seen}
+        for failure in previous.failures_among(unseen):
             gap = coverage.gap_over(failure.provider, failure.account, failure.regions)
             section = classify_change(Status.FAIL.value, None, assessed=gap is None)
             if section == "fixed":
@@ -1828,7 +1830,9 @@ def build_view(
     residency = ResidencyCounter(zone_info)
     window = EvidenceWindow()
     ai = AiCollector(zone_info)
-    changes = ChangesCollector(run, report.previous) if report.previous is not None else None
+    changes = (
+        ChangesCollector(run, report.previous, limit=CHANGES_SHOWN) if report.previous is not None else None
+    )
     seen: set[str] = set()
     owners = False
     for finding in report.findings():

@@ -18,7 +18,7 @@ from auditor.document import FindingsDocument, load_document, write_document
 from auditor.findings_stream import FindingsStream
 from auditor.report.base import ReportInput, render_to_file
 from auditor.report.markdown import md
-from auditor.report.previous import PreviousRun, key_digest
+from auditor.report.previous import FindingFacts, PreviousRun, key_digest
 from auditor.report.view import compare_runs
 
 from .conftest import DEMO_INVENTORY, run_check, typed
@@ -193,24 +193,60 @@ def test_a_previous_run_read_one_finding_at_a_time_gives_the_same_changes(
     assert sum(streamed.counts.values()) > 0
 
 
-def test_a_previous_run_keeps_statuses_by_key_and_only_failures_in_full(runs: dict[str, Any]) -> None:
+def test_a_previous_run_keeps_statuses_by_key_and_reads_failures_again(runs: dict[str, Any]) -> None:
     document = typed(runs["full"])
     previous = PreviousRun.of(document)
-    assert len(previous.statuses) == len({f.key for f in document.findings})
-    failing = {key_digest(f.key) for f in document.findings if f.status.value == "fail"}
-    assert set(previous.failures) == failing and failing
+    assert previous.statuses == {key_digest(f.key): f.status.value for f in document.findings}
     assert previous.accounts >= {(f.resource.provider, f.resource.account) for f in document.findings}
+    failing = [f for f in document.findings if f.status.value == "fail"]
+    wanted = {key_digest(f.key) for f in failing[1::2]}
+    facts = list(previous.failures_among(wanted | {key_digest(("no-such-policy", "x"))}))
+    assert [(f.policy_id, f.resource_id) for f in facts] == [f.key for f in failing[1::2]]
+    assert facts[0] == FindingFacts.of(failing[1])
 
 
 def test_a_repeated_finding_key_keeps_the_last_as_a_whole_document_would(runs: dict[str, Any]) -> None:
     document = typed(runs["full"])
     failing = next(f for f in document.findings if f.status.value == "fail")
     passing = failing.model_copy(update={"status": type(failing.status)("pass")})
-    previous = PreviousRun(document.run, [*document.findings, passing])
-    assert previous.statuses[key_digest(failing.key)] == "pass"
-    assert key_digest(failing.key) not in previous.failures
+    findings = [*document.findings, passing]
+    previous = PreviousRun(document.run, lambda: findings)
+    digest = key_digest(failing.key)
+    assert previous.statuses[digest] == "pass"
+    assert list(previous.failures_among({digest})) == []
 
 
 def test_finding_keys_are_digested_unambiguously() -> None:
     assert key_digest(("a:b", "c")) != key_digest(("a", "b:c"))
     assert key_digest(("p", "arn:aws:s3:::x")) == key_digest(("p", "arn:aws:s3:::x"))
+
+
+def test_the_html_lists_the_most_severe_changes_and_counts_every_one(
+    runs: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However many findings changed, the HTML lists at most CHANGES_SHOWN rows per section (most
+    severe first) and its tiles and headings count every change."""
+    from auditor.report import view
+
+    monkeypatch.setattr(view, "CHANGES_SHOWN", 2)
+    hidden = failures_in_account(runs["full"])
+    html = render("html", runs["gap"], runs["full"], tmp_path)
+    assert tile(html, "Not assessed") == hidden > 2
+    section = html.split(f"<h3>Not assessed (under a coverage gap of this run) ({hidden})</h3>", 1)[1]
+    table = section.split("</table>", 1)[0]
+    assert "The 2 most severe are listed" in table
+    assert table.count("<tr><td>") == 2
+    expected = sorted(
+        (
+            f
+            for f in runs["full"]["findings"]
+            if f["status"] == "fail" and f["resource"]["account"] == ACCOUNT
+        ),
+        key=lambda f: (
+            ["critical", "high", "medium", "low", "info"].index(f["severity"]),
+            f["policy_id"],
+            f["resource"]["provider"],
+            f["resource"]["name"],
+        ),
+    )
+    assert expected[0]["resource"]["name"] in table
