@@ -6,9 +6,12 @@ shipped policies (`auditor check`, in-process), renders the HTML report in a chi
 `auditor report --inventory ...` (wall and CPU time, the child's peak resident memory, file size),
 and opens it in headless Chromium (Debian's /usr/bin/chromium through Playwright). With `--reference`
 it also evaluates in the reference form (findings that point into the inventory) and renders that
-without the inventory. The findings are never loaded whole here either: counts come from the run.
+without the inventory; with `--previous` it renders the inline report again with `--previous` (the
+run compared with itself: every failure still failing). The findings are never loaded whole here
+either: counts come from the run.
 
 Run: .venv/bin/python benchmarks/report_html.py [--findings 100000 1000000] [--keep DIR] [--reference]
+[--previous]
 (`--keep DIR` keeps, and reuses on the next run, the inventories and findings; about 1.6 GB at 1M).
 """
 
@@ -103,7 +106,9 @@ class Rendered:
     painted: float | None = None
 
 
-def render(findings: Path, inventory: Path | None, html: Path) -> tuple[float, float, float]:
+def render(
+    findings: Path, inventory: Path | None, html: Path, previous: Path | None = None
+) -> tuple[float, float, float]:
     """(wall s, CPU s, peak MB) of `auditor report --format html` in a child process."""
     import resource
 
@@ -111,6 +116,8 @@ def render(findings: Path, inventory: Path | None, html: Path) -> tuple[float, f
     command += ["--findings", str(findings), "--format", "html", "--output", str(html)]
     if inventory is not None:
         command += ["--inventory", str(inventory)]
+    if previous is not None:
+        command += ["--previous", str(previous)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(
@@ -151,12 +158,19 @@ def prepare(work: Path, target: int, evidence: str) -> tuple[Path, Path]:
     return inventory, findings
 
 
-def measure(label: str, findings: Path, inventory: Path | None, html: Path, browser: bool) -> Rendered:
+def measure(
+    label: str,
+    findings: Path,
+    inventory: Path | None,
+    html: Path,
+    browser: bool,
+    previous: Path | None = None,
+) -> Rendered:
     """Render once and, if asked, open it in Chromium."""
     from auditor.findings_stream import FindingsStream
 
     run = FindingsStream.open(findings).run
-    wall, cpu, peak = render(findings, inventory, html)
+    wall, cpu, peak = render(findings, inventory, html, previous)
     result = Rendered(
         label, run.counts.findings, findings.stat().st_size / 1e6, wall, cpu, peak, html.stat().st_size / 1e6
     )
@@ -193,6 +207,9 @@ def main() -> int:
         "--keep", type=Path, help="keep (and reuse) the inventories, findings and reports here"
     )
     parser.add_argument("--reference", action="store_true", help="also the reference form, without inventory")
+    parser.add_argument(
+        "--previous", action="store_true", help="also with --previous (the same run as the previous one)"
+    )
     parser.add_argument("--no-browser", action="store_true", help="do not open the reports in Chromium")
     args = parser.parse_args()
 
@@ -212,6 +229,11 @@ def main() -> int:
                 _, referencing = prepare(work, target, "reference")
                 html = work / f"report-{size}-reference.html"
                 results.append(measure(f"{size} reference, no inventory", referencing, None, html, browser))
+            if args.previous:
+                # compared with itself: every finding is matched, every failure is still failing
+                html = work / f"report-{size}-previous.html"
+                label = f"{size} inline + inventory, --previous (itself)"
+                results.append(measure(label, findings, inventory, html, browser, previous=findings))
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
