@@ -1455,8 +1455,8 @@ class ChangesCollector:
         previous = self.previous
         gaps = [g.coverage_gap() for g in self.run.coverage.gaps]
         coverage = LaterCoverage(gaps, seen_accounts=self.accounts, known_accounts=previous.accounts)
-        seen = self.seen_failures
-        unseen = {digest for digest, was in previous.statuses.items() if was == "fail" and digest not in seen}
+        seen, failing = self.seen_failures, Status.FAIL.value
+        unseen = {d for d, was in previous.statuses.items() if was == failing and d not in seen}
         for failure in previous.failures_among(unseen):
             gap = coverage.gap_over(failure.provider, failure.account, failure.regions)
             section = classify_change(Status.FAIL.value, None, assessed=gap is None)
