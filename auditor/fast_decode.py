@@ -47,6 +47,16 @@ _PARSERS: dict[Any, Callable[[Any], Any]] = {
 }
 
 
+def _spelled_alike(text: bytes, encoded: bytes) -> bool:
+    """Whether `text` is `encoded` (a struct's encoding), but for a final newline."""
+    return len(text) - len(encoded) in (0, 1) and text.startswith(encoded)
+
+
+def _proves_no_repeated_keys(text: bytes, encoded: bytes) -> bool:
+    """Whether `encoded`, the struct `text` decoded to, shows `text` kept every pair it holds."""
+    return _spelled_alike(text, encoded) or colons_agree(text, encoded)
+
+
 def colons_agree(text: bytes, rewritten: bytes) -> bool:
     """True when `rewritten`, a parser's re-serialisation of the JSON `text`, provably keeps every
     key/value pair of it (JSON parsers keep the last of repeated keys silently, so a dropped pair
@@ -71,8 +81,9 @@ class RecordDecoder(Generic[ModelT]):
 
     `texts_of` names a list-of-models field whose items' JSON texts the record keeps (through the
     model's `keep_evidence_texts`), each exactly ``orjson.dumps`` of the item as orjson reads it,
-    so findings need not serialize them again. `track_given` names the models whose readers ask
-    which fields were given (`model_fields_set`).
+    so findings need not serialize them again; `decode(text, texts=False)` keeps the line instead
+    (`keep_evidence_line`), for readers that do not copy the items. `track_given` names the models
+    whose readers ask which fields were given (`model_fields_set`).
     """
 
     def __init__(
@@ -86,9 +97,10 @@ class RecordDecoder(Generic[ModelT]):
         self._encode = msgspec.json.Encoder().encode
         self._texts_key = b',"' + texts_of.encode() + b'":['
 
-    def decode(self, text: bytes) -> ModelT | None:
+    def decode(self, text: bytes, *, texts: bool = True) -> ModelT | None:
         """The struct `text` holds (typed as the model it mirrors), or None when pydantic must
-        decide, which includes every bad text."""
+        decide, which includes every bad text. `texts`: keep the kept list's item texts, else the
+        line itself."""
         if _LONG_NUMBER in text.translate(_DIGITS):
             return None
         encode = self._encode
@@ -98,30 +110,43 @@ class RecordDecoder(Generic[ModelT]):
             return None
         # Absent fields are still UNSET, so the struct encodes to exactly the pairs it was given:
         # the text itself when it is compact and in field order (as auditor writes it), else a
-        # text with as many colons unless a repeated key was dropped. The kept list is encoded
-        # item by item (its texts), the rest of the record once.
+        # text with as many colons unless a repeated key was dropped. For the texts, the kept list
+        # is encoded item by item, the rest of the record once.
+        if not texts:
+            if not (_proves_no_repeated_keys(text, encode(record)) and self._finished(record)):
+                return None
+            record.keep_evidence_line(text)
+            line_kept: ModelT = record
+            return line_kept
         items = getattr(record, self._texts_of)
         given = items is not msgspec.UNSET
-        texts = [encode(item) for item in items] if given else []
+        item_texts = [encode(item) for item in items] if given else []
         setattr(record, self._texts_of, msgspec.UNSET)
         head = encode(record)
         if given:
             setattr(record, self._texts_of, items)
             key = self._texts_key if len(head) > 2 else self._texts_key[1:]
-            head = b"".join((head[:-1], key, b",".join(texts), b"]}"))
-        if not (len(text) - len(head) in (0, 1) and text.startswith(head)):
+            head = b"".join((head[:-1], key, b",".join(item_texts), b"]}"))
+        kept = item_texts
+        if not _spelled_alike(text, head):
             if not colons_agree(text, head):
                 return None  # not proven free of repeated keys
             # Not in auditor's spelling (key order, spaces, escapes, number forms): the texts are
             # as orjson reads and writes the items.
-            texts = [orjson.dumps(item) for item in orjson.loads(text).get(self._texts_of) or ()]
-        try:
-            self._finish(record)
-        except ValidationError:  # a date or time pydantic refuses: its path gives the message
+            kept = [orjson.dumps(item) for item in orjson.loads(text).get(self._texts_of) or ()]
+        if not self._finished(record):
             return None
-        record.keep_evidence_texts(texts)
+        record.keep_evidence_texts(kept)
         decoded: ModelT = record
         return decoded
+
+    def _finished(self, record: Any) -> bool:
+        """Finish `record`; False when pydantic refuses a date or time (its path gives the message)."""
+        try:
+            self._finish(record)
+        except ValidationError:
+            return False
+        return True
 
 
 def _list_item_model(annotation: Any) -> type[BaseModel]:

@@ -80,16 +80,19 @@ _FAST_RESOURCE = RecordDecoder(StorageResource, texts_of="evidence", track_given
 _ATTESTATION = operator.attrgetter("attestation")
 
 
-def parse_record(line: bytes | str, where: str, *, fast: bool = False) -> InventoryRecord:
+def parse_record(
+    line: bytes | str, where: str, *, fast: bool = False, evidence_texts: bool = True
+) -> InventoryRecord:
     """One JSONL line as a record; a bad line raises InputError naming `where`.
 
     `fast`: a resource line may come back as the struct mirroring `StorageResource` that
     `auditor.fast_decode` reads, for evaluation only (it has the model's fields and methods, not
     pydantic's API). A line it does not accept, and a resource with attested evidence (which
-    `auditor.attestations` may rewrite), is read by pydantic as without `fast`.
+    `auditor.attestations` may rewrite), is read by pydantic as without `fast`. Such a struct keeps
+    its evidence items' texts (for findings that copy them) unless `evidence_texts` is False.
     """
     if fast and isinstance(line, bytes) and line.startswith(b'{"record":"resource"'):
-        resource = _FAST_RESOURCE.decode(line)
+        resource = _FAST_RESOURCE.decode(line, texts=evidence_texts)
         if resource is not None and not any(map(_ATTESTATION, resource.evidence)):
             return normalize_record(resource, where)
     try:
@@ -113,12 +116,14 @@ def parse_record(line: bytes | str, where: str, *, fast: bool = False) -> Invent
         raise InputError(where, f"{field}: {first['msg']}") from exc
 
 
-def read_inventory(path: Path, *, digest: Any = None, fast: bool = False) -> Iterator[InventoryRecord]:
+def read_inventory(
+    path: Path, *, digest: Any = None, fast: bool = False, evidence_texts: bool = True
+) -> Iterator[InventoryRecord]:
     """Stream the records of a JSONL inventory; blank lines are skipped.
 
     Only a regular file is read, and no line may exceed MAX_LINE_BYTES (see auditor.inputfile).
     `digest` (a hashlib object), when given, is fed every byte read, in the same pass, so it is the
-    digest of exactly the bytes evaluated. `fast`: resources may be struct records (`parse_record`).
+    digest of exactly the bytes evaluated. `fast`, `evidence_texts`: see `parse_record`.
     """
     where = f"{path}:"
     with open_input(path, "inventory") as handle:
@@ -126,7 +131,7 @@ def read_inventory(path: Path, *, digest: Any = None, fast: bool = False) -> Ite
             if digest is not None:
                 digest.update(line)
             if not line.isspace():  # (a line is never empty; isspace stops at the first "{")
-                yield parse_record(line, f"{where}{number}", fast=fast)
+                yield parse_record(line, f"{where}{number}", fast=fast, evidence_texts=evidence_texts)
 
 
 def dump_record(record: InventoryRecord) -> bytes:

@@ -292,12 +292,15 @@ class ResourceMethods:
         evidence: list[Evidence]
         _evidence_json: list[dict[str, Any]] | None
         _evidence_texts: list[bytes] | None
+        _evidence_line: bytes | None
 
     def evidence_json(self) -> list[dict[str, Any]]:
         """Evidence in its JSON form (as read, or serialized once)."""
         if self._evidence_json is None:
             if self._evidence_texts is not None:
                 self._evidence_json = [orjson.loads(text) for text in self._evidence_texts]
+            elif self._evidence_line is not None:
+                self._evidence_json = orjson.loads(self._evidence_line).get("evidence") or []
             else:
                 self._evidence_json = [item.model_dump(mode="json") for item in self.evidence]
         return self._evidence_json
@@ -316,6 +319,13 @@ class ResourceMethods:
     def keep_evidence_texts(self, texts: list[bytes]) -> None:
         """Remember each evidence item's JSON text (see auditor.fast_decode)."""
         self._evidence_texts = texts
+        self._evidence_json = None
+
+    def keep_evidence_line(self, line: bytes) -> None:
+        """Remember the JSON line the record was read from: its evidence is read from it when asked
+        (see auditor.fast_decode)."""
+        self._evidence_line = line
+        self._evidence_texts = None
         self._evidence_json = None
 
     @cached_property
@@ -395,6 +405,7 @@ class StorageResource(ResourceMethods, StrictModel):
     # The evidence as read from JSONL, kept so findings need not re-serialize it (ResourceMethods).
     _evidence_json: list[dict[str, Any]] | None = PrivateAttr(default=None)
     _evidence_texts: list[bytes] | None = PrivateAttr(default=None)
+    _evidence_line: bytes | None = PrivateAttr(default=None)
 
 
 class CoverageGap(StrictModel):

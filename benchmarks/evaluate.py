@@ -46,7 +46,8 @@ compiled = compile_policies(load_policies(paths), load_zones(paths), {"zone": "e
 evaluator = Evaluator(compiled, remember_decisions=mode != "fresh")
 started, cpu = time.perf_counter(), time.process_time()
 # Struct records (auditor.fast_decode) for the shared-parts writer, as `auditor check` reads them.
-records = with_expired_attestations(read_inventory(Path(sys.argv[1]), fast=mode != "fresh"), date.today())
+inventory = read_inventory(Path(sys.argv[1]), fast=mode != "fresh", evidence_texts=mode == "inline")
+records = with_expired_attestations(inventory, date.today())
 findings = size = 0
 if mode == "fresh":
     import orjson

@@ -116,10 +116,10 @@ def first_difference(a: Any, b: Any, path: str = "") -> str | None:
 # --- reading a line both ways -----------------------------------------------------------------
 
 
-def read(line: bytes, *, fast: bool) -> tuple[Any, ...]:
+def read(line: bytes, *, fast: bool, evidence_texts: bool = True) -> tuple[Any, ...]:
     """The outcome of `parse_record`: ("error", message), or ("record", is-struct, mirror, texts)."""
     try:
-        record = parse_record(line, WHERE, fast=fast)
+        record = parse_record(line, WHERE, fast=fast, evidence_texts=evidence_texts)
     except InputError as exc:
         return ("error", str(exc))
     except Exception as exc:  # a crash is a mismatch too (pydantic's path only raises InputError)
@@ -134,8 +134,12 @@ def expected_texts(line: bytes) -> list[bytes]:
 
 
 def compare(line: bytes) -> tuple[str | None, tuple[Any, ...], tuple[Any, ...]]:
-    """(None if both paths agree else why, slow outcome, fast outcome)."""
+    """(None if both paths agree else why, slow outcome, fast outcome); the fast path is read with
+    its item texts and with the line kept instead (`evidence_texts=False`), which must agree."""
     slow, fast = read(line, fast=False), read(line, fast=True)
+    line_kept = read(line, fast=True, evidence_texts=False)
+    if line_kept != fast:
+        return "reading with the line kept differs from reading with item texts", fast, line_kept
     if slow[0] == "record" and slow[1]:
         return "the reference path returned a struct", slow, fast
     if slow[0] != "record" or fast[0] != "record":
