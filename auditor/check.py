@@ -126,9 +126,9 @@ def run_check(
     try:
         # Findings built from shared parts may come from struct records (auditor.fast_decode).
         fast = on_finding is None and not reference_path
-        # An attestation that expired before the check date no longer vouches for its value.
         # Reference-form findings do not copy evidence: its texts need not be kept.
         inventory = read_inventory(options.inventory, digest=digest, fast=fast, evidence_texts=not reference)
+        # An attestation that expired before the check date no longer vouches for its value.
         records = with_expired_attestations(inventory, options.today or date.today())
         if fast:
             for encoded in evaluator.encode(records, reference=reference):

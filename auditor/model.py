@@ -313,20 +313,22 @@ class ResourceMethods:
 
     def keep_evidence_json(self, raw: list[dict[str, Any]]) -> None:
         """Remember the already-validated JSON form of `evidence` (see inventory.parse_record)."""
-        self._evidence_json = raw
-        self._evidence_texts = None
+        self._keep_evidence(raw, None, None)
 
     def keep_evidence_texts(self, texts: list[bytes]) -> None:
         """Remember each evidence item's JSON text (see auditor.fast_decode)."""
-        self._evidence_texts = texts
-        self._evidence_json = None
+        self._keep_evidence(None, texts, None)
 
     def keep_evidence_line(self, line: bytes) -> None:
         """Remember the JSON line the record was read from: its evidence is read from it when asked
         (see auditor.fast_decode)."""
-        self._evidence_line = line
-        self._evidence_texts = None
-        self._evidence_json = None
+        self._keep_evidence(None, None, line)
+
+    def _keep_evidence(
+        self, raw: list[dict[str, Any]] | None, texts: list[bytes] | None, line: bytes | None
+    ) -> None:
+        # One source of the evidence's JSON at a time, so none is left stale by another.
+        self._evidence_json, self._evidence_texts, self._evidence_line = raw, texts, line
 
     @cached_property
     def normalized_tags(self) -> dict[str, str] | None:
