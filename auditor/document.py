@@ -14,7 +14,7 @@ import io
 import os
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -402,11 +402,27 @@ class FindingsSpool:
         self._first = False
         self._handle.write(findings)
 
-    def write_document(self, out: IO[bytes], run: RunInfo) -> None:
-        """Write `{"run": ..., "findings": [...]}` to `out`."""
-        out.write(_document_head(run))
+    def texts(self) -> Iterator[bytes]:
+        """Each finding's JSON as spooled, in order (read again from the start on each call)."""
         self._handle.flush()
-        _copy_spool(self._handle, out)
+        with open(self.path, "rb") as handle:
+            for line in handle:  # orjson writes no newline inside a finding: one per line
+                text = line.rstrip(b"\n")
+                yield text[:-1] if text.endswith(b",") else text
+
+    def write_document(self, out: IO[bytes], run: RunInfo, texts: Iterable[bytes] | None = None) -> None:
+        """Write `{"run": ..., "findings": [...]}` to `out`: the spooled findings, or `texts` (each
+        finding's JSON, e.g. the spooled ones rewritten) in their place."""
+        out.write(_document_head(run))
+        if texts is None:
+            self._handle.flush()
+            _copy_spool(self._handle, out)
+        else:
+            separator = b""
+            for text in texts:
+                out.write(separator)
+                out.write(text)
+                separator = b",\n"
         out.write(b"\n]}\n")
 
     def close(self) -> None:

@@ -7,16 +7,19 @@ with `"baselined": true`; only the gate ignores them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from auditor.atomicfile import atomic_output
-from auditor.document import BaselineUse, FindingsDocument
-from auditor.findings import Status
+from auditor.document import BaselineUse, FindingsDocument, RunInfo
+from auditor.findings import Severity, Status
 from auditor.policy.yamlfile import load_yaml
 
 
@@ -98,32 +101,70 @@ def write_baseline(baseline: BaselineFile, path: Path) -> None:
         handle.write((header + body).encode())
 
 
-def apply_baseline(document: FindingsDocument, baseline: BaselineFile, *, source: str) -> int:
-    """Mark baselined failures in `document` and recompute its gate; returns how many were marked.
+@dataclass
+class BaselineMarks:
+    """The failures of one run a baseline accepts: their positions among the run's findings, and
+    how many of them are at or above the gate's threshold."""
 
-    The gate counts, per the foundation contract, failures and errors at or above `fail_on`;
-    baselined failures no longer count. Errors are never baselined: unknown is not accepted.
+    positions: set[int] = field(default_factory=set)
+    at_threshold: int = 0
+
+
+_FAILED = b'"status":"fail"'
+
+
+def find_baselined(texts: Iterable[bytes], baseline: BaselineFile, run: RunInfo) -> BaselineMarks:
+    """Which of the run's findings (each one's JSON, in document order) `baseline` accepts.
+
+    Only findings whose text can hold a failure are parsed; errors are never baselined (unknown is
+    not accepted), so memory holds only the positions marked, however many findings there are.
     """
     keys = baseline.keys()
-    run = document.run
+    threshold = run.gate.fail_on
+    marks = BaselineMarks()
+    if not keys:
+        return marks
+    for position, text in enumerate(texts):
+        if _FAILED not in text:
+            continue
+        finding = orjson.loads(text)
+        if finding.get("status") != Status.FAIL.value:
+            continue
+        if (finding["policy_id"], finding["resource"]["id"]) in keys:
+            marks.positions.add(position)
+            if Severity(finding["severity"]).at_least(threshold):
+                marks.at_threshold += 1
+    return marks
+
+
+def mark_baselined(texts: Iterable[bytes], marks: BaselineMarks) -> Iterator[bytes]:
+    """The findings' JSON with `"baselined": true` added, last, to those `marks` holds (where the
+    inline form's field order puts it); the others exactly as they are."""
+    positions = marks.positions
+    for position, text in enumerate(texts):
+        if position in positions:
+            finding = orjson.loads(text)
+            finding["baselined"] = True
+            text = orjson.dumps(finding)
+        yield text
+
+
+def apply_baseline_gate(run: RunInfo, marks: BaselineMarks, baseline: BaselineFile, *, source: str) -> None:
+    """Recompute the gate of `run` without the baselined failures (`marks`), from its counts.
+
+    The gate counts, per the foundation contract, failures and errors at or above `fail_on`;
+    baselined failures no longer count.
+    """
     gate = run.gate
-    threshold = gate.fail_on
-    marked = failures = errors = 0
-    for finding in document.findings:
-        at_threshold = finding.severity.at_least(threshold)
-        if finding.status is Status.FAIL:
-            if finding.key in keys:
-                finding.baselined = True
-                marked += 1
-            elif at_threshold:
-                failures += 1
-        elif finding.status is Status.ERROR and at_threshold:
-            errors += 1
+    counted = [
+        by_status for severity, by_status in run.counts.by_severity.items() if severity.at_least(gate.fail_on)
+    ]
+    failures = sum(by_status.get(Status.FAIL, 0) for by_status in counted) - marks.at_threshold
+    errors = sum(by_status.get(Status.ERROR, 0) for by_status in counted)
     gate.failures = failures
     gate.errors = errors
-    gate.baseline = BaselineUse(file=source, entries=len(keys), baselined=marked)
+    gate.baseline = BaselineUse(file=source, entries=len(baseline.keys()), baselined=len(marks.positions))
     gate.exit_code = gate_code(failures, errors, len(run.coverage.gaps), gate.allow_incomplete)
-    return marked
 
 
 def gate_code(failures: int, errors: int, gaps: int, allow_incomplete: bool) -> int:

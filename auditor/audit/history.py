@@ -6,7 +6,7 @@ nothing behind. Findings are matched across runs by policy id + resource id (nev
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -30,13 +30,30 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    update,
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from auditor.audit.config import redact_url
-from auditor.document import FindingsDocument, check_document, plain
-from auditor.drift import SECTIONS, LaterCoverage, RecordedGap, classify_change, gap_changes
+from auditor.document import (
+    FindingRecord,
+    FindingsDocument,
+    RunInfo,
+    check_document,
+    check_finding,
+    check_run,
+    plain,
+)
+from auditor.drift import (
+    SECTIONS,
+    DriftSection,
+    LaterCoverage,
+    RecordedGap,
+    classify_change,
+    gap_changes,
+    key_digest,
+)
 from auditor.errors import InputError
 
 metadata = MetaData()
@@ -147,7 +164,7 @@ class FindingRow:
     status: str
     severity: str
     baselined: bool
-    controls: dict[str, list[str]]
+    controls: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -246,38 +263,57 @@ class RunDiff:
 
 
 def diff_rows(
-    a: Sequence[FindingRow],
-    b: Sequence[FindingRow],
+    a: Sequence[FindingRow] | Callable[[], Iterable[FindingRow]],
+    b: Iterable[FindingRow],
     coverage: LaterCoverage | None = None,
-    regions: Mapping[tuple[str, str], Sequence[str] | None] | None = None,
+    regions: Mapping[tuple[str, str], Sequence[str] | None]
+    | Callable[[set[tuple[str, str]]], Mapping[tuple[str, str], Sequence[str] | None]]
+    | None = None,
 ) -> dict[str, list[tuple[FindingRow, str | None, str | None]]]:
     """Classify findings of two runs by key: (row, status before, status after) per section.
 
-    `coverage` is the later run's blind spots: a finding absent from `b` whose resource lies under
-    one of its gaps is not assessed, never fixed. `regions` gives, by key, the regions of rows of
-    `a` where a region-scoped gap must decide (missing: unknown, so covered).
+    `a` may be a function giving its rows (a stream, read twice: memory holds a status per key of
+    `a` and `b`, and only the rows that changed). `coverage` is the later run's blind spots: a
+    finding absent from `b` whose resource lies under one of its gaps is not assessed, never
+    fixed. `regions` gives, by key, the regions of rows of `a` where a region-scoped gap must
+    decide (missing: unknown, so covered); as a function it is asked for those keys only.
+    A key repeated within a run: its last row holds.
     """
-    before = {row.key: row for row in a}
-    after = {row.key: row for row in b}
-    out: dict[str, list[tuple[FindingRow, str | None, str | None]]] = {n: [] for n in RunDiff.SECTIONS}
-    for key, row in after.items():
-        old = before.get(key)
-        was = old.status if old is not None else None
+    rows_a: Callable[[], Iterable[FindingRow]] = a if callable(a) else (lambda: a)
+    before = {key_digest(row.key): row.status for row in rows_a()}
+    after: dict[int, str] = {}
+    changed: dict[int, tuple[DriftSection, tuple[FindingRow, str | None, str | None]]] = {}
+    for row in b:
+        digest = key_digest(row.key)
+        after[digest] = row.status
+        was = before.get(digest)
         section = classify_change(was, row.status)
-        if section is not None:
-            out[section].append((row, was, row.status))
-    for key, row in before.items():
-        if key in after:
-            continue
+        if section is None:
+            changed.pop(digest, None)
+        else:
+            changed[digest] = (section, (row, was, row.status))
+    gone_keys = {digest for digest, status in before.items() if status == "fail" and digest not in after}
+    gone = (
+        {digest: row for row in rows_a() if (digest := key_digest(row.key)) in gone_keys} if gone_keys else {}
+    )
+    if callable(regions):
+        need = {
+            row.key for row in gone.values() if coverage and coverage.needs_regions(row.provider, row.account)
+        }
+        regions = regions(need)
+    for digest, row in gone.items():
         assessed = True
         if coverage:
-            where = (regions or {}).get(key)
+            where = (regions or {}).get(row.key)
             assessed = coverage.gap_over(row.provider, row.account, where) is None
-        section = classify_change(row.status, None, assessed=assessed)
+        section = classify_change(before[digest], None, assessed=assessed)
         if section is not None:
-            out[section].append((row, row.status, None))
-    for rows in out.values():
-        rows.sort(key=lambda item: (item[0].policy_id, item[0].resource_id))
+            changed[digest] = (section, (row, before[digest], None))
+    out: dict[str, list[tuple[FindingRow, str | None, str | None]]] = {n: [] for n in RunDiff.SECTIONS}
+    for section, item in changed.values():
+        out[section].append(item)
+    for listed in out.values():
+        listed.sort(key=lambda item: (item[0].policy_id, item[0].resource_id))
     return out
 
 
@@ -356,9 +392,26 @@ class History:
         """
         if isinstance(document, FindingsDocument):
             run = plain(document.run)
-            findings: Sequence[Mapping[str, Any]] = [plain(f) for f in document.findings]
+            texts: Iterable[bytes] = (orjson.dumps(plain(f)) for f in document.findings)
         else:
-            run, findings = document["run"], document["findings"]
+            run = document["run"]
+            texts = (orjson.dumps(f) for f in document["findings"])
+        return self.record_texts(
+            run, texts, job=job, config_digest=config_digest, bundle=bundle, manifest_sha256=manifest_sha256
+        )
+
+    def record_texts(
+        self,
+        run: Mapping[str, Any],
+        findings: Iterable[bytes],
+        *,
+        job: str,
+        config_digest: str,
+        bundle: str | None = None,
+        manifest_sha256: str | None = None,
+    ) -> RunSummary:
+        """`record` from the run's JSON object and each finding's JSON text, read one at a time (a
+        stream: memory stays flat however many findings there are)."""
         by_status = run["counts"]["by_status"]
         row = {
             "id": run["id"],
@@ -372,7 +425,7 @@ class History:
             "error_count": int(by_status.get("error", 0)),
             "waived_count": int(by_status.get("waived", 0)),
             "pass_count": int(by_status.get("pass", 0)),
-            "baselined_count": sum(1 for f in findings if f.get("baselined")),
+            "baselined_count": 0,  # counted as the findings are stored
             "resources": int(run["coverage"]["resources"]),
             "bundle": bundle,
             "manifest_sha256": manifest_sha256,
@@ -398,16 +451,23 @@ class History:
             }
             for g in coverage.get("gaps", [])
         ]
+        baselined = 0
         with self.engine.begin() as conn:
             conn.execute(insert(runs_table), [row])
             batch: list[dict[str, Any]] = []
-            for seq, finding in enumerate(findings):
-                batch.append(_finding_row(run["id"], seq, finding))
+            for seq, text in enumerate(findings):
+                finding_row = _finding_row(run["id"], seq, text)
+                baselined += finding_row["baselined"]
+                batch.append(finding_row)
                 if len(batch) >= 1000:
                     conn.execute(insert(findings_table), batch)
                     batch = []
             if batch:
                 conn.execute(insert(findings_table), batch)
+            if baselined:
+                conn.execute(
+                    update(runs_table).where(runs_table.c.id == run["id"]).values(baselined_count=baselined)
+                )
             if coverage_rows:
                 conn.execute(
                     insert(coverage_table),
@@ -489,7 +549,7 @@ class History:
             .where(findings_table.c.run_id == run_id)
             .order_by(findings_table.c.seq)
         )
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(stream_results=True, yield_per=1000) as conn:
             for (data,) in conn.execute(query):
                 yield orjson.loads(data)
 
@@ -497,47 +557,39 @@ class History:
         """The run's findings document, typed and checked like a findings file."""
         return check_document(self.document(run_id), f"history run {run_id}")
 
+    def run_info(self, run_id: str) -> RunInfo:
+        """The run's `run` object, typed and checked like a findings file's."""
+        return check_run(self.run_object(run_id), f"history run {run_id}")
+
+    def finding_records(self, run_id: str, run: RunInfo) -> Iterator[FindingRecord]:
+        """The run's findings (`run` is its `run_info`), typed and checked, one at a time."""
+        where = f"history run {run_id}"
+        for index, data in enumerate(self.iter_finding_dicts(run_id)):
+            yield check_finding(data, where, index, run)
+
     def document(self, run_id: str) -> dict[str, Any]:
         """The run's findings JSON document as a JSON object (`{"run": ..., "findings": [...]}`)."""
-        with self.engine.connect() as conn:
-            found = conn.execute(select(runs_table.c.run_json).where(runs_table.c.id == run_id)).first()
-        if found is None:
-            raise InputError(run_id, "no such run in the history")
-        return {"run": orjson.loads(found[0]), "findings": list(self.iter_finding_dicts(run_id))}
+        return {"run": self.run_object(run_id), "findings": list(self.iter_finding_dicts(run_id))}
 
     def finding_rows(self, run_id: str) -> list[FindingRow]:
         """The run's findings without their evidence."""
+        return list(self.iter_finding_rows(run_id, controls=True))
+
+    def iter_finding_rows(self, run_id: str, *, controls: bool = False) -> Iterator[FindingRow]:
+        """The run's findings without their evidence, one at a time (`controls`: with them)."""
         c = findings_table.c
-        query = (
-            select(
-                c.policy_id,
-                c.resource_id,
-                c.provider,
-                c.account,
-                c.resource_name,
-                c.status,
-                c.severity,
-                c.baselined,
-                c.controls,
-            )
-            .where(c.run_id == run_id)
-            .order_by(c.seq)
-        )
+        columns = [c.policy_id, c.resource_id, c.provider, c.account, c.resource_name, c.status, c.severity]
+        query = select(*columns, c.baselined, c.controls if controls else c.seq).where(c.run_id == run_id)
+        with self.engine.connect().execution_options(stream_results=True, yield_per=1000) as conn:
+            for r in conn.execute(query.order_by(c.seq)):
+                yield FindingRow(*r[:7], bool(r[7]), orjson.loads(r[8]) if controls else {})
+
+    def finding_accounts(self, run_id: str) -> set[tuple[str, str]]:
+        """(provider, account) of every finding of the run."""
+        c = findings_table.c
+        query = select(c.provider, c.account).where(c.run_id == run_id).distinct()
         with self.engine.connect() as conn:
-            return [
-                FindingRow(
-                    policy_id=r.policy_id,
-                    resource_id=r.resource_id,
-                    provider=r.provider,
-                    account=r.account,
-                    resource_name=r.resource_name,
-                    status=r.status,
-                    severity=r.severity,
-                    baselined=bool(r.baselined),
-                    controls=orjson.loads(r.controls),
-                )
-                for r in conn.execute(query)
-            ]
+            return {(r.provider, r.account) for r in conn.execute(query)}
 
     def coverage(self, run_id: str) -> list[dict[str, Any]]:
         """Accounts scanned and coverage gaps of a run."""
@@ -613,23 +665,23 @@ class History:
         never fixed (see `auditor.drift`).
         """
         result = RunDiff(a=a, b=b)
-        rows_a, rows_b = self.finding_rows(a.id), self.finding_rows(b.id)
         gaps_a, gaps_b = self.coverage_gaps(a.id), self.coverage_gaps(b.id)
-        seen_b = self.scanned_accounts(b.id) | {(r.provider, r.account) for r in rows_b}
-        known = self.scanned_accounts(a.id) | {(r.provider, r.account) for r in rows_a}
+        seen_b = self.scanned_accounts(b.id) | self.finding_accounts(b.id)
+        known = self.scanned_accounts(a.id) | self.finding_accounts(a.id)
         coverage = LaterCoverage(gaps_b, seen_accounts=seen_b, known_accounts=known)
         regions: dict[tuple[str, str], list[str]] = {}
-        if coverage:
-            present = {r.key for r in rows_b}
-            need = {
-                r.key
-                for r in rows_a
-                if r.status == "fail"
-                and r.key not in present
-                and coverage.needs_regions(r.provider, r.account)
-            }
-            regions = self.finding_regions(a.id, need)
-        for section, rows in diff_rows(rows_a, rows_b, coverage, regions).items():
+
+        def regions_of(keys: set[tuple[str, str]]) -> Mapping[tuple[str, str], Sequence[str] | None]:
+            regions.update(self.finding_regions(a.id, keys))
+            return regions
+
+        rows = diff_rows(
+            lambda: self.iter_finding_rows(a.id),
+            self.iter_finding_rows(b.id),
+            coverage,
+            regions_of if coverage else None,
+        )
+        for section, changed in rows.items():
             getattr(result, section).extend(
                 Change(
                     policy_id=row.policy_id,
@@ -644,7 +696,7 @@ class History:
                     if section == "not_assessed"
                     else None,
                 )
-                for row, was, now in rows
+                for row, was, now in changed
             )
         result.new_gaps, result.closed_gaps = gap_changes(gaps_a, gaps_b)
         return result
@@ -690,7 +742,9 @@ class History:
         return PruneResult(deleted=deleted, kept_as_baseline=sorted(keep.values(), key=lambda r: r.job))
 
 
-def _finding_row(run_id: str, seq: int, finding: Mapping[str, Any]) -> dict[str, Any]:
+def _finding_row(run_id: str, seq: int, text: bytes) -> dict[str, Any]:
+    """The row of one finding, from its JSON text (kept as `data`)."""
+    finding = orjson.loads(text)
     resource = finding["resource"]
     return {
         "run_id": run_id,
@@ -705,7 +759,7 @@ def _finding_row(run_id: str, seq: int, finding: Mapping[str, Any]) -> dict[str,
         "severity": finding["severity"],
         "baselined": bool(finding.get("baselined", False)),
         "controls": orjson.dumps(finding.get("controls", {})).decode(),
-        "data": orjson.dumps(finding).decode(),
+        "data": text.decode(),
     }
 
 

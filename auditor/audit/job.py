@@ -7,7 +7,6 @@ written, and a run that fails midway leaves no bundle and no history entry.
 from __future__ import annotations
 
 import difflib
-import io
 import os
 import re
 import shutil
@@ -26,7 +25,14 @@ from pydantic import ValidationError
 
 from auditor.atomicfile import OWNER_PATTERN, atomic_output, owner_tag, remove_stale, remove_stale_temps
 from auditor.attestations import attest_inventory, load_attestations
-from auditor.audit.baseline import BaselineFile, apply_baseline, load_baseline
+from auditor.audit.baseline import (
+    BaselineFile,
+    BaselineMarks,
+    apply_baseline_gate,
+    find_baselined,
+    load_baseline,
+    mark_baselined,
+)
 from auditor.audit.bundle import (
     BundleWriter,
     generate_key,
@@ -37,15 +43,17 @@ from auditor.audit.bundle import (
     staging_directory,
 )
 from auditor.audit.config import SIGNING_KEY_ENV, SIGNING_PASSPHRASE_ENV, AuditConfig, redact_url
-from auditor.audit.history import History, RunDiff
+from auditor.audit.history import History, RunDiff, RunSummary
 from auditor.check import CheckOptions, empty_run_exit_code, incomplete_reason, prepare_check, run_check
-from auditor.document import AuditInfo, FindingsDocument, check_document, plain, write_document
+from auditor.document import AuditInfo, RunInfo, plain
 from auditor.errors import InputError, each_error, raise_all
 from auditor.findings import Status
+from auditor.findings_stream import FindingsStream
 from auditor.frameworks import available_frameworks, load_framework
 from auditor.inputfile import open_input
 from auditor.policy.loader import load_waivers, shipped_policies_dir
 from auditor.policy.yamlfile import PathKey
+from auditor.report.previous import PreviousRun
 from auditor.scale import Executor, ScaledScan, ScaleOptions, make_executor, scan_sources
 from auditor.scale.units import UnitRunner, run_unit
 from auditor.scan.calls import RETRY_OLD_NAMES, RETRY_SETTINGS
@@ -76,7 +84,7 @@ class AuditOutcome:
     diff: RunDiff | None = None
     baselined: int = 0
     public_key: Path | None = None
-    document: FindingsDocument | None = None
+    run: RunInfo | None = None
     incomplete_reason: str | None = None
 
 
@@ -460,13 +468,6 @@ def _remove_leftovers(config: AuditConfig, started: float, log: Log) -> None:
         log(f"removed {len(removed)} temporary file(s) left by killed runs: {names}")
 
 
-def _document_bytes(document: FindingsDocument) -> bytes:
-    """The findings document in auditor's own layout (the run indented, one finding per line)."""
-    buffer = io.BytesIO()
-    write_document(document, buffer)
-    return buffer.getvalue()
-
-
 def _run(
     config: AuditConfig,
     history: History,
@@ -496,72 +497,74 @@ def _run(
         ),
         spool_dir=out,
     )
+    spool = result.spool
     try:
-        buffer = io.BytesIO()
-        result.spool.write_document(buffer, result.run)
-    finally:
-        result.spool.close()
-    document = check_document(orjson.loads(buffer.getvalue()), "findings.json")
-    run = document.run
-    run.inventory = "inventory.jsonl"
-    baselined = 0
-    if baseline is not None and config.baseline is not None:
-        baselined = apply_baseline(document, baseline, source=config.baseline.name)
-        gate = run.gate  # the baseline recomputes the gate; nothing evaluated stays incomplete
-        gate.exit_code = empty_run_exit_code(gate.exit_code, gate.nothing_evaluated, config.allow_empty)
-    started = datetime.fromisoformat(run.started_at).astimezone(UTC)
-    bundle_name = f"{started:%Y%m%dT%H%M%SZ}-{run.id[:8]}"
-    run.audit = AuditInfo(
-        job=config.name,
-        config_digest=config.digest(),
-        inventory_sources=sources,
-        bundle=None if config.outputs.bundle == "none" else bundle_name,
-        signed_by=key_id(key.public_key()) if key is not None else None,
-    )
-
-    previous = history.last_run(config.name)
-    previous_document = history.findings_document(previous.id) if previous is not None else None
-
-    findings_bytes = _document_bytes(document)
-    findings_path = out / FINDINGS_FILE
-    with atomic_output(findings_path) as handle:
-        handle.write(findings_bytes)
-    writer.add_bytes(FINDINGS_FILE, findings_bytes)
-
-    reports = _render_reports(config, document, inventory, previous_document)
-    for path in reports.values():
-        writer.add_file(path, f"reports/{path.name}")
-    writer.add_bytes("config.json", orjson.dumps(config.redacted(), option=orjson.OPT_INDENT_2) + b"\n")
-    _add_inputs(config, writer)
-
-    bundle_path: Path | None = None
-    manifest_digest: str | None = None
-    meta = {
-        "id": run.id,
-        "job": config.name,
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
-        "exit_code": run.gate.exit_code,
-        "fail_on": run.gate.fail_on.value,
-        "counts": plain(run.counts)["by_status"],
-        "baselined": baselined,
-        "config_digest": run.audit.config_digest,
-        "previous_run": previous.id if previous is not None else None,
-    }
-    if config.outputs.bundle != "none":
-        bundle_path, manifest_digest = writer.seal(
-            out / "bundles" / bundle_name, meta, key=key, archive=config.outputs.bundle == "tar.gz"
+        run = result.run
+        run.inventory = "inventory.jsonl"
+        marks = BaselineMarks()
+        if baseline is not None and config.baseline is not None:
+            marks = find_baselined(spool.texts(), baseline, run)
+            apply_baseline_gate(run, marks, baseline, source=config.baseline.name)
+            gate = run.gate  # the baseline recomputes the gate; nothing evaluated stays incomplete
+            gate.exit_code = empty_run_exit_code(gate.exit_code, gate.nothing_evaluated, config.allow_empty)
+        baselined = len(marks.positions)
+        started = datetime.fromisoformat(run.started_at).astimezone(UTC)
+        bundle_name = f"{started:%Y%m%dT%H%M%SZ}-{run.id[:8]}"
+        run.audit = AuditInfo(
+            job=config.name,
+            config_digest=config.digest(),
+            inventory_sources=sources,
+            bundle=None if config.outputs.bundle == "none" else bundle_name,
+            signed_by=key_id(key.public_key()) if key is not None else None,
         )
-    else:
-        writer.discard()
 
-    current = history.record(
-        document,
-        job=config.name,
-        config_digest=run.audit.config_digest,
-        bundle=str(bundle_path) if bundle_path is not None else None,
-        manifest_sha256=manifest_digest,
-    )
+        def findings() -> Iterator[bytes]:
+            """Each finding's JSON as the document holds it (read from the spool on each call)."""
+            return mark_baselined(spool.texts(), marks) if marks.positions else spool.texts()
+
+        findings_path = out / FINDINGS_FILE
+        with atomic_output(findings_path) as handle:
+            spool.write_document(handle, run, None if not marks.positions else findings())
+        writer.add_file(findings_path, FINDINGS_FILE)
+
+        previous = history.last_run(config.name)
+        reports = _render_reports(config, findings_path, inventory, _previous_run(history, previous))
+        for path in reports.values():
+            writer.add_file(path, f"reports/{path.name}")
+        writer.add_bytes("config.json", orjson.dumps(config.redacted(), option=orjson.OPT_INDENT_2) + b"\n")
+        _add_inputs(config, writer)
+
+        bundle_path: Path | None = None
+        manifest_digest: str | None = None
+        meta = {
+            "id": run.id,
+            "job": config.name,
+            "started_at": run.started_at,
+            "finished_at": run.finished_at,
+            "exit_code": run.gate.exit_code,
+            "fail_on": run.gate.fail_on.value,
+            "counts": plain(run.counts)["by_status"],
+            "baselined": baselined,
+            "config_digest": run.audit.config_digest,
+            "previous_run": previous.id if previous is not None else None,
+        }
+        if config.outputs.bundle != "none":
+            bundle_path, manifest_digest = writer.seal(
+                out / "bundles" / bundle_name, meta, key=key, archive=config.outputs.bundle == "tar.gz"
+            )
+        else:
+            writer.discard()
+
+        current = history.record_texts(
+            plain(run),
+            findings(),
+            job=config.name,
+            config_digest=run.audit.config_digest,
+            bundle=str(bundle_path) if bundle_path is not None else None,
+            manifest_sha256=manifest_digest,
+        )
+    finally:
+        spool.close()
     diff = history.diff(previous, current) if previous is not None else None
     outcome = AuditOutcome(
         exit_code=run.gate.exit_code,
@@ -573,7 +576,7 @@ def _run(
         previous_run=previous.id if previous is not None else None,
         diff=diff,
         baselined=baselined,
-        document=document,
+        run=run,
         incomplete_reason=incomplete_reason(run),
     )
     return outcome
@@ -642,12 +645,13 @@ def scan_configured(
 
 
 def _render_reports(
-    config: AuditConfig, document: FindingsDocument, inventory: Path, previous: FindingsDocument | None
+    config: AuditConfig, findings: Path, inventory: Path, previous: PreviousRun | None
 ) -> dict[str, Path]:
+    """The configured reports of the findings document at `findings`, read one finding at a time."""
     from auditor.report.base import ReportInput, render_to_file
 
     report = ReportInput(
-        document=document,
+        stream=FindingsStream.open(findings, inventory),
         inventory_path=inventory,
         previous=previous,
         frameworks=list(config.outputs.frameworks),
@@ -660,6 +664,14 @@ def _render_reports(
             raise InputError("outputs.formats", f"report format '{fmt}' is not available: {exc}") from exc
         written[fmt] = path
     return written
+
+
+def _previous_run(history: History, previous: RunSummary | None) -> PreviousRun | None:
+    """The job's previous run as drift reads it, from the history, one finding at a time."""
+    if previous is None:
+        return None
+    run = history.run_info(previous.id)
+    return PreviousRun(run, lambda: history.finding_records(previous.id, run))
 
 
 def _add_inputs(config: AuditConfig, writer: BundleWriter) -> None:
@@ -685,8 +697,8 @@ def _add_inputs(config: AuditConfig, writer: BundleWriter) -> None:
 def summary_lines(config: AuditConfig, outcome: AuditOutcome) -> list[str]:
     """The run's result as `auditor audit` prints it (stdout): counts, drift since the previous run,
     what was written where, the gate line, and the reason when the run is incomplete (last)."""
-    assert outcome.document is not None
-    run = outcome.document.run
+    run = outcome.run
+    assert run is not None
     counts = run.counts.by_status
     lines = [
         f"run {outcome.run_id}: {run.coverage.resources} resources, "

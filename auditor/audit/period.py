@@ -241,7 +241,7 @@ def _control_counts(
     counts: dict[str, dict[str, int]] = {
         cid: {"fail": 0, "error": 0, "waived": 0, "pass": 0} for cid in control_ids
     }
-    for row in history.finding_rows(run_id):
+    for row in history.iter_finding_rows(run_id, controls=True):
         for cid in row.controls.get(framework, []):
             bucket = counts.setdefault(cid, {"fail": 0, "error": 0, "waived": 0, "pass": 0})
             if row.status in bucket:

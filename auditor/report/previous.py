@@ -11,22 +11,14 @@ billion keys has odds below 1e-20).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from auditor.document import FindingRecord, FindingsDocument, RunInfo
-from auditor.drift import RecordedGap
+from auditor.drift import RecordedGap, key_digest
 from auditor.findings import Severity, Status
 from auditor.findings_stream import FindingsStream
-
-
-def key_digest(key: tuple[str, str]) -> int:
-    """A finding's key (policy id, resource id) as the 128-bit number `PreviousRun` keeps."""
-    policy_id, resource_id = key
-    text = f"{len(policy_id)}:{policy_id}{resource_id}".encode()
-    return int.from_bytes(hashlib.blake2b(text, digest_size=16).digest(), "big")
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ from auditor.document import (
     WaiverUse,
     ZoneInfo,
 )
-from auditor.drift import LaterCoverage, RecordedGap, classify_change, gap_changes
+from auditor.drift import LaterCoverage, RecordedGap, classify_change, gap_changes, key_digest
 from auditor.errors import InputError
 from auditor.findings import OWNER_TAG, Severity, Status
 from auditor.frameworks import (
@@ -59,7 +59,7 @@ from auditor.policy.loader import shipped_root
 from auditor.report.base import ReportInput
 from auditor.report.evidence import Excerpt, is_absent
 from auditor.report.evidence import excerpt as answer_excerpt
-from auditor.report.previous import FindingFacts, PreviousRun, key_digest
+from auditor.report.previous import FindingFacts, PreviousRun
 from auditor.report.undecided import UNKNOWN_ACTIONS, UndecidedAction, undecided_actions
 from auditor.sources import provider_names, source_labels
 

@@ -19,8 +19,9 @@ import yaml
 from click.testing import Result
 
 from auditor.audit.config import REPORT_FILES, AuditConfig
-from auditor.document import plain
+from auditor.drift import key_digest
 from auditor.report import base as report_base
+from auditor.report.previous import PreviousRun
 
 from .conftest import (
     CUSTOMER_DATA,
@@ -143,9 +144,23 @@ def test_two_runs_give_a_diff_and_a_report_with_changes(
     assert second.exit_code == 1, second.stderr
     second_doc = findings(tmp_path / "out" / "findings.json")
     assert second_doc["run"]["id"] != first_doc["run"]["id"]
-    # Every report of the second run got the first run (from the history) as `previous`.
+    # Every report of the second run got the first run (from the history, read one finding at a
+    # time) as `previous`: its statuses by key, and the facts of its failures read again.
     assert len(seen) == 3
-    assert all(r.previous is not None and plain(r.previous) == first_doc for r in seen)
+    statuses = {key_digest((f["policy_id"], f["resource"]["id"])): f["status"] for f in first_doc["findings"]}
+    failures = {
+        key_digest((f["policy_id"], f["resource"]["id"]))
+        for f in first_doc["findings"]
+        if f["status"] == "fail"
+    }
+    for report in seen:
+        previous = report.previous
+        assert isinstance(previous, PreviousRun)
+        assert previous.id == first_doc["run"]["id"] and previous.statuses == statuses
+        facts = list(previous.failures_among(failures))
+        assert sorted((f.policy_id, f.resource_id) for f in facts) == sorted(
+            (f["policy_id"], f["resource"]["id"]) for f in first_doc["findings"] if f["status"] == "fail"
+        )
     assert "1 new failure(s), 1 fixed" in second.stdout
 
     diff = run_cli("history", "--config", config, "diff", "latest~1", "latest", "--format", "json")

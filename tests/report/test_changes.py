@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 
 from auditor.document import FindingsDocument, load_document, write_document
+from auditor.drift import key_digest
 from auditor.findings_stream import FindingsStream
 from auditor.report.base import ReportInput, render_to_file
 from auditor.report.markdown import md
-from auditor.report.previous import FindingFacts, PreviousRun, key_digest
+from auditor.report.previous import FindingFacts, PreviousRun
 from auditor.report.view import compare_runs
 
 from .conftest import DEMO_INVENTORY, run_check, typed
