@@ -264,7 +264,7 @@ class RunDiff:
 
 def diff_rows(
     a: Sequence[FindingRow] | Callable[[], Iterable[FindingRow]],
-    b: Iterable[FindingRow],
+    b: Sequence[FindingRow] | Callable[[], Iterable[FindingRow]],
     coverage: LaterCoverage | None = None,
     regions: Mapping[tuple[str, str], Sequence[str] | None]
     | Callable[[set[tuple[str, str]]], Mapping[tuple[str, str], Sequence[str] | None]]
@@ -272,27 +272,28 @@ def diff_rows(
 ) -> dict[str, list[tuple[FindingRow, str | None, str | None]]]:
     """Classify findings of two runs by key: (row, status before, status after) per section.
 
-    `a` may be a function giving its rows (a stream, read twice: memory holds a status per key of
-    `a` and `b`, and only the rows that changed). `coverage` is the later run's blind spots: a
-    finding absent from `b` whose resource lies under one of its gaps is not assessed, never
-    fixed. `regions` gives, by key, the regions of rows of `a` where a region-scoped gap must
-    decide (missing: unknown, so covered); as a function it is asked for those keys only.
-    A key repeated within a run: its last row holds.
+    `a` and `b` may be functions giving their rows (streams, each read at most twice): memory then
+    holds a status per key of `a` (a digest, `auditor.drift.key_digest`), and only the rows that
+    changed. `coverage` is the later run's blind spots: a finding absent from `b` whose resource
+    lies under one of its gaps is not assessed, never fixed. `regions` gives, by key, the regions of
+    rows of `a` where a region-scoped gap must decide (missing: unknown, so covered); as a function
+    it is asked for those keys only. A key repeated within a run: its last row holds.
     """
     rows_a: Callable[[], Iterable[FindingRow]] = a if callable(a) else (lambda: a)
+    rows_b: Callable[[], Iterable[FindingRow]] = b if callable(b) else (lambda: b)
     before = {key_digest(row.key): row.status for row in rows_a()}
-    after: dict[int, str] = {}
     changed: dict[int, tuple[DriftSection, tuple[FindingRow, str | None, str | None]]] = {}
-    for row in b:
+    for row in rows_b():
         digest = key_digest(row.key)
-        after[digest] = row.status
         was = before.get(digest)
         section = classify_change(was, row.status)
         if section is None:
             changed.pop(digest, None)
         else:
             changed[digest] = (section, (row, was, row.status))
-    gone_keys = {digest for digest, status in before.items() if status == "fail" and digest not in after}
+    gone_keys = {digest for digest, status in before.items() if status == "fail"}
+    if gone_keys:
+        gone_keys.difference_update(key_digest(row.key) for row in rows_b())
     gone = (
         {digest: row for row in rows_a() if (digest := key_digest(row.key)) in gone_keys} if gone_keys else {}
     )
@@ -677,7 +678,7 @@ class History:
 
         rows = diff_rows(
             lambda: self.iter_finding_rows(a.id),
-            self.iter_finding_rows(b.id),
+            lambda: self.iter_finding_rows(b.id),
             coverage,
             regions_of if coverage else None,
         )

@@ -205,7 +205,7 @@ def test_drift_from_a_stream_is_drift_from_lists() -> None:
         asked.append(keys)
         return {("p.a", "/sub-b/c3"): ["westeurope"]}
 
-    streamed = diff_rows(stream, iter(later), coverage, regions)
+    streamed = diff_rows(stream, lambda: iter(later), coverage, regions)
     listed = diff_rows(earlier, later, coverage, {("p.a", "/sub-b/c3"): ["westeurope"]})
     assert streamed == listed
     assert len(reads) == 2 and asked == [{("p.a", "/sub-b/c3")}]  # only the gone failure under a gap
