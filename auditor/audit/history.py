@@ -37,11 +37,9 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from auditor.audit.config import redact_url
 from auditor.document import (
-    FindingRecord,
     FindingsDocument,
     RunInfo,
     check_document,
-    check_finding,
     check_run,
     plain,
 )
@@ -55,6 +53,8 @@ from auditor.drift import (
     key_digest,
 )
 from auditor.errors import InputError
+from auditor.findings import Severity, Status
+from auditor.report.previous import FindingFacts, PreviousRun
 
 metadata = MetaData()
 
@@ -318,6 +318,39 @@ def diff_rows(
     return out
 
 
+class _StoredRun(PreviousRun):
+    """A run of the history as drift reads it (`History.previous_run`)."""
+
+    def __init__(self, history: History, run_id: str) -> None:
+        self._history = history
+        super().__init__(history.run_info(run_id))
+
+    def _statuses(self) -> Iterator[tuple[tuple[str, str], str, str, str]]:
+        for row in self._history.iter_finding_rows(self.id):
+            yield row.key, row.status, row.provider, row.account
+
+    def _failures(self, digests: set[int]) -> Iterator[tuple[int, FindingFacts]]:
+        rows = {
+            digest: row
+            for row in self._history.iter_finding_rows(self.id)
+            if row.status == Status.FAIL.value and (digest := key_digest(row.key)) in digests
+        }
+        regions = self._history.finding_regions(self.id, {row.key for row in rows.values()})
+        for digest, row in rows.items():
+            yield (
+                digest,
+                FindingFacts(
+                    policy_id=row.policy_id,
+                    severity=Severity(row.severity),
+                    provider=row.provider,
+                    account=row.account,
+                    name=row.resource_name,
+                    resource_id=row.resource_id,
+                    regions=tuple(regions.get(row.key) or ()),
+                ),
+            )
+
+
 @dataclass
 class PruneResult:
     """Which runs a prune removed and which old ones it kept as period baselines."""
@@ -562,11 +595,10 @@ class History:
         """The run's `run` object, typed and checked like a findings file's."""
         return check_run(self.run_object(run_id), f"history run {run_id}")
 
-    def finding_records(self, run_id: str, run: RunInfo) -> Iterator[FindingRecord]:
-        """The run's findings (`run` is its `run_info`), typed and checked, one at a time."""
-        where = f"history run {run_id}"
-        for index, data in enumerate(self.iter_finding_dicts(run_id)):
-            yield check_finding(data, where, index, run)
+    def previous_run(self, run_id: str) -> PreviousRun:
+        """The run as the reports' changes read an earlier run: from the findings' columns, one
+        finding at a time, without reading their JSON (but for the regions of failures)."""
+        return _StoredRun(self, run_id)
 
     def document(self, run_id: str) -> dict[str, Any]:
         """The run's findings JSON document as a JSON object (`{"run": ..., "findings": [...]}`)."""

@@ -43,7 +43,7 @@ from auditor.audit.bundle import (
     staging_directory,
 )
 from auditor.audit.config import SIGNING_KEY_ENV, SIGNING_PASSPHRASE_ENV, AuditConfig, redact_url
-from auditor.audit.history import History, RunDiff, RunSummary
+from auditor.audit.history import History, RunDiff
 from auditor.check import CheckOptions, empty_run_exit_code, incomplete_reason, prepare_check, run_check
 from auditor.document import AuditInfo, RunInfo, plain
 from auditor.errors import InputError, each_error, raise_all
@@ -528,7 +528,8 @@ def _run(
         writer.add_file(findings_path, FINDINGS_FILE)
 
         previous = history.last_run(config.name)
-        reports = _render_reports(config, findings_path, inventory, _previous_run(history, previous))
+        compared = history.previous_run(previous.id) if previous is not None else None
+        reports = _render_reports(config, findings_path, inventory, compared)
         for path in reports.values():
             writer.add_file(path, f"reports/{path.name}")
         writer.add_bytes("config.json", orjson.dumps(config.redacted(), option=orjson.OPT_INDENT_2) + b"\n")
@@ -664,14 +665,6 @@ def _render_reports(
             raise InputError("outputs.formats", f"report format '{fmt}' is not available: {exc}") from exc
         written[fmt] = path
     return written
-
-
-def _previous_run(history: History, previous: RunSummary | None) -> PreviousRun | None:
-    """The job's previous run as drift reads it, from the history, one finding at a time."""
-    if previous is None:
-        return None
-    run = history.run_info(previous.id)
-    return PreviousRun(run, lambda: history.finding_records(previous.id, run))
 
 
 def _add_inputs(config: AuditConfig, writer: BundleWriter) -> None:

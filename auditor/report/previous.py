@@ -52,32 +52,44 @@ class FindingFacts:
 class PreviousRun:
     """What drift needs of an earlier run: its id, start, coverage gaps and the accounts it saw, and
     each finding's status by key digest (`statuses`); the facts of its failures are read again,
-    for the few a later run no longer reports (`failures_among`)."""
+    for the few a later run no longer reports (`failures_among`).
 
-    def __init__(self, run: RunInfo, findings: Callable[[], Iterable[FindingRecord]]) -> None:
+    `findings` gives the run's findings, read once for the statuses and again for the facts. A run
+    kept elsewhere (the audit history) leaves it out and overrides `_statuses` and `_failures`.
+    """
+
+    def __init__(self, run: RunInfo, findings: Callable[[], Iterable[FindingRecord]] | None = None) -> None:
         self.id = run.id
         self.started_at = run.started_at
         self.gaps: list[RecordedGap] = [gap.coverage_gap() for gap in run.coverage.gaps]
-        self._findings = findings
+        self._findings = findings or (lambda: ())
         accounts = {(account.provider, account.account) for account in run.coverage.accounts}
         statuses: dict[int, str] = {}
-        for finding in findings():
-            resource = finding.resource
-            accounts.add((resource.provider, resource.account))
-            statuses[key_digest(finding.key)] = finding.status.value  # a key repeated: the last holds
+        for key, status, provider, account in self._statuses():
+            accounts.add((provider, account))
+            statuses[key_digest(key)] = status  # a key repeated: the last holds
         self.accounts = accounts
         self.statuses = statuses
 
     def failures_among(self, digests: set[int]) -> Iterator[FindingFacts]:
         """The failures whose key digest is in `digests`, in document order, with their facts."""
-        facts: dict[int, FindingFacts] = {}
+        facts = dict(self._failures(digests))  # a key repeated: the last holds
+        statuses = self.statuses
+        yield from (fact for digest, fact in facts.items() if statuses[digest] == Status.FAIL.value)
+
+    def _statuses(self) -> Iterator[tuple[tuple[str, str], str, str, str]]:
+        """Each finding's key, status, provider and account, in document order."""
+        for finding in self._findings():
+            resource = finding.resource
+            yield finding.key, finding.status.value, resource.provider, resource.account
+
+    def _failures(self, digests: set[int]) -> Iterator[tuple[int, FindingFacts]]:
+        """The failures whose key digest is in `digests`, with that digest, in document order."""
         for finding in self._findings():
             if finding.status is Status.FAIL:
                 digest = key_digest(finding.key)
                 if digest in digests:
-                    facts[digest] = FindingFacts.of(finding)
-        statuses = self.statuses
-        yield from (fact for digest, fact in facts.items() if statuses[digest] == Status.FAIL.value)
+                    yield digest, FindingFacts.of(finding)
 
     @classmethod
     def open(cls, path: Path) -> PreviousRun:

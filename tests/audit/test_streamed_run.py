@@ -23,8 +23,9 @@ from auditor.audit.baseline import (
 from auditor.audit.history import FindingRow, History, diff_rows
 from auditor.check import CheckOptions, CheckResult, run_check
 from auditor.document import FindingsDocument, check_document, check_run, plain, write_document
-from auditor.drift import LaterCoverage, RecordedGap
+from auditor.drift import LaterCoverage, RecordedGap, key_digest
 from auditor.findings import Severity, Status
+from auditor.report.previous import PreviousRun
 
 from .conftest import read_records, write_records
 
@@ -163,8 +164,16 @@ def test_history_records_streamed_texts_as_the_document(history_url: str, checke
         assert summary.counts["baselined"] == len(marks.positions) > 0
         run = store.run_info(summary.id)
         assert plain(run) == plain(check_run(plain(checked.run), "x")) == plain(checked.run)
-        records = list(store.finding_records(summary.id, run))
-        assert [plain(r) for r in records] == stored["findings"]
+        # The run as the reports' changes read it: from the rows, as from the document.
+        stored_run, document_run = store.previous_run(summary.id), PreviousRun.of(document)
+        assert (stored_run.id, stored_run.started_at) == (document_run.id, document_run.started_at)
+        assert stored_run.gaps == document_run.gaps and stored_run.accounts == document_run.accounts
+        assert stored_run.statuses == document_run.statuses
+        failing = [key_digest(f.key) for f in document.findings if f.status is Status.FAIL]
+        wanted = set(failing[::2]) | {key_digest(("no.such-policy", "x"))}
+        facts = list(stored_run.failures_among(wanted))
+        assert facts == list(document_run.failures_among(wanted)) and len(facts) == len(set(failing[::2]))
+        assert any(fact.regions for fact in facts)
 
 
 def _row(policy: str, resource: str, status: str, account: str = "sub-a") -> FindingRow:
