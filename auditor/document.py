@@ -14,7 +14,7 @@ import io
 import os
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -413,16 +413,12 @@ class FindingsSpool:
     def write_document(self, out: IO[bytes], run: RunInfo, texts: Iterable[bytes] | None = None) -> None:
         """Write `{"run": ..., "findings": [...]}` to `out`: the spooled findings, or `texts` (each
         finding's JSON, e.g. the spooled ones rewritten) in their place."""
-        out.write(_document_head(run))
-        if texts is None:
-            self._handle.flush()
-            _copy_spool(self._handle, out)
-        else:
-            separator = b""
-            for text in texts:
-                out.write(separator)
-                out.write(text)
-                separator = b",\n"
+        if texts is not None:
+            write_document_texts(plain(run), texts, out)
+            return
+        out.write(_document_head(plain(run)))
+        self._handle.flush()
+        _copy_spool(self._handle, out)
         out.write(b"\n]}\n")
 
     def close(self) -> None:
@@ -461,9 +457,21 @@ def write_findings_document(spool: FindingsSpool, run: RunInfo, output: Path | N
         spool.write_document(handle, run)
 
 
-def _document_head(run: RunInfo) -> bytes:
+def _document_head(run: Mapping[str, Any]) -> bytes:
     # auditor's layout: the run indented, then one finding per line (auditor.findings_stream reads it)
-    return b'{"run": ' + orjson.dumps(plain(run), option=orjson.OPT_INDENT_2) + b',\n"findings": [\n'
+    return b'{"run": ' + orjson.dumps(run, option=orjson.OPT_INDENT_2) + b',\n"findings": [\n'
+
+
+def write_document_texts(run: Mapping[str, Any], texts: Iterable[bytes], out: IO[bytes]) -> None:
+    """A document in auditor's layout from the run's JSON object and each finding's JSON text,
+    written one finding at a time as they come (a stream)."""
+    out.write(_document_head(run))
+    separator = b""
+    for text in texts:
+        out.write(separator)
+        out.write(text)
+        separator = b",\n"
+    out.write(b"\n]}\n")
 
 
 def write_document(document: FindingsDocument, out: IO[bytes]) -> None:
@@ -476,7 +484,7 @@ def write_document_parts(
     run: RunInfo, findings: Iterable[FindingRecord], extra: dict[str, Any], out: IO[bytes]
 ) -> None:
     """`write_document` from its parts, findings written one at a time as they come (a stream)."""
-    out.write(_document_head(run))
+    out.write(_document_head(plain(run)))
     separator = b""
     for finding in findings:
         out.write(separator + orjson.dumps(plain(finding)))

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from auditor.atomicfile import atomic_output
-from auditor.document import BaselineUse, FindingsDocument, RunInfo
+from auditor.document import BaselineUse, FindingRecord, RunInfo
 from auditor.findings import Severity, Status
 from auditor.policy.yamlfile import load_yaml
 
@@ -62,10 +62,11 @@ def load_baseline(path: Path) -> BaselineFile:
         raise doc.validation_error(exc) from exc
 
 
-def baseline_from_document(document: FindingsDocument) -> BaselineFile:
-    """A baseline of every `fail` finding in a findings document (waived ones need no baseline)."""
+def baseline_from_findings(run: RunInfo, findings: Iterable[FindingRecord]) -> BaselineFile:
+    """A baseline of every `fail` finding of a run (waived ones need no baseline), the findings
+    read one at a time."""
     entries: dict[tuple[str, str], BaselineEntry] = {}
-    for finding in document.findings:
+    for finding in findings:
         if finding.status is not Status.FAIL:
             continue
         resource = finding.resource
@@ -83,7 +84,7 @@ def baseline_from_document(document: FindingsDocument) -> BaselineFile:
         )
     return BaselineFile(
         created_at=datetime.now(UTC).replace(microsecond=0).isoformat(),
-        source_run=document.run.id,
+        source_run=run.id,
         entries=sorted(entries.values(), key=lambda e: (e.policy, e.resource)),
     )
 

@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
@@ -32,6 +32,9 @@ from auditor.errors import InputError
 from auditor.findings import Severity
 from auditor.report.base import unavailable
 from auditor.streams import diagnostic, result
+
+if TYPE_CHECKING:
+    from auditor.audit.history import History, RunSummary
 
 EXIT_OK, EXIT_VIOLATIONS = 0, 1
 
@@ -246,11 +249,19 @@ def history_show(ctx: click.Context, run_ref: str, output_format: str, show_all:
     """One run (id, unique prefix, `latest` or `latest~N`): its summary and non-pass findings."""
     with _open(ctx) as store:
         run = store.resolve(run_ref)
-        if output_format == "json":
-            _echo_json(store.document(run.id))
+        if output_format == "json":  # the findings document, streamed as stored
+            from auditor.document import write_document_texts
+
+            texts = (text.encode() for text in store.iter_finding_texts(run.id))
+            write_document_texts(store.run_object(run.id), texts, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
             return
-        rows = store.finding_rows(run.id)
-        coverage = store.coverage(run.id)
+        _show_run(run, store, show_all)
+
+
+def _show_run(run: RunSummary, store: History, show_all: bool) -> None:
+    """`history show` as text: the run, its coverage gaps and its findings, one row at a time."""
+    coverage = store.coverage(run.id)
     c = run.counts
     click.echo(f"run {run.id} (job {run.job})")
     click.echo(f"  started {run.started_at.isoformat()}  finished {run.finished_at.isoformat()}")
@@ -266,7 +277,7 @@ def history_show(ctx: click.Context, run_ref: str, output_format: str, show_all:
             )
     if run.bundle:
         click.echo(f"  bundle {run.bundle} (manifest sha256 {run.manifest_sha256})")
-    for row in rows:
+    for row in store.iter_finding_rows(run.id):
         if row.status == "pass" and not show_all:
             continue
         mark = " (baselined)" if row.baselined else ""
@@ -401,11 +412,11 @@ def baseline() -> None:
 @click.option("--output", "-o", required=True, type=click.Path(path_type=Path, dir_okay=False))
 def baseline_create(findings_path: Path, output: Path) -> None:
     """Write every current failure (policy id + resource id) to a baseline file."""
-    from auditor.audit.baseline import baseline_from_document, write_baseline
-    from auditor.document import load_document
+    from auditor.audit.baseline import baseline_from_findings, write_baseline
+    from auditor.findings_stream import FindingsStream
 
-    document = load_document(findings_path)  # bounded read, checked shape, one-line errors
-    result = baseline_from_document(document)
+    stream = FindingsStream.open(findings_path)  # bounded read, checked shape, one-line errors
+    result = baseline_from_findings(stream.run, stream.findings(as_written=True))
     write_baseline(result, output)
     click.echo(f"baseline of {len(result.entries)} failure(s) written to {output}")
 

@@ -578,6 +578,11 @@ class History:
 
     def iter_finding_dicts(self, run_id: str) -> Iterator[dict[str, Any]]:
         """The run's findings, as findings-JSON dicts, in their original order."""
+        for text in self.iter_finding_texts(run_id):
+            yield orjson.loads(text)
+
+    def iter_finding_texts(self, run_id: str) -> Iterator[str]:
+        """The run's findings as stored (each one's JSON text), in their original order, one at a time."""
         query = (
             select(findings_table.c.data)
             .where(findings_table.c.run_id == run_id)
@@ -585,7 +590,7 @@ class History:
         )
         with self.engine.connect().execution_options(stream_results=True, yield_per=1000) as conn:
             for (data,) in conn.execute(query):
-                yield orjson.loads(data)
+                yield data
 
     def findings_document(self, run_id: str) -> FindingsDocument:
         """The run's findings document, typed and checked like a findings file."""

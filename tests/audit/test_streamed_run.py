@@ -5,12 +5,15 @@ the same bytes, the same gate, the same changes."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+import yaml
+from click.testing import Result
 
 from auditor.audit.baseline import (
     BaselineEntry,
@@ -229,3 +232,42 @@ def test_drift_from_a_stream_is_drift_from_lists() -> None:
         "newly_waived": [],
         "not_assessed": [("p.a", "/sub-b/c3", "fail", None)],
     }
+
+
+def test_history_show_json_streams_the_stored_document(
+    tmp_path: Path, checked: CheckResult, run_cli: Callable[..., Result]
+) -> None:
+    database = tmp_path / "history.db"
+    with History(f"sqlite:///{database}") as store:
+        summary = store.record_texts(plain(checked.run), checked.spool.texts(), job="j", config_digest="x")
+        stored = store.document(summary.id)
+    shown = run_cli("history", "--database", database, "show", summary.id, "--format", "json")
+    assert shown.exit_code == 0, shown.stderr
+    assert json.loads(shown.stdout) == stored and len(stored["findings"]) > 100
+    # auditor's layout: the run indented, then each finding on its own line, as stored
+    lines = shown.stdout.splitlines()
+    start = lines.index('"findings": [')
+    assert [line.rstrip(",") for line in lines[start + 1 : -1]] == [t.decode() for t in checked.spool.texts()]
+
+
+def test_a_baseline_is_made_from_a_streamed_or_a_whole_document(
+    tmp_path: Path, checked: CheckResult, run_cli: Callable[..., Result]
+) -> None:
+    streamed = tmp_path / "findings.json"
+    with streamed.open("wb") as handle:
+        checked.spool.write_document(handle, checked.run)
+    whole = tmp_path / "indented.json"  # not auditor's layout: read whole
+    whole.write_bytes(orjson.dumps(orjson.loads(streamed.read_bytes()), option=orjson.OPT_INDENT_2))
+    made = []
+    for findings in (streamed, whole):
+        output = tmp_path / f"baseline-{findings.stem}.yaml"
+        result = run_cli("baseline", "create", "--findings", findings, "--output", output)
+        assert result.exit_code == 0, result.stderr
+        made.append(yaml.safe_load(output.read_text()))
+    failing = {
+        (f["policy_id"], f["resource"]["id"])
+        for f in orjson.loads(streamed.read_bytes())["findings"]
+        if f["status"] == "fail"
+    }
+    assert made[0]["entries"] == made[1]["entries"] and made[0]["source_run"] == checked.run.id
+    assert {(e["policy"], e["resource"]) for e in made[0]["entries"]} == failing and failing
