@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from sys import intern
 from typing import Any
 
 import orjson
@@ -281,7 +282,7 @@ def diff_rows(
     """
     rows_a: Callable[[], Iterable[FindingRow]] = a if callable(a) else (lambda: a)
     rows_b: Callable[[], Iterable[FindingRow]] = b if callable(b) else (lambda: b)
-    before = {key_digest(row.key): row.status for row in rows_a()}
+    before = {key_digest(row.key): intern(row.status) for row in rows_a()}  # one str per status
     changed: dict[int, tuple[DriftSection, tuple[FindingRow, str | None, str | None]]] = {}
     for row in rows_b():
         digest = key_digest(row.key)
@@ -327,7 +328,7 @@ class _StoredRun(PreviousRun):
 
     def _statuses(self) -> Iterator[tuple[tuple[str, str], str, str, str]]:
         for row in self._history.iter_finding_rows(self.id):
-            yield row.key, row.status, row.provider, row.account
+            yield row.key, intern(row.status), row.provider, row.account  # kept: one str per status
 
     def _failures(self, digests: set[int]) -> Iterator[tuple[int, FindingFacts]]:
         rows = {
