@@ -141,15 +141,17 @@ class FindingsStream:
         return stream
 
     @classmethod
-    def open(cls, path: Path, inventory: Path | None = None) -> FindingsStream:
+    def open(cls, path: Path, inventory: Path | None = None, *, written_here: bool = False) -> FindingsStream:
         """The document at `path`: its run read and checked now, its findings when iterated.
 
-        Only a regular file of at most MAX_FINDINGS_BYTES is read; bad input raises InputError.
+        Only a regular file of at most MAX_FINDINGS_BYTES is read, unless the document was
+        `written_here` (by this process: the audit job's own, read one finding at a time however
+        large it is); bad input raises InputError.
         """
         with open_input(path, "findings") as handle:
             size = handle.seek(0, 2)
             handle.seek(0)
-            if size > MAX_FINDINGS_BYTES:
+            if size > MAX_FINDINGS_BYTES and not written_here:
                 raise InputError(str(path), "findings is larger than 4 GiB, the limit")
             run_data = _read_run(handle, path)
         if run_data is None:  # not the layout auditor writes: read it whole

@@ -652,7 +652,7 @@ def _render_reports(
     from auditor.report.base import ReportInput, render_to_file
 
     report = ReportInput(
-        stream=FindingsStream.open(findings, inventory),
+        stream=FindingsStream.open(findings, inventory, written_here=True),
         inventory_path=inventory,
         previous=previous,
         frameworks=list(config.outputs.frameworks),

@@ -18,6 +18,7 @@ import pytest
 import yaml
 from click.testing import Result
 
+from auditor import findings_stream
 from auditor.audit.config import REPORT_FILES, AuditConfig
 from auditor.drift import key_digest
 from auditor.report import base as report_base
@@ -687,3 +688,18 @@ def test_audit_applies_attestations_and_bundles_the_file(tmp_path: Path, run_cli
     bad = run_cli("audit", "--config", config)
     assert bad.exit_code == 2
     assert f"{attestations}:3" in bad.stderr and "does not fit" in bad.stderr
+
+
+def test_the_job_reads_back_its_own_findings_however_large(
+    tmp_path: Path, run_cli: RunCli, demo_inventory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The size limit guards reading someone else's findings file; the job streams its own document
+    # to its reports whatever its size (a million resources in the inline form is about 6 GB).
+    monkeypatch.setattr(findings_stream, "MAX_FINDINGS_BYTES", 10_000)
+    result = run_cli("audit", "--config", write_config(tmp_path, demo_inventory))
+    assert result.exit_code == 1, result.stderr
+    findings_file = tmp_path / "out" / "findings.json"
+    assert findings_file.stat().st_size > 10_000
+    assert "acme-customer-data-eu" in (tmp_path / "out" / "report.html").read_text()
+    report = run_cli("report", "--findings", findings_file, "--format", "html", "-o", tmp_path / "r.html")
+    assert report.exit_code == 2 and "larger than 4 GiB" in report.stderr
