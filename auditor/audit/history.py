@@ -40,7 +40,6 @@ from auditor.audit.config import redact_url
 from auditor.document import (
     FindingsDocument,
     RunInfo,
-    check_document,
     check_run,
     plain,
 )
@@ -593,10 +592,6 @@ class History:
             for (data,) in conn.execute(query):
                 yield data
 
-    def findings_document(self, run_id: str) -> FindingsDocument:
-        """The run's findings document, typed and checked like a findings file."""
-        return check_document(self.document(run_id), f"history run {run_id}")
-
     def run_info(self, run_id: str) -> RunInfo:
         """The run's `run` object, typed and checked like a findings file's."""
         return check_run(self.run_object(run_id), f"history run {run_id}")
@@ -609,10 +604,6 @@ class History:
     def document(self, run_id: str) -> dict[str, Any]:
         """The run's findings JSON document as a JSON object (`{"run": ..., "findings": [...]}`)."""
         return {"run": self.run_object(run_id), "findings": list(self.iter_finding_dicts(run_id))}
-
-    def finding_rows(self, run_id: str) -> list[FindingRow]:
-        """The run's findings without their evidence."""
-        return list(self.iter_finding_rows(run_id, controls=True))
 
     def iter_finding_rows(self, run_id: str, *, controls: bool = False) -> Iterator[FindingRow]:
         """The run's findings without their evidence, one at a time (`controls`: with them)."""

@@ -123,7 +123,7 @@ def test_diff_of_two_real_runs(store: History, demo_inventory: Path, changed_inv
     ]
     unknown = {(c.policy_id, c.resource_id) for c in diff.newly_unknown}
     assert ("training.ai-training-consent", "gs://acme-gcs-ml-features") in unknown
-    before_fail = {(r.policy_id, r.resource_id) for r in store.finding_rows(a.id) if r.status == "fail"}
+    before_fail = {(r.policy_id, r.resource_id) for r in store.iter_finding_rows(a.id) if r.status == "fail"}
     assert len(diff.still_failing) == len(before_fail) - 1
     assert diff.to_json_dict()["new_failures"][0]["resource"]["name"] == "acme-customer-data-eu"
 
@@ -308,7 +308,7 @@ def test_an_account_that_becomes_a_gap_is_not_assessed_not_fixed(
     full = store.record(check_document(demo_inventory), job="j", config_digest="x")
     failing = {
         (r.policy_id, r.resource_id)
-        for r in store.finding_rows(full.id)
+        for r in store.iter_finding_rows(full.id)
         if r.status == "fail" and r.account == GAP_ACCOUNT
     }
     assert len(failing) >= 2  # 8 in the demo
