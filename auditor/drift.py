@@ -23,7 +23,8 @@ A failing finding that becomes `error` is `newly_unknown`, never fixed.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from array import array
+from collections.abc import ItemsView, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -47,6 +48,124 @@ def key_digest(key: tuple[str, str]) -> int:
     policy_id, resource_id = key
     text = f"{len(policy_id)}:{policy_id}{resource_id}".encode()
     return int.from_bytes(hashlib.blake2b(text, digest_size=16).digest(), "big")
+
+
+_LOW_64 = (1 << 64) - 1
+_DIGESTS = 1 << 128
+_PRESIZE_LIMIT = 1 << 20
+
+
+class StatusTable(Mapping[int, str]):
+    """Statuses by key digest (`key_digest`), held in flat arrays: about 17 bytes a slot, 20 to 50
+    an entry, where a dict of 128-bit ints takes about 120, so a run of millions of findings can be
+    compared with another on a small machine. Setting a digest again replaces its status (a key
+    repeated within a run: the last holds); entries are never removed.
+
+    Open addressing with linear probing over the digest's high 64 bits (uniform: a BLAKE2b digest).
+    `expected` sizes the table for that many entries at once (a size read from input is trusted up
+    to `_PRESIZE_LIMIT` entries, about 30 MB); else, and beyond, it doubles as it fills.
+    """
+
+    __slots__ = ("_codes", "_count", "_high", "_low", "_names")
+    _FILL = 0.7  # the load at which the table doubles
+
+    def __init__(self, items: Iterable[tuple[int, str]] = (), *, expected: int = 0) -> None:
+        self._names: list[str] = []  # status by code - 1 (code 0: an empty slot)
+        self._count = 0
+        expected = min(max(expected, 0), _PRESIZE_LIMIT)
+        self._allocate(max(16, int(expected / (self._FILL - 0.1)) + 1))
+        for digest, status in items:
+            self[digest] = status
+
+    def _allocate(self, capacity: int) -> None:
+        self._high = array("Q", [0]) * capacity
+        self._low = array("Q", [0]) * capacity
+        self._codes = array("B", [0]) * capacity
+
+    def _slot(self, high: int, low: int) -> tuple[int, bool]:
+        """The slot holding (high, low), True; else the empty slot where it goes, False."""
+        highs, lows, codes = self._high, self._low, self._codes
+        capacity = len(codes)
+        slot = high % capacity
+        while codes[slot]:
+            if highs[slot] == high and lows[slot] == low:
+                return slot, True
+            slot += 1
+            if slot == capacity:
+                slot = 0
+        return slot, False
+
+    def __setitem__(self, digest: int, status: str) -> None:
+        if not 0 <= digest < _DIGESTS:
+            raise ValueError(f"not a 128-bit key digest: {digest!r}")
+        high, low = digest >> 64, digest & _LOW_64
+        slot, found = self._slot(high, low)
+        if not found:
+            if self._count + 1 > len(self._codes) * self._FILL:
+                self._grow()
+                slot, _ = self._slot(high, low)
+            self._high[slot], self._low[slot] = high, low
+            self._count += 1
+        self._codes[slot] = self._code(status)
+
+    def _code(self, status: str) -> int:
+        names = self._names
+        for code, name in enumerate(names, 1):
+            if name == status:
+                return code
+        if len(names) == 255:
+            raise ValueError("more than 255 distinct statuses")
+        names.append(status)
+        return len(names)
+
+    def _grow(self) -> None:
+        old = self._high, self._low, self._codes
+        self._allocate(2 * len(self._codes))
+        for high, low, code in zip(*old, strict=True):
+            if code:
+                slot, _ = self._slot(high, low)
+                self._high[slot], self._low[slot], self._codes[slot] = high, low, code
+
+    def get(self, digest: int, default: str | None = None) -> str | None:  # type: ignore[override]
+        """The status of `digest`, else `default` (one probe; Mapping.get would raise and catch)."""
+        if not 0 <= digest < _DIGESTS:
+            return default
+        slot, found = self._slot(digest >> 64, digest & _LOW_64)
+        return self._names[self._codes[slot] - 1] if found else default
+
+    def __getitem__(self, digest: int) -> str:
+        status = self.get(digest)
+        if status is None:
+            raise KeyError(digest)
+        return status
+
+    def __contains__(self, digest: object) -> bool:
+        return isinstance(digest, int) and self.get(digest) is not None
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[int]:
+        return (digest for digest, _ in self._pairs())
+
+    def items(self) -> ItemsView[int, str]:
+        """(digest, status) of every entry, in no particular order."""
+        return _StatusItems(self)
+
+    def _pairs(self) -> Iterator[tuple[int, str]]:
+        names = self._names
+        for high, low, code in zip(self._high, self._low, self._codes, strict=True):
+            if code:
+                yield (high << 64) | low, names[code - 1]
+
+
+class _StatusItems(ItemsView[int, str]):
+    """A `StatusTable`'s items, read off its arrays rather than looked up key by key."""
+
+    _mapping: StatusTable
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        return self._mapping._pairs()
 
 
 # Scopes that name one region of an account; every other scope covers the whole account.

@@ -6,11 +6,11 @@ nothing behind. Findings are matched across runs by policy id + resource id (nev
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from sys import intern
 from typing import Any
 
 import orjson
@@ -45,9 +45,9 @@ from auditor.document import (
 )
 from auditor.drift import (
     SECTIONS,
-    DriftSection,
     LaterCoverage,
     RecordedGap,
+    StatusTable,
     classify_change,
     gap_changes,
     key_digest,
@@ -219,6 +219,7 @@ class RunDiff:
     not_assessed: list[Change] = field(default_factory=list)
     new_gaps: list[RecordedGap] = field(default_factory=list)
     closed_gaps: list[RecordedGap] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)  # changes by section, listed or not
 
     SECTIONS = SECTIONS
 
@@ -262,6 +263,16 @@ class RunDiff:
         return lines
 
 
+ChangedRow = tuple[FindingRow, str | None, str | None]
+
+
+class DriftRows(dict[str, list[ChangedRow]]):
+    """`diff_rows`' answer: the changed rows of each listed section, and `counts`, how many
+    findings moved into each section (listed or not)."""
+
+    counts: Counter[str]
+
+
 def diff_rows(
     a: Sequence[FindingRow] | Callable[[], Iterable[FindingRow]],
     b: Sequence[FindingRow] | Callable[[], Iterable[FindingRow]],
@@ -269,31 +280,39 @@ def diff_rows(
     regions: Mapping[tuple[str, str], Sequence[str] | None]
     | Callable[[set[tuple[str, str]]], Mapping[tuple[str, str], Sequence[str] | None]]
     | None = None,
-) -> dict[str, list[tuple[FindingRow, str | None, str | None]]]:
+    *,
+    expected: int = 0,
+    listed: Collection[str] = SECTIONS,
+) -> DriftRows:
     """Classify findings of two runs by key: (row, status before, status after) per section.
 
     `a` and `b` may be functions giving their rows (streams, each read at most twice): memory then
-    holds a status per key of `a` (a digest, `auditor.drift.key_digest`), and only the rows that
-    changed. `coverage` is the later run's blind spots: a finding absent from `b` whose resource
+    holds a status per key of `a` (a digest, `auditor.drift.key_digest`, in a `StatusTable`), a
+    section per key that changed, and the rows of the `listed` sections only (the others are
+    counted). `coverage` is the later run's blind spots: a finding absent from `b` whose resource
     lies under one of its gaps is not assessed, never fixed. `regions` gives, by key, the regions of
     rows of `a` where a region-scoped gap must decide (missing: unknown, so covered); as a function
-    it is asked for those keys only. A key repeated within a run: its last row holds.
+    it is asked for those keys only. A key repeated within a run: its last row holds. `expected`:
+    about how many rows `a` has (sizes the table of its statuses).
     """
     rows_a: Callable[[], Iterable[FindingRow]] = a if callable(a) else (lambda: a)
     rows_b: Callable[[], Iterable[FindingRow]] = b if callable(b) else (lambda: b)
-    before = {key_digest(row.key): intern(row.status) for row in rows_a()}  # one str per status
-    changed: dict[int, tuple[DriftSection, tuple[FindingRow, str | None, str | None]]] = {}
+    before = StatusTable(((key_digest(row.key), row.status) for row in rows_a()), expected=expected)
+    # The section of each key of `b` that moved ("" for none, as when a later row of the key did
+    # not), and of each key failing in `a` that `b` reports: the failures not in it are gone.
+    moved = StatusTable()
+    kept: dict[int, ChangedRow] = {}  # rows of the listed sections
     for row in rows_b():
         digest = key_digest(row.key)
         was = before.get(digest)
         section = classify_change(was, row.status)
-        if section is None:
-            changed.pop(digest, None)
+        if section is not None or was == "fail" or digest in moved:
+            moved[digest] = section or ""
+        if section in listed:
+            kept[digest] = (row, was, row.status)
         else:
-            changed[digest] = (section, (row, was, row.status))
-    gone_keys = {digest for digest, status in before.items() if status == "fail"}
-    if gone_keys:
-        gone_keys.difference_update(key_digest(row.key) for row in rows_b())
+            kept.pop(digest, None)
+    gone_keys = {digest for digest, was in before.items() if was == "fail" and digest not in moved}
     gone = (
         {digest: row for row in rows_a() if (digest := key_digest(row.key)) in gone_keys} if gone_keys else {}
     )
@@ -309,12 +328,15 @@ def diff_rows(
             assessed = coverage.gap_over(row.provider, row.account, where) is None
         section = classify_change(before[digest], None, assessed=assessed)
         if section is not None:
-            changed[digest] = (section, (row, before[digest], None))
-    out: dict[str, list[tuple[FindingRow, str | None, str | None]]] = {n: [] for n in RunDiff.SECTIONS}
-    for section, item in changed.values():
-        out[section].append(item)
-    for listed in out.values():
-        listed.sort(key=lambda item: (item[0].policy_id, item[0].resource_id))
+            moved[digest] = section
+            if section in listed:
+                kept[digest] = (row, before[digest], None)
+    out = DriftRows({name: [] for name in SECTIONS if name in listed})
+    out.counts = Counter(section for _, section in moved.items() if section)
+    for digest, item in kept.items():
+        out[moved[digest]].append(item)
+    for changed in out.values():
+        changed.sort(key=lambda item: (item[0].policy_id, item[0].resource_id))
     return out
 
 
@@ -327,7 +349,7 @@ class _StoredRun(PreviousRun):
 
     def _statuses(self) -> Iterator[tuple[tuple[str, str], str, str, str]]:
         for row in self._history.iter_finding_rows(self.id):
-            yield row.key, intern(row.status), row.provider, row.account  # kept: one str per status
+            yield row.key, row.status, row.provider, row.account
 
     def _failures(self, digests: set[int]) -> Iterator[tuple[int, FindingFacts]]:
         rows = {
@@ -687,12 +709,13 @@ class History:
                         out[(row.policy_id, row.resource_id)] = [str(r) for r in regions or []]
         return out
 
-    def diff(self, a: RunSummary, b: RunSummary) -> RunDiff:
+    def diff(self, a: RunSummary, b: RunSummary, *, listed: Collection[str] = SECTIONS) -> RunDiff:
         """New failures, fixed, still failing, newly unknown, newly waived, and not assessed from
         `a` to `b`, and the coverage gaps opened and closed between them.
 
         A failure absent from `b` whose resource lies under a coverage gap of `b` is not assessed,
-        never fixed (see `auditor.drift`).
+        never fixed (see `auditor.drift`). Only the `listed` sections list their changes (memory
+        holds each one); every section is counted (`RunDiff.counts`).
         """
         result = RunDiff(a=a, b=b)
         gaps_a, gaps_b = self.coverage_gaps(a.id), self.coverage_gaps(b.id)
@@ -710,7 +733,10 @@ class History:
             lambda: self.iter_finding_rows(b.id),
             coverage,
             regions_of if coverage else None,
+            expected=sum(n for status, n in a.counts.items() if status != "baselined"),
+            listed=listed,
         )
+        result.counts = {section: rows.counts[section] for section in SECTIONS}
         for section, changed in rows.items():
             getattr(result, section).extend(
                 Change(

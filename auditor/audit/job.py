@@ -566,7 +566,8 @@ def _run(
         )
     finally:
         spool.close()
-    diff = history.diff(previous, current) if previous is not None else None
+    # The summary prints how many findings moved, not which: no section's changes are held.
+    diff = history.diff(previous, current, listed=()) if previous is not None else None
     outcome = AuditOutcome(
         exit_code=run.gate.exit_code,
         run_id=run.id,
@@ -700,11 +701,12 @@ def summary_lines(config: AuditConfig, outcome: AuditOutcome) -> list[str]:
     ]
     if outcome.diff is not None:
         d = outcome.diff
+        moved = d.counts
         lines.append(
             f"since run {d.a.id[:8]} ({d.a.started_at:%Y-%m-%d %H:%M}Z): "
-            f"{len(d.new_failures)} new failure(s), {len(d.fixed)} fixed, "
-            f"{len(d.still_failing)} still failing, {len(d.newly_unknown)} newly unknown, "
-            f"{len(d.not_assessed)} not assessed, "
+            f"{moved['new_failures']} new failure(s), {moved['fixed']} fixed, "
+            f"{moved['still_failing']} still failing, {moved['newly_unknown']} newly unknown, "
+            f"{moved['not_assessed']} not assessed, "
             f"coverage gaps {len(d.new_gaps)} new / {len(d.closed_gaps)} closed"
         )
     lines.append(f"findings: {outcome.findings_path}")

@@ -5,7 +5,8 @@ Holding the earlier document whole costs memory in proportion to its findings an
 (gigabytes at a million findings); drift needs far less: each finding's status by its key (policy
 id, resource id), and for the failures a later run no longer reports, the resource facts a "fixed"
 or "not assessed" entry shows: those are read again, so memory grows with the number of findings
-only by a digest and a status each. Keys are kept as 128-bit BLAKE2b digests (a collision among a
+only by a digest and a status each (`auditor.drift.StatusTable`, 20 to 50 bytes a finding). Keys
+are kept as 128-bit BLAKE2b digests (a collision among a
 billion keys has odds below 1e-20).
 """
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from auditor.document import FindingRecord, FindingsDocument, RunInfo
-from auditor.drift import RecordedGap, key_digest
+from auditor.drift import RecordedGap, StatusTable, key_digest
 from auditor.findings import Severity, Status
 from auditor.findings_stream import FindingsStream
 
@@ -64,7 +65,7 @@ class PreviousRun:
         self.gaps: list[RecordedGap] = [gap.coverage_gap() for gap in run.coverage.gaps]
         self._findings = findings or (lambda: ())
         accounts = {(account.provider, account.account) for account in run.coverage.accounts}
-        statuses: dict[int, str] = {}
+        statuses = StatusTable(expected=run.counts.findings)
         for key, status, provider, account in self._statuses():
             accounts.add((provider, account))
             statuses[key_digest(key)] = status  # a key repeated: the last holds

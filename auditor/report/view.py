@@ -33,7 +33,7 @@ from auditor.document import (
     WaiverUse,
     ZoneInfo,
 )
-from auditor.drift import LaterCoverage, RecordedGap, classify_change, gap_changes, key_digest
+from auditor.drift import LaterCoverage, RecordedGap, StatusTable, classify_change, gap_changes, key_digest
 from auditor.errors import InputError
 from auditor.findings import OWNER_TAG, Severity, Status
 from auditor.frameworks import (
@@ -1431,7 +1431,7 @@ class ChangesCollector:
         self.run = run
         self.previous = PreviousRun.of(previous)
         # Keys of this run among the previous run's failures: the rest are fixed or not assessed.
-        self.seen_failures: set[int] = set()
+        self.seen_failures = StatusTable()
         self.accounts: set[tuple[str, str]] = {(a.provider, a.account) for a in run.coverage.accounts}
         self.counts: Counter[str] = Counter()
         self.lists = {section: Smallest[ChangeView](limit, _change_order) for section in _LISTED}
@@ -1441,7 +1441,7 @@ class ChangesCollector:
         digest = key_digest(finding.key)
         was = self.previous.statuses.get(digest)
         if was == Status.FAIL.value:
-            self.seen_failures.add(digest)
+            self.seen_failures[digest] = was
         self.accounts.add((finding.resource.provider, finding.resource.account))
         section = classify_change(was, finding.status.value)
         if section is None:

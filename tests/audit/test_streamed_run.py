@@ -26,7 +26,7 @@ from auditor.audit.baseline import (
 from auditor.audit.history import FindingRow, History, diff_rows
 from auditor.check import CheckOptions, CheckResult, run_check
 from auditor.document import FindingsDocument, check_document, check_run, plain, write_document
-from auditor.drift import LaterCoverage, RecordedGap, key_digest
+from auditor.drift import SECTIONS, LaterCoverage, RecordedGap, key_digest
 from auditor.findings import Severity, Status
 from auditor.report.previous import PreviousRun
 
@@ -232,6 +232,47 @@ def test_drift_from_a_stream_is_drift_from_lists() -> None:
         "newly_waived": [],
         "not_assessed": [("p.a", "/sub-b/c3", "fail", None)],
     }
+
+
+@pytest.mark.parametrize("listed", [(), ("fixed",), ("still_failing", "not_assessed"), SECTIONS])
+def test_drift_counts_every_section_and_holds_the_rows_of_those_listed(listed: tuple[str, ...]) -> None:
+    """The audit job prints how many findings moved (`listed=()`): the counts are those of the
+    lists drift gives in full, and no section's rows are held."""
+    earlier = [
+        _row("p.a", "/sub-a/c1", "fail"),  # gone, its resource seen: fixed
+        _row("p.a", "/sub-a/c2", "fail"),
+        _row("p.a", "/sub-b/c3", "fail", "sub-b"),  # gone under a gap: not assessed
+        _row("p.a", "/sub-a/c8", "fail"),
+        _row("p.a", "/sub-a/c9", "pass"),
+    ]
+    later = [
+        _row("p.a", "/sub-a/c2", "fail"),
+        _row("p.a", "/sub-a/c8", "fail"),
+        _row("p.a", "/sub-a/c8", "pass"),  # repeated: the last holds (fixed, and not gone)
+        _row("p.a", "/sub-a/c9", "error"),
+        _row("p.a", "/sub-a/c10", "fail"),
+        _row("p.a", "/sub-a/c11", "error"),
+        _row("p.a", "/sub-a/c11", "pass"),  # repeated: moved, then not
+    ]
+    coverage = LaterCoverage(
+        [RecordedGap("azure", "sub-b", "account", "access_denied", "listing failed")],
+        seen_accounts={("azure", "sub-a")},
+        known_accounts={("azure", "sub-a"), ("azure", "sub-b")},
+    )
+    full = diff_rows(earlier, later, coverage)
+    out = diff_rows(lambda: iter(earlier), lambda: iter(later), coverage, listed=listed)
+    expected = {
+        "new_failures": 1,
+        "fixed": 2,
+        "still_failing": 1,
+        "newly_unknown": 1,
+        "newly_waived": 0,
+        "not_assessed": 1,
+    }
+    assert {section: len(rows) for section, rows in full.items()} == expected
+    assert {section: out.counts[section] for section in SECTIONS} == expected
+    assert set(out) == set(listed)
+    assert all(out[section] == full[section] for section in listed)
 
 
 def test_history_show_json_streams_the_stored_document(
