@@ -21,7 +21,7 @@ from auditor.errors import visible
 from auditor.report.base import ReportInput, render_to_file
 from auditor.report.html import finalize_visible
 from auditor.report.markdown import md, md_block
-from auditor.report.sarif import http_url
+from auditor.report.sarif import _SUSPECT, _suspect, http_url, visible_json
 
 from .conftest import REPO, hostile_record, run_check
 
@@ -202,3 +202,49 @@ def test_escaping_helpers() -> None:
     assert md(f"x{RLO}y") == "x\\<U+202E\\>y"
     assert md_block("- item\n    code\n=== \n<b>") == "\\- item\ncode\n\\===\n\\<b\\>"
     assert finalize_visible(f"a{ESC}") == "a<U+001B>" and finalize_visible(3) == "3"
+
+
+_FILLER = b'{"message":"encryption.algorithm = \\"AES256\\", expected one of [\\"AES256\\"]",' * 40
+
+
+@pytest.mark.parametrize(
+    "marked",
+    [
+        b"\\u001b",  # escaped C0
+        b"\\u001F",
+        b"\\r",
+        b"\\b",
+        b"\\f",
+        b"\\\\r",  # a literal backslash before r: harmless, but the pattern takes it (a walk)
+        b"\x7f",  # DEL
+        b"\xc2\x85",  # C1
+        b"\xd8\x9c",  # Arabic letter mark
+        b"\xe2\x80\x8e",  # left-to-right mark
+        b"\xe2\x80\xae",  # right-to-left override
+        b"\xe2\x81\xa6",  # left-to-right isolate
+        b"\xe2\x80\x93",  # en dash: a lead byte, nothing hidden
+        b"\xc2\xa0",  # no-break space
+        b"\xd8\xa7",  # Arabic alef
+        b"\\u00e9",  # an escape that is no control character
+        b"\\n",  # orjson's newline escape: visible
+        b"",
+    ],
+)
+@pytest.mark.parametrize("where", ["alone", "start", "end", "beside a harmless lead byte"])
+def test_the_fast_suspicion_is_the_pattern_s(marked: bytes, where: str) -> None:
+    """`visible_json` walks a value only when its JSON may hide a character: the quick check
+    (`_suspect`) answers exactly as the whole pattern."""
+    data = {
+        "alone": marked,
+        "start": marked + _FILLER,
+        "end": _FILLER + marked,
+        "beside a harmless lead byte": _FILLER + "\u2013 and \u00a0".encode() + _FILLER + marked,
+    }[where]
+    assert _suspect(data) is (_SUSPECT.search(data) is not None)
+
+
+def test_visible_json_writes_no_live_control_or_bidi_character() -> None:
+    value = {"name": "acme\u202eexe.pdf", "tags": ["a\x1b[31mred", "\u2013 ok"], "n": 1}
+    data = visible_json(value)
+    assert "\u202e".encode() not in data and b"\\u001b" not in data
+    assert orjson.loads(data)["tags"][1] == "\u2013 ok"
