@@ -6,8 +6,7 @@ Holding the earlier document whole costs memory in proportion to its findings an
 id, resource id), and for the failures a later run no longer reports, the resource facts a "fixed"
 or "not assessed" entry shows: those are read again, so memory grows with the number of findings
 only by a digest and a status each (`auditor.drift.StatusTable`, 20 to 50 bytes a finding). Keys
-are kept as 128-bit BLAKE2b digests (a collision among a
-billion keys has odds below 1e-20).
+are kept as 128-bit BLAKE2b digests (a collision among a billion keys has odds below 1e-20).
 """
 
 from __future__ import annotations
