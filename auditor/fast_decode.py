@@ -14,6 +14,13 @@ parsers differ take that path too: a repeated key (both keep the last silently; 
 the struct's encoding or have as many colons, `colons_agree`), an integer beyond 64 bits (orjson
 reads a float), a float with an exponent (msgspec writes "1e16" where orjson writes "1e+16").
 
+Where auditor was installed with a C compiler, `auditor._unambiguous` proves in one pass that a line
+holds none of those texts (`unambiguous_object`); `decode(text, texts=False)` then skips its own
+proofs (a re-encoding, a scan for long numbers), lets msgspec fill absent fields (nothing asks which
+were given but `track_given`), and leaves the kept list's items' `Any` values as raw JSON
+(`msgspec.Raw`, still checked as JSON), as readers of that form take the items from the kept line.
+Without the module the proofs run instead; the verdicts are the same.
+
 A struct has no pydantic API (`model_dump`, `model_copy`, ...) except `model_fields_set` on the
 models named in `track_given`; `auditor check` evaluates them, and tests/test_fast_path.py proves
 its findings byte-identical to those of pydantic records. Derivation refuses, at import, whatever
@@ -33,6 +40,13 @@ import msgspec
 import orjson
 from msgspec.structs import force_setattr
 from pydantic import BaseModel, StringConstraints, TypeAdapter, ValidationError
+
+try:
+    from auditor._unambiguous import unambiguous_object
+except ImportError:  # built at install where a C compiler is present (hatch_build.py)
+    UNAMBIGUOUS: Callable[[bytes], bool] | None = None
+else:
+    UNAMBIGUOUS = unambiguous_object
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -83,17 +97,28 @@ class RecordDecoder(Generic[ModelT]):
     model's `keep_evidence_texts`), each exactly ``orjson.dumps`` of the item as orjson reads it,
     so findings need not serialize them again; `decode(text, texts=False)` keeps the line instead
     (`keep_evidence_line`), for readers that do not copy the items. `track_given` names the models
-    whose readers ask which fields were given (`model_fields_set`).
+    whose readers ask which fields were given (`model_fields_set`). `unambiguous` proves a line
+    free of the texts the parsers read differently (default: `auditor._unambiguous`, if built).
     """
 
     def __init__(
-        self, model: type[ModelT], *, texts_of: str, track_given: frozenset[type[BaseModel]] = frozenset()
+        self,
+        model: type[ModelT],
+        *,
+        texts_of: str,
+        track_given: frozenset[type[BaseModel]] = frozenset(),
+        unambiguous: Callable[[bytes], bool] | None = UNAMBIGUOUS,
     ) -> None:
-        _list_item_model(model.model_fields[texts_of].annotation)
+        item_model = _list_item_model(model.model_fields[texts_of].annotation)
         self._texts_of = texts_of
-        deriver = _Deriver(track_given)
-        struct, self._finish = deriver.derive(model)
+        struct, self._finish = _Deriver(track_given).derive(model)
         self._decoder = msgspec.json.Decoder(struct, float_hook=_float)
+        self._unambiguous = unambiguous
+        # For proven lines read with the line kept: the items' payloads stay raw JSON.
+        line_struct, self._line_finish = _Deriver(
+            track_given, raw_any_in=item_model, native_defaults=True
+        ).derive(model)
+        self._line_decoder = msgspec.json.Decoder(line_struct)
         self._encode = msgspec.json.Encoder().encode
         self._texts_key = b',"' + texts_of.encode() + b'":['
 
@@ -101,6 +126,8 @@ class RecordDecoder(Generic[ModelT]):
         """The struct `text` holds (typed as the model it mirrors), or None when pydantic must
         decide, which includes every bad text. `texts`: keep the kept list's item texts, else the
         line itself."""
+        if not texts and self._unambiguous is not None and self._unambiguous(text):
+            return self._decode_proven(text)
         if _LONG_NUMBER in text.translate(_DIGITS):
             return None
         encode = self._encode
@@ -113,7 +140,7 @@ class RecordDecoder(Generic[ModelT]):
         # text with as many colons unless a repeated key was dropped. For the texts, the kept list
         # is encoded item by item, the rest of the record once.
         if not texts:
-            if not (_proves_no_repeated_keys(text, encode(record)) and self._finished(record)):
+            if not (_proves_no_repeated_keys(text, encode(record)) and _finished(record, self._finish)):
                 return None
             record.keep_evidence_line(text)
             line_kept: ModelT = record
@@ -134,19 +161,32 @@ class RecordDecoder(Generic[ModelT]):
             # Not in auditor's spelling (key order, spaces, escapes, number forms): the texts are
             # as orjson reads and writes the items.
             kept = [orjson.dumps(item) for item in orjson.loads(text).get(self._texts_of) or ()]
-        if not self._finished(record):
+        if not _finished(record, self._finish):
             return None
         record.keep_evidence_texts(kept)
         decoded: ModelT = record
         return decoded
 
-    def _finished(self, record: Any) -> bool:
-        """Finish `record`; False when pydantic refuses a date or time (its path gives the message)."""
+    def _decode_proven(self, text: bytes) -> ModelT | None:
+        """`decode(text, texts=False)` of a text `unambiguous` proved: no proof left to make."""
         try:
-            self._finish(record)
-        except ValidationError:
-            return False
-        return True
+            record: Any = self._line_decoder.decode(text)
+        except (msgspec.DecodeError, RecursionError):
+            return None
+        if not _finished(record, self._line_finish):
+            return None
+        record.keep_evidence_line(text)
+        decoded: ModelT = record
+        return decoded
+
+
+def _finished(record: Any, finish: Finish) -> bool:
+    """Finish `record`; False when pydantic refuses a date or time (its path gives the message)."""
+    try:
+        finish(record)
+    except ValidationError:
+        return False
+    return True
 
 
 def _list_item_model(annotation: Any) -> type[BaseModel]:
@@ -164,8 +204,18 @@ class _Deriver:
     absent fields (decoded as UNSET) get the model's defaults, dates and times are parsed by
     pydantic, private attributes and `model_fields_set` are set, nested structs are finished."""
 
-    def __init__(self, track_given: frozenset[type[BaseModel]]) -> None:
+    def __init__(
+        self,
+        track_given: frozenset[type[BaseModel]],
+        *,
+        raw_any_in: type[BaseModel] | None = None,
+        native_defaults: bool = False,
+    ) -> None:
         self.track_given = track_given
+        self.raw_any_in = raw_any_in  # this model's `Any` values are left as raw JSON
+        # msgspec fills absent fields itself where nothing needs the given fields told apart (no
+        # re-encoding proof, no `model_fields_set`) and the default needs no finishing.
+        self.native_defaults = native_defaults
         self.derived: dict[type[BaseModel], tuple[type[msgspec.Struct], Finish | None]] = {}
 
     def derive(self, model: type[BaseModel]) -> tuple[type[msgspec.Struct], Finish]:
@@ -198,7 +248,9 @@ class _Deriver:
             where = f"{name}.{field_name}"
             if field.alias not in (None, field_name) or field.validation_alias is not None:
                 raise TypeError(f"{where}: aliases cannot be mirrored")
-            struct_type, finish_value = self._type(field.annotation, field.metadata, where)
+            struct_type, finish_value = self._type(
+                field.annotation, field.metadata, where, raw=model is self.raw_any_in
+            )
             value = f"v{position}"
             store = f"put(s, {field_name!r}, {{}})" if frozen else f"s.{field_name} = {{}}"
             work: list[str] = []
@@ -211,8 +263,18 @@ class _Deriver:
                 if work:
                     body += [f"    {value} = s.{field_name}", *work]
                 continue
-            fields.append((field_name, Union[struct_type, msgspec.UnsetType], msgspec.UNSET))  # noqa: UP007
             default = _default(field, where)
+            if self.native_defaults and not tracked and _default_needs_no_finishing(default, work, field):
+                made_default = (
+                    default.value
+                    if isinstance(default, _Constant)
+                    else msgspec.field(default_factory=default)
+                )
+                fields.append((field_name, struct_type, made_default))
+                if work:
+                    body += [f"    {value} = s.{field_name}", *work]
+                continue
+            fields.append((field_name, Union[struct_type, msgspec.UnsetType], msgspec.UNSET))  # noqa: UP007
             scope[f"default{position}"] = default
             made = f"default{position}.value" if isinstance(default, _Constant) else f"default{position}()"
             body += [f"    {value} = s.{field_name}", f"    if {value} is UNSET:"]
@@ -225,12 +287,16 @@ class _Deriver:
             required = sorted(n for n, f in model.model_fields.items() if f.is_required())
             body.insert(0, f"    given = set({required!r})")
             body.append("    s.model_fields_set = given")
+        class_defaults: dict[str, Any] = {}
         for private, attribute in model.__private_attributes__.items():
             if attribute.default_factory is not None or not isinstance(
                 attribute.default, type(None) | bool | int | str
             ):
                 raise TypeError(f"{name}.{private}: only immutable private defaults can be mirrored")
-            body.append(f"    s.{private} = {attribute.default!r}")
+            if self.native_defaults:
+                class_defaults[private] = attribute.default  # read from the class until set
+            else:
+                body.append(f"    s.{private} = {attribute.default!r}")
         mixins = tuple(base for base in model.__bases__ if not issubclass(base, BaseModel))
         # Methods may cache in the instance (ResourceMethods.normalized_tags); private attributes
         # and `model_fields_set` are set on it.
@@ -239,6 +305,7 @@ class _Deriver:
             name,
             fields,
             bases=(*mixins, msgspec.Struct),
+            namespace=class_defaults,
             kw_only=True,
             forbid_unknown_fields=extra == "forbid",
             frozen=frozen,
@@ -251,36 +318,43 @@ class _Deriver:
         finish: Finish = scope["finish"]
         return struct, finish
 
-    def _type(self, annotation: Any, metadata: list[Any], where: str) -> tuple[Any, _Finishing | None]:
+    def _type(
+        self, annotation: Any, metadata: list[Any], where: str, *, raw: bool = False
+    ) -> tuple[Any, _Finishing | None]:
         """The msgspec type checking `annotation` (with pydantic `metadata`) as pydantic would, and
-        how a decoded (non-null) value is finished (`_finishing`), None if it is used as decoded."""
+        how a decoded (non-null) value is finished (`_finishing`), None if it is used as decoded.
+        `raw`: an `Any` value is kept as its JSON text (`msgspec.Raw`)."""
         origin = get_origin(annotation)
         if origin is Annotated:
             base, *extra = get_args(annotation)
-            return self._type(base, [*extra, *metadata], where)
+            return self._type(base, [*extra, *metadata], where, raw=raw)
         if origin in (Union, types.UnionType):
             members = get_args(annotation)
             if len(members) != 2 or type(None) not in members:
                 raise TypeError(f"{where}: only `X | None` unions can be mirrored")
             (inner,) = (m for m in members if m is not type(None))
-            struct_type, finish = self._type(inner, metadata, where)  # constraints bind the non-null member
+            struct_type, finish = self._type(
+                inner, metadata, where, raw=raw
+            )  # constraints bind the non-null member
             return struct_type | None, finish
         if metadata:
             return _constrained(annotation, metadata, where), None
         if origin is list:
             (item,) = get_args(annotation)
-            struct_type, finish = self._type(item, [], where)
+            struct_type, finish = self._type(item, [], where, raw=raw)
             return list[struct_type], self._container("list", finish, item, where)  # type: ignore[valid-type]
         if origin is dict:
             key, value_type = get_args(annotation)
             if key is not str:
                 raise TypeError(f"{where}: only str keys can be mirrored")
-            struct_type, finish = self._type(value_type, [], where)
+            struct_type, finish = self._type(value_type, [], where, raw=raw)
             return dict[str, struct_type], self._container("dict", finish, value_type, where)  # type: ignore[valid-type]
         if origin is Literal:
             if not all(isinstance(v, str) for v in get_args(annotation)):
                 raise TypeError(f"{where}: only string literals can be mirrored")
             return annotation, None
+        if annotation is Any and raw:
+            return msgspec.Raw, None
         if annotation is Any or annotation in (str, bool, int):
             return annotation, None
         if annotation in _PARSERS:
@@ -346,6 +420,16 @@ def _default(field: Any, where: str) -> Callable[[], Any] | _Constant:
     if default is None or isinstance(default, bool | int | str | enum.Enum):
         return _Constant(default)
     raise TypeError(f"{where}: the mutable default {default!r} cannot be mirrored")
+
+
+def _default_needs_no_finishing(default: Callable[[], Any] | _Constant, work: list[str], field: Any) -> bool:
+    """Whether finishing a field's value (`work`) leaves its default as pydantic leaves it: there
+    is no work, or it skips None or loops over an empty list or dict."""
+    if not work:
+        return True
+    if isinstance(default, _Constant):
+        return default.value is None and _optional(field.annotation)
+    return default in (list, dict)
 
 
 def _constrained(annotation: Any, metadata: list[Any], where: str) -> Any:

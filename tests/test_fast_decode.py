@@ -18,7 +18,9 @@ from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
+from unittest import mock
 
+import msgspec
 import orjson
 import pytest
 from click.testing import CliRunner
@@ -26,16 +28,19 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StringConstraints,
+    ValidationError,
     computed_field,
     field_validator,
     model_validator,
 )
 
+from auditor import inventory
 from auditor.attestations import with_expired_attestations
 from auditor.cli import cli
 from auditor.errors import InputError
-from auditor.fast_decode import RecordDecoder
+from auditor.fast_decode import UNAMBIGUOUS, RecordDecoder
 from auditor.inventory import parse_record
 from auditor.model import StorageResource, Transport
 from auditor.strict import StrictModel
@@ -60,6 +65,8 @@ def mirror(value: Any) -> Any:
     that compares equal only when names, types and values all agree (dict order included)."""
     if _is_struct(value):
         return _object(value, tuple(value.__struct_fields__))
+    if isinstance(value, msgspec.Raw):  # a payload kept as JSON text: what the reference parser reads
+        return mirror(orjson.loads(bytes(value)))
     if isinstance(value, BaseModel):
         return _object(value, tuple(type(value).model_fields))
     if isinstance(value, list):
@@ -129,17 +136,35 @@ def read(line: bytes, *, fast: bool, evidence_texts: bool = True) -> tuple[Any, 
     return ("record", _is_struct(record), mirror(record), texts, tags)
 
 
+# The decoder as built without auditor._unambiguous (no C compiler at install): it makes its own
+# proofs, for the line-kept reads too.
+_WITHOUT_THE_PROOF = RecordDecoder(
+    StorageResource, texts_of="evidence", track_given=frozenset({Transport}), unambiguous=None
+)
+
+
+def read_without_the_proof(line: bytes) -> tuple[Any, ...]:
+    with mock.patch.object(inventory, "_FAST_RESOURCE", _WITHOUT_THE_PROOF):
+        return read(line, fast=True, evidence_texts=False)
+
+
 def expected_texts(line: bytes) -> list[bytes]:
     return [orjson.dumps(item) for item in orjson.loads(line).get("evidence") or []]
 
 
 def compare(line: bytes) -> tuple[str | None, tuple[Any, ...], tuple[Any, ...]]:
     """(None if both paths agree else why, slow outcome, fast outcome); the fast path is read with
-    its item texts and with the line kept instead (`evidence_texts=False`), which must agree."""
+    its item texts and with the line kept instead (`evidence_texts=False`), with and without
+    auditor._unambiguous, which must all agree."""
     slow, fast = read(line, fast=False), read(line, fast=True)
     line_kept = read(line, fast=True, evidence_texts=False)
-    if line_kept != fast:
+    # Either may be a struct where the other is pydantic's record (the line-kept read has its own
+    # proof, auditor._unambiguous); what they hold must agree.
+    if _without_kind(line_kept) != _without_kind(fast):
         return "reading with the line kept differs from reading with item texts", fast, line_kept
+    unproven = read_without_the_proof(line)
+    if _without_kind(unproven) != _without_kind(fast):
+        return "reading with the line kept but without auditor._unambiguous differs", fast, unproven
     if slow[0] == "record" and slow[1]:
         return "the reference path returned a struct", slow, fast
     if slow[0] != "record" or fast[0] != "record":
@@ -155,6 +180,10 @@ def compare(line: bytes) -> tuple[str | None, tuple[Any, ...], tuple[Any, ...]]:
     if slow[3] is not None and slow[3] != expected_texts(line):
         return "evidence_texts are not orjson.dumps of the items as read", slow, fast
     return None, slow, fast
+
+
+def _without_kind(outcome: tuple[Any, ...]) -> tuple[Any, ...]:
+    return outcome[:1] + outcome[2:] if outcome[0] == "record" else outcome
 
 
 def assert_same(line: bytes) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
@@ -219,8 +248,13 @@ def _assert_fixture_lines(lines: list[bytes], *, minimum: int) -> None:
             assert slow[3] == expected_texts(line)
         else:
             assert not fast[1], "an attested or non-resource line must be read by pydantic"
-    # Not vacuous: the fast path really produced the structs it compared equal.
+    # Not vacuous: the fast path really produced the structs it compared equal, and with the line
+    # kept they were read through auditor._unambiguous's proof.
     assert structs >= 0.9 * len(candidates), (structs, len(candidates))
+    assert UNAMBIGUOUS is not None
+    proven = [line for line in candidates if UNAMBIGUOUS(line)]
+    assert len(proven) >= 0.9 * len(candidates), (len(proven), len(candidates))
+    assert all(read(line, fast=True, evidence_texts=False)[1] for line in proven)
 
 
 def test_demo_estate_reads_the_same_on_both_paths() -> None:
@@ -951,6 +985,81 @@ class WithComputedField(StrictModel):
 
 class WithBadSub(StrictModel):
     items: list[WithUnion] = Field(default_factory=list)
+
+
+class Call(StrictModel):
+    at: datetime
+    request: dict[str, Any] | None = None
+    response: Any = None
+
+
+class KeepsItsLine:
+    _line: bytes | None
+
+    def keep_evidence_line(self, line: bytes) -> None:
+        self._line = line
+
+
+class LineKept(KeepsItsLine, StrictModel):
+    # pydantic leaves a default unvalidated: a string default of a date field stays a string.
+    day: date = "2026-01-01"  # type: ignore[assignment]
+    note: str | None = None
+    calls: list[Call] = Field(default_factory=list)
+    _line: bytes | None = PrivateAttr(default=None)
+    _cache: str | None = PrivateAttr(default=None)
+
+
+@pytest.mark.parametrize("unambiguous", [UNAMBIGUOUS, None], ids=["proven", "own proofs"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"{}",
+        b'{"day":"2026-02-03","note":"n"}',
+        b'{"calls":[{"at":"2026-11-24T06:00:00Z"}]}',
+        b'{"calls":[{"at":"2026-11-24T06:00:00Z","request":{"a":[1,{"b":null}]},"response":"x"},'
+        b'{"at":"2026-11-24T07:00:00.5+02:00","request":null,"response":[1.5,true]}]}',
+    ],
+)
+def test_line_kept_reads_mirror_the_model(text: bytes, unambiguous: Callable[[bytes], bool] | None) -> None:
+    """Read with the line kept, a record has pydantic's values: its defaults as pydantic leaves
+    them, dates parsed, private attributes at their defaults, and the items' payloads as JSON that
+    reads as pydantic's (raw JSON text when the line was proven)."""
+    decoder = RecordDecoder(LineKept, texts_of="calls", unambiguous=unambiguous)
+    struct = decoder.decode(text, texts=False)
+    model = LineKept.model_validate_json(text)
+    assert _is_struct(struct)
+    assert mirror(struct) == mirror(model)
+    assert struct._line == text
+    assert struct._cache is None
+    raw = [isinstance(call.response, msgspec.Raw) for call in struct.calls]
+    assert raw == [unambiguous is not None and b'"response"' in text] * len(struct.calls)
+
+
+@pytest.mark.parametrize("unambiguous", [UNAMBIGUOUS, None], ids=["proven", "own proofs"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"calls":[{"at":"2026-11-24T06:00:00Z","request":5}]}',  # not an object: pydantic refuses
+        b'{"calls":[{"at":"2026-11-24T06:00:00Z","request":{"a":1,"a":2}}]}',
+        b'{"calls":[{"at":"2026-11-24T06:00:00Z","response":{"a":1e400}}]}',
+        b'{"calls":[{"at":"2026-11-24T06:00:00Z","response":"\xff"}]}',
+        b'{"calls":[{"at":"not a time"}]}',
+        b'{"day":"2026-13-01"}',
+        b'{"note":1}',
+    ],
+)
+def test_line_kept_reads_refuse_what_pydantic_refuses(
+    text: bytes, unambiguous: Callable[[bytes], bool] | None
+) -> None:
+    try:  # the reference path refuses it: orjson, the repeated-key check or pydantic
+        inventory.check_duplicate_keys(text, orjson.loads(text), WHERE)
+        LineKept.model_validate_json(text)
+    except (orjson.JSONDecodeError, InputError, ValidationError):
+        pass
+    else:
+        pytest.fail("the reference path accepts it")
+    decoder = RecordDecoder(LineKept, texts_of="calls", unambiguous=unambiguous)
+    assert decoder.decode(text, texts=False) is None
 
 
 def test_a_mirrorable_model_is_derived_and_decodes() -> None:
