@@ -5,13 +5,19 @@ library all read, to the same value, with no repeated key in any object. Each th
 prove (a repeated or escaped key, an exponent, a run of 19 digits, a surrogate escape, bad UTF-8,
 deeper than 64, more than 64 keys, anything that is not one object) is refused wherever it appears,
 and texts without them are proven (completeness: every demo line, thousands of generated records in
-any spacing and escaping). Hostile texts end in bounded time.
+any spacing and escaping). Hostile texts end in bounded time. Each test runs on the module as
+installed and on the module compiled again for the machines without SSE2 (8 bytes at a time, as on
+ARM) and for those that are not little-endian (a byte at a time).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
+import shlex
+import subprocess
+import sysconfig
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +29,9 @@ import pytest
 from auditor.fast_decode import UNAMBIGUOUS
 from auditor.inventory import check_duplicate_keys
 
-DEMO = Path(__file__).resolve().parents[1] / "fixtures" / "demo-estate.jsonl"
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "fixtures" / "demo-estate.jsonl"
+SOURCE = REPO / "auditor" / "_unambiguous.c"
 
 
 def test_the_extension_is_built() -> None:
@@ -32,9 +40,48 @@ def test_the_extension_is_built() -> None:
     assert UNAMBIGUOUS is not None, "auditor._unambiguous is not built: install with gcc and python3-dev"
 
 
-def proven(text: bytes) -> bool:
-    assert UNAMBIGUOUS is not None
-    return UNAMBIGUOUS(text)
+Scanner = Callable[[bytes], bool]
+
+# The scan reads strings 16 bytes at a time with SSE2 (x86-64), else 8 at a time (other
+# little-endian machines, e.g. ARM), else a byte at a time. Each is compiled and tested here.
+VARIANTS = {
+    "as built": [],
+    "8 bytes at a time": ["-U__SSE2__"],
+    "a byte at a time": ["-U__SSE2__", "-U__BYTE_ORDER__"],
+}
+
+
+def _compiled(flags: list[str], directory: Path) -> Scanner:
+    """auditor/_unambiguous.c compiled with `flags` into `directory`, loaded from there."""
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    target = directory / f"_unambiguous{suffix}"
+    command = [
+        *shlex.split(sysconfig.get_config_var("LDSHARED")),
+        *shlex.split(sysconfig.get_config_var("CCSHARED") or ""),
+        "-O2",
+        "-std=c99",
+        f"-I{sysconfig.get_paths()['include']}",
+        *flags,
+        str(SOURCE),
+        "-o",
+        str(target),
+    ]
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
+    spec = importlib.util.spec_from_file_location("auditor._unambiguous", target)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    scanner: Scanner = module.unambiguous_object
+    return scanner
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def proven(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Scanner:
+    """`unambiguous_object` as installed, and compiled again without SSE2 and word-wise reads."""
+    if not VARIANTS[request.param]:
+        assert UNAMBIGUOUS is not None
+        return UNAMBIGUOUS
+    return _compiled(VARIANTS[request.param], tmp_path_factory.mktemp("unambiguous"))
 
 
 # --- what every parser reads ------------------------------------------------------------------
@@ -66,7 +113,7 @@ def agreed_reading(text: bytes) -> Any:
     return via_orjson
 
 
-def assert_sound(text: bytes) -> None:
+def assert_sound(proven: Scanner, text: bytes) -> None:
     """If `text` is proven, every parser reads it alike, as an object, without repeated keys."""
     if proven(text):
         try:
@@ -168,18 +215,18 @@ def clean_records(seed: int, count: int) -> Iterator[tuple[dict[str, Any], bytes
         yield record, (_space(rng) + render(rng, record) + _space(rng)).encode()
 
 
-def test_clean_records_are_proven_and_read_as_generated() -> None:
+def test_clean_records_are_proven_and_read_as_generated(proven: Scanner) -> None:
     for record, text in clean_records(seed=20261130, count=3000):
         assert proven(text), text[:500]
         assert _typed(agreed_reading(text)) == _typed(record)
 
 
-def test_every_demo_line_is_proven() -> None:
+def test_every_demo_line_is_proven(proven: Scanner) -> None:
     lines = [line for line in DEMO.read_bytes().splitlines(keepends=True) if line.strip()]
     assert len(lines) > 60
     for line in lines:
         assert proven(line), line[:200]
-        assert_sound(line)
+        assert_sound(proven, line)
 
 
 # --- what it must refuse ----------------------------------------------------------------------
@@ -239,7 +286,7 @@ def _encode(text: str) -> bytes:
 
 
 @pytest.mark.parametrize("kind", [*REFUSED_VALUES, "repeated key", "escaped key"])
-def test_refused_wherever_it_appears(kind: str) -> None:
+def test_refused_wherever_it_appears(kind: str, proven: Scanner) -> None:
     rng = random.Random(kind)
     for record, _ in clean_records(seed=5, count=300):
         if kind == "repeated key":
@@ -328,7 +375,7 @@ def test_refused_wherever_it_appears(kind: str) -> None:
         b'\xef\xbb\xbf{"a":1}',  # a byte order mark
     ],
 )
-def test_refused(text: bytes) -> None:
+def test_refused(text: bytes, proven: Scanner) -> None:
     assert not proven(text)
 
 
@@ -339,17 +386,17 @@ def _nested(depth: int) -> bytes:
     return b'{"k":' + inner + b"}"
 
 
-def test_nesting_is_proven_to_64_levels_and_refused_beyond() -> None:
+def test_nesting_is_proven_to_64_levels_and_refused_beyond(proven: Scanner) -> None:
     assert proven(_nested(64))
     assert not proven(_nested(65))
-    assert_sound(_nested(64))
+    assert_sound(proven, _nested(64))
 
 
 def _keys(count: int) -> bytes:
     return ("{" + ",".join(f'"k{i}":{i}' for i in range(count)) + "}").encode()
 
 
-def test_an_object_is_proven_to_64_keys_and_refused_beyond() -> None:
+def test_an_object_is_proven_to_64_keys_and_refused_beyond(proven: Scanner) -> None:
     assert proven(_keys(64))
     assert not proven(_keys(65))
     # The limit is per object: 64 objects of 16 keys each are 1,024 keys open in all, which is fine.
@@ -357,7 +404,7 @@ def test_an_object_is_proven_to_64_keys_and_refused_beyond() -> None:
     assert proven(many)
 
 
-def test_keys_alike_in_length_and_last_byte_are_told_apart() -> None:
+def test_keys_alike_in_length_and_last_byte_are_told_apart(proven: Scanner) -> None:
     # The filter in `repeated` keys on length and last byte: these all collide in it.
     assert proven(b'{"ab":1,"cb":2,"xb":3,"b":4,"":5,"bb":6}')
     assert not proven(b'{"ab":1,"cb":2,"ab":3}')
@@ -366,7 +413,7 @@ def test_keys_alike_in_length_and_last_byte_are_told_apart() -> None:
 
 
 @pytest.mark.parametrize("length", range(0, 40))
-def test_every_position_of_short_and_long_strings(length: int) -> None:
+def test_every_position_of_short_and_long_strings(length: int, proven: Scanner) -> None:
     """Special bytes at each position of strings crossing the 16-byte blocks the scan reads."""
     for position in range(length):
         body = bytearray(b"x" * length)
@@ -382,7 +429,7 @@ def test_every_position_of_short_and_long_strings(length: int) -> None:
         ):
             text = b'{"a":"' + bytes(body[:position]) + special + bytes(body[position:]) + b'"}'
             assert proven(text) is ok, text
-            assert_sound(text)
+            assert_sound(proven, text)
         unterminated = b'{"a":"' + bytes(body)
         assert not proven(unterminated)
 
@@ -403,14 +450,14 @@ def _mutations(rng: random.Random, text: bytes) -> Iterator[bytes]:
     yield bytes(data[:at] + data[at + 1 :])
 
 
-def test_random_corruptions_are_never_proven_wrongly() -> None:
+def test_random_corruptions_are_never_proven_wrongly(proven: Scanner) -> None:
     rng = random.Random(7)
     checked = proven_count = 0
     for _, text in clean_records(seed=99, count=1500):
         for mutated in _mutations(rng, text):
             checked += 1
             proven_count += proven(mutated)
-            assert_sound(mutated)
+            assert_sound(proven, mutated)
     # Not vacuous: some corruptions stay valid JSON (a changed digit or letter) and are proven.
     assert checked > 8000
     assert proven_count > 500, proven_count
@@ -426,7 +473,7 @@ def test_random_corruptions_are_never_proven_wrongly() -> None:
         ("long numbers", lambda: b'{"a":[' + b"1," * 5_000_000 + b"1]}"),
     ],
 )
-def test_hostile_texts_end_quickly(name: str, make: Callable[[], bytes]) -> None:
+def test_hostile_texts_end_quickly(name: str, make: Callable[[], bytes], proven: Scanner) -> None:
     text = make()
     expected = name in ("a long string", "long numbers")
     assert proven(text) is expected, name
