@@ -33,6 +33,7 @@ import datetime as dt
 import enum
 import types
 from collections.abc import Callable
+from functools import cached_property
 from typing import Annotated, Any, Generic, Literal, TypeVar, Union, get_args, get_origin
 
 import annotated_types
@@ -109,16 +110,11 @@ class RecordDecoder(Generic[ModelT]):
         track_given: frozenset[type[BaseModel]] = frozenset(),
         unambiguous: Callable[[bytes], bool] | None = UNAMBIGUOUS,
     ) -> None:
-        item_model = _list_item_model(model.model_fields[texts_of].annotation)
-        self._texts_of = texts_of
+        self._item_model = _list_item_model(model.model_fields[texts_of].annotation)
+        self._model, self._track_given, self._texts_of = model, track_given, texts_of
         struct, self._finish = _Deriver(track_given).derive(model)
         self._decoder = msgspec.json.Decoder(struct, float_hook=_float)
         self._unambiguous = unambiguous
-        # For proven lines read with the line kept: the items' payloads stay raw JSON.
-        line_struct, self._line_finish = _Deriver(
-            track_given, raw_any_in=item_model, native_defaults=True
-        ).derive(model)
-        self._line_decoder = msgspec.json.Decoder(line_struct)
         self._encode = msgspec.json.Encoder().encode
         self._texts_key = b',"' + texts_of.encode() + b'":['
 
@@ -167,13 +163,22 @@ class RecordDecoder(Generic[ModelT]):
         decoded: ModelT = record
         return decoded
 
+    @cached_property
+    def _line_reader(self) -> tuple[msgspec.json.Decoder[Any], Finish]:
+        """The decoder of proven lines read with the line kept (derived on first use, as only
+        `check --evidence reference` reads them): the items' payloads stay raw JSON."""
+        deriver = _Deriver(self._track_given, raw_any_in=self._item_model, native_defaults=True)
+        struct, finish = deriver.derive(self._model)
+        return msgspec.json.Decoder(struct), finish
+
     def _decode_proven(self, text: bytes) -> ModelT | None:
         """`decode(text, texts=False)` of a text `unambiguous` proved: no proof left to make."""
+        decoder, finish = self._line_reader
         try:
-            record: Any = self._line_decoder.decode(text)
+            record: Any = decoder.decode(text)
         except (msgspec.DecodeError, RecursionError):
             return None
-        if not _finished(record, self._line_finish):
+        if not _finished(record, finish):
             return None
         record.keep_evidence_line(text)
         decoded: ModelT = record
