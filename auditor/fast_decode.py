@@ -207,7 +207,9 @@ Finish = Callable[[Any], None]
 class _Deriver:
     """Derives the struct mirroring each model, and the function that finishes a decoded one:
     absent fields (decoded as UNSET) get the model's defaults, dates and times are parsed by
-    pydantic, private attributes and `model_fields_set` are set, nested structs are finished."""
+    pydantic, private attributes and `model_fields_set` are set, nested structs are finished.
+    With `native_defaults`, msgspec fills the defaults that need no finishing and private
+    attributes are class defaults; `raw_any_in` keeps that model's `Any` values as raw JSON."""
 
     def __init__(
         self,
@@ -338,9 +340,8 @@ class _Deriver:
             if len(members) != 2 or type(None) not in members:
                 raise TypeError(f"{where}: only `X | None` unions can be mirrored")
             (inner,) = (m for m in members if m is not type(None))
-            struct_type, finish = self._type(
-                inner, metadata, where, raw=raw
-            )  # constraints bind the non-null member
+            # Constraints bind the non-null member.
+            struct_type, finish = self._type(inner, metadata, where, raw=raw)
             return struct_type | None, finish
         if metadata:
             return _constrained(annotation, metadata, where), None
